@@ -1,0 +1,222 @@
+"""Command line: one subcommand per workflow stage, each a thin call into the library.
+
+Snakemake rules call these so that every stage can also be run (and debugged) by hand. Problems
+with user input end the command with one message on stderr and in the log, exit status 1, and no
+traceback; outputs are written to a temporary name and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from .errors import InputError
+
+log = logging.getLogger("ctra")
+FLOAT_FORMAT = "%.10g"
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
+    """Tidy TSV with a fixed float format so reruns are byte-identical."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+
+
+def write_h5ad(adata, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
+
+
+def _plain(value: object) -> object:
+    """JSON fallback for numpy values that come back from .h5ad ``uns``."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _study(args: argparse.Namespace) -> dict:
+    return json.loads(args.study_config)
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages
+# ----------------------------------------------------------------------------------------------
+
+def run_validate(args: argparse.Namespace) -> None:
+    from .genesets import load_gene_set
+    from .validate import validate_sample_schema, validate_study
+
+    study = _study(args)
+    gene_set = load_gene_set(args.gene_set)
+    markers = load_gene_set(args.markers, allowed_groups=("marker",))
+    adata = validate_study(args.study, study, gene_set, markers)
+    if args.samples_schema:
+        validate_sample_schema(adata.obs, args.samples_schema, study["samples"])
+    checksums = json.loads(adata.uns["input_checksums"])
+    checksums.update({args.gene_set: _sha(args.gene_set), args.markers: _sha(args.markers)})
+    adata.uns["input_checksums"] = json.dumps(checksums)
+    log.info("validated %d samples x %d genes (%s ids); excluded: %s; dropped for missing covariates: %s; "
+             "merged rows: %s", adata.n_obs, adata.n_vars, adata.uns["id_kind"], adata.uns["excluded_samples"] or "none",
+             adata.uns["dropped_incomplete"] or "none", adata.uns["merged_genes"] or "none")
+    write_h5ad(adata, args.out)
+
+
+def _sha(path: str) -> str:
+    from .io import sha256sum
+
+    return sha256sum(path)
+
+
+def run_normalize(args: argparse.Namespace) -> None:
+    import anndata as ad
+
+    from .normalize import normalize
+
+    study = _study(args)
+    adata = normalize(ad.read_h5ad(args.input), input_kind=study["input"], method=study["normalization"],
+                      n_cpus=args.threads)
+    log.info("normalization: %s", adata.uns["normalization"])
+    write_h5ad(adata, args.out)
+
+
+def run_score(args: argparse.Namespace) -> None:
+    import anndata as ad
+
+    from .genesets import load_gene_set
+    from .scoring import score_study, usage_table
+
+    study = _study(args)
+    adata = ad.read_h5ad(args.input)
+    genes = pd.concat([load_gene_set(args.gene_set), load_gene_set(args.markers, allowed_groups=("marker",))],
+                      ignore_index=True)
+    genes = genes.drop_duplicates("gene")
+    usage = usage_table(adata, genes, **study["expression_filter"])
+    used = usage[usage["used"] & (usage["group"] != "marker")]
+    if len(used) == 0:
+        raise InputError(f"{study['counts']}: no gene of the gene set passes the expression rule; see genes_used.tsv.")
+    scores = score_study(adata, usage)
+    log.info("scored %d samples with %d genes (%d of the set not used)", len(scores), len(used),
+             int((~usage['used'] & (usage['group'] != 'marker')).sum()))
+    write_tsv(usage, args.genes_used)
+    write_tsv(scores, args.scores)
+
+
+def run_model(args: argparse.Namespace) -> None:
+    import anndata as ad
+
+    from .stats import fit_study
+
+    study = _study(args)
+    adata = ad.read_h5ad(args.input)
+    scores = pd.read_csv(args.scores, sep="\t", dtype={"sample": str, "participant": str, "arm": str, "time": str, "period": str})
+    usage = pd.read_csv(args.genes_used, sep="\t", keep_default_na=False)
+    contrasts, genes, model_info = fit_study(adata, scores, usage, study, source=study["samples"])
+    write_tsv(genes, args.genes)
+    with atomic_path(args.model) as tmp:
+        tmp.write_text(json.dumps(model_info, indent=2, sort_keys=True, default=_plain) + "\n")
+    write_tsv(contrasts, args.contrasts)
+
+
+def run_report(args: argparse.Namespace) -> None:
+    import anndata as ad
+
+    from .report import write_report
+    from .versions import package_versions
+
+    study = _study(args)
+    adata = ad.read_h5ad(args.input)
+    model_info = json.loads(Path(args.model).read_text())
+    read = lambda p: pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])  # noqa: E731
+    methods = {**model_info, "package_versions": package_versions(),
+               "input_checksums": {Path(k).name: v for k, v in json.loads(adata.uns["input_checksums"]).items()}}
+    write_report(args.out, study=args.study, adata=adata, scores=read(args.scores), contrasts=read(args.contrasts),
+                 genes=read(args.genes), genes_used=read(args.genes_used), methods=methods,
+                 show_participant_ids=study.get("show_participant_ids", False))
+
+
+def run_example(args: argparse.Namespace) -> None:
+    from .example import write_example
+
+    write_example(args.out, seed=args.seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plumbing
+# ----------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctra", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stage(name: str, func: Callable, *options: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name)
+        p.set_defaults(func=func)
+        p.add_argument("--log", help="also write messages to this file")
+        for option in options:
+            p.add_argument(f"--{option}", required=option not in ("samples-schema", "threads"))
+        return p
+
+    stage("validate", run_validate, "study", "study-config", "gene-set", "markers", "samples-schema", "out")
+    stage("normalize", run_normalize, "study-config", "input", "out").add_argument("--threads", type=int, default=1)
+    stage("score", run_score, "study-config", "input", "gene-set", "markers", "scores", "genes-used")
+    stage("model", run_model, "study-config", "input", "scores", "genes-used", "contrasts", "genes", "model")
+    stage("report", run_report, "study", "study-config", "input", "scores", "genes-used", "contrasts", "genes",
+          "model", "out")
+    example = sub.add_parser("example", help="write the bundled example cohort")
+    example.set_defaults(func=run_example)
+    example.add_argument("--out", default="resources/example")
+    example.add_argument("--seed", type=int, default=20261122)
+    return parser
+
+
+def _setup_logging(log_path: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="ctra %(levelname)s: %(message)s", handlers=handlers, force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(getattr(args, "log", None))
+    try:
+        args.func(args)
+    except InputError as err:
+        log.error("%s", err)
+        return 1
+    except Exception as err:  # a bug of ours: short message on the terminal, traceback in the log
+        log.error("internal error in 'ctra %s': %s: %s%s", args.command, type(err).__name__, err,
+                  f" (traceback in {args.log})" if getattr(args, "log", None) else "")
+        if getattr(args, "log", None):
+            with open(args.log, "a") as handle:
+                traceback.print_exc(file=handle)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Gene sets as data, and matching their genes to the ids a count table uses.
+
+A gene-set file is a TSV with columns ``gene, group, direction`` and optionally ``symbol,
+ensembl_id, entrez_id, aliases`` (``;``-separated). ``gene`` is the name shown in every output;
+a row of the input table matches it by Ensembl id (any version suffix stripped) when the table uses
+Ensembl ids, otherwise by ``gene``, ``symbol`` or an alias, case-insensitively and in that order of
+preference. Several input rows matching one gene (e.g. both ``IL8`` and ``CXCL8``) are merged by the
+caller and recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import InputError
+
+SCORE_GROUPS = ("inflammatory", "antiviral", "antibody")
+MARKER_GROUP = "marker"
+ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+REQUIRED_COLUMNS = ("gene", "group", "direction")
+OPTIONAL_COLUMNS = ("symbol", "ensembl_id", "entrez_id", "aliases")
+
+
+def gene_set_path(name_or_path: str, resources_dir: str | Path) -> Path:
+    """A bare name (``ctra53``) refers to ``resources/gene_sets/<name>.tsv``; anything else is a path."""
+    candidate = Path(resources_dir) / f"{name_or_path}.tsv"
+    if "/" not in name_or_path and not name_or_path.endswith(".tsv") and candidate.exists():
+        return candidate
+    return Path(name_or_path)
+
+
+def load_gene_set(path: str | Path, allowed_groups: tuple[str, ...] = SCORE_GROUPS) -> pd.DataFrame:
+    """Read and check a gene-set TSV; returns it with all optional columns present (as '')."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: gene-set file not found.")
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: gene-set file lacks column(s) {', '.join(missing)} "
+                         f"(has {', '.join(table.columns)}).")
+    for column in OPTIONAL_COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    problems = []
+    for row, record in enumerate(table.itertuples(index=False), start=2):
+        if record.group not in allowed_groups:
+            problems.append(f"{path}: line {row}, column 'group': '{record.group}' is not one of "
+                            f"{', '.join(allowed_groups)}.")
+        if record.direction not in ("1", "-1", "+1"):
+            problems.append(f"{path}: line {row}, column 'direction': '{record.direction}' must be 1 or -1.")
+    duplicated = table["gene"][table["gene"].str.upper().duplicated()].tolist()
+    if duplicated:
+        problems.append(f"{path}: gene(s) listed twice: {', '.join(duplicated)}.")
+    if problems:
+        raise InputError(problems)
+    table["direction"] = table["direction"].astype(int)
+    return table[[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]]
+
+
+def looks_like_ensembl(gene_id: str) -> bool:
+    return bool(ENSEMBL_PATTERN.match(gene_id))
+
+
+def strip_version(gene_id: str) -> str:
+    return gene_id.split(".", 1)[0] if looks_like_ensembl(gene_id) else gene_id
+
+
+def id_kind(ids: pd.Index, source: str) -> str:
+    """'ensembl' or 'symbol'; a table mixing the two is refused (mapping would be ambiguous)."""
+    is_ensembl = ids.to_series().map(looks_like_ensembl)
+    n_ensembl = int(is_ensembl.sum())
+    if n_ensembl == 0:
+        return "symbol"
+    if n_ensembl == len(ids):
+        return "ensembl"
+    examples_e = ", ".join(ids[is_ensembl.to_numpy()][:3])
+    examples_s = ", ".join(ids[~is_ensembl.to_numpy()][:3])
+    raise InputError(f"{source}: gene ids mix Ensembl ids ({n_ensembl}, e.g. {examples_e}) and other ids "
+                     f"({len(ids) - n_ensembl}, e.g. {examples_s}); use one kind of id for all rows.")
+
+
+@dataclass
+class GeneMatch:
+    """Which input rows stand for which gene of the set (several rows = merged)."""
+
+    kind: str
+    rows_for_gene: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def gene_for_row(self) -> dict[str, str]:
+        return {row: gene for gene, rows in self.rows_for_gene.items() for row in rows}
+
+
+def _candidate_names(record: pd.Series, kind: str) -> list[list[str]]:
+    """Names to look for, grouped by preference (earlier lists win)."""
+    if kind == "ensembl":
+        return [[e.strip().upper() for e in record["ensembl_id"].split(";") if e.strip()]]
+    aliases = [a.strip().upper() for a in record["aliases"].split(";") if a.strip()]
+    return [[record["gene"].upper()], [record["symbol"].upper()] if record["symbol"] else [], aliases]
+
+
+def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str) -> GeneMatch:
+    """Find the input rows for each gene of ``genes`` (a gene-set table, markers included).
+
+    A gene takes every input row with its most preferred matching name (all Ensembl ids of the
+    gene, or its name, else its symbol, else all of its aliases). An input row claimed by two genes
+    is an error naming both, since summing it twice would be wrong.
+    """
+    kind = id_kind(input_ids, source)
+    lookup: dict[str, list[str]] = {}
+    for row_id in input_ids:
+        key = strip_version(row_id).upper() if kind == "ensembl" else row_id.upper()
+        lookup.setdefault(key, []).append(row_id)
+    match = GeneMatch(kind=kind)
+    for _, record in genes.iterrows():
+        for names in _candidate_names(record, kind):
+            rows = [row for name in names for row in lookup.get(name, [])]
+            if rows:
+                match.rows_for_gene[record["gene"]] = sorted(set(rows))
+                break
+    claimed: dict[str, str] = {}
+    for gene, rows in match.rows_for_gene.items():
+        for row in rows:
+            if row in claimed:
+                raise InputError(f"{source}: row '{row}' matches two genes of the gene set "
+                                 f"({claimed[row]} and {gene}); fix the gene-set aliases.")
+            claimed[row] = gene
+    return match

@@ -1,0 +1,688 @@
+"""One self-contained HTML report per study, readable by a PI and auditable by a reviewer.
+
+The report holds a plain-language summary, the design, QC, score trajectories, a forest plot of the
+main-model contrasts, a per-gene heatmap, robustness checks, the methods and the full contrasts table.
+It works offline (plotly.js is inlined once), escapes every user-provided string (HTML through jinja2
+autoescape, figure JSON so that it cannot close its ``<script>``; plotly's own pseudo-HTML through
+entity escaping), never shows individual covariate values and, unless asked, replaces participant ids
+by pseudonyms ``P001..`` numbered in sorted-id order. Two renders of the same inputs are byte-identical
+except for the line carrying ``methods["generated"]``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import anndata
+import jinja2
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+import plotly.offline
+from plotly.subplots import make_subplots
+from scipy import stats
+
+SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
+SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral",
+                "antibody": "Antibody"}
+CONTRASTS = ("arm_x_time", "change")
+GENE_GROUPS = ("inflammatory", "antiviral", "antibody", "marker")
+MAIN_MODEL = "lmm"
+STANDARD_COLUMNS = ("score", "model", "contrast", "arm", "time", "estimate", "se", "ci_low", "ci_high",
+                    "df", "p_value", "n_participants", "n_samples")
+P_COLUMNS = ("p_value", "fdr")
+PCA_GENES = 500
+FDR_THRESHOLD = 0.05
+ARM_COLOURS = ("#6b6b6b", "#1f6fb4", "#d1495b", "#2a9d5c", "#e08a1e", "#7b4fa0", "#1aa6b7", "#8c564b")
+TIME_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "x", "star", "pentagon")
+CONTRAST_COLOURS = {"arm_x_time": "#1f6fb4", "change": "#e08a1e"}
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+AXIS_STYLE = {"gridcolor": "#e6e6e6", "zerolinecolor": "#bdbdbd", "linecolor": "#555", "ticks": "outside",
+              "automargin": True}
+PLOT_TEMPLATE = go.layout.Template(layout={
+    "font": {"family": FONT, "size": 13, "color": "#222"}, "paper_bgcolor": "white",
+    "plot_bgcolor": "white", "xaxis": AXIS_STYLE, "yaxis": AXIS_STYLE,
+    "margin": {"l": 60, "r": 20, "t": 30, "b": 50}, "hoverlabel": {"font": {"family": FONT}},
+    "legend": {"bgcolor": "rgba(255,255,255,0.8)"}})
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Arm and time levels in the study's order (control and baseline first), never alphabetical."""
+
+    arms: list[str]
+    times: list[str]
+
+    @property
+    def control(self) -> str:
+        return self.arms[0]
+
+    @property
+    def baseline(self) -> str:
+        return self.times[0]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A plotly figure ready for the template: a fixed div id and script-safe JSON."""
+
+    id: str
+    json: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of pre-formatted cells; ``numeric`` marks right-aligned columns."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    numeric: list[bool]
+
+
+def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, contrasts: pd.DataFrame,
+                  genes: pd.DataFrame, genes_used: pd.DataFrame, methods: dict,
+                  show_participant_ids: bool = False) -> str:
+    """Return the report as one HTML string (see the module docstring for what it guarantees)."""
+    levels = _levels(adata, scores)
+    participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
+    samples = _sample_labels(adata.obs, participants, show_participant_ids)
+    contrasts = _sort_contrasts(contrasts, levels)
+    context = {
+        "study": study,
+        "summary": _summary_sentences(contrasts, levels),
+        "design": _design_table(adata.obs, levels),
+        "qc": _qc_figures(adata, levels, samples),
+        "genes_used_summary": _genes_used_summary(genes_used),
+        "genes_used": _genes_used_table(genes_used),
+        "trajectories": [_trajectory_figure(score, scores, levels, participants)
+                         for score in SCORES if score in scores.columns],
+        "forest": _forest_figure(contrasts, levels),
+        "heatmap": _heatmap_figure(genes, levels),
+        "robustness": _robustness_tables(contrasts, participants),
+        "methods": _methods_context(methods),
+        "contrasts": _contrasts_table(contrasts, participants),
+        "plotly_js": plotly.offline.get_plotlyjs(),
+        "plot_config": json.dumps(PLOT_CONFIG, sort_keys=True),
+    }
+    return _environment().get_template("report.html.j2").render(**context)
+
+
+def write_report(path: str | Path, **kwargs: Any) -> None:
+    """Render with ``render_report(**kwargs)`` and write atomically, so a failed run leaves no half file."""
+    path = Path(path)
+    text = render_report(**kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _environment() -> jinja2.Environment:
+    """Jinja environment with autoescaping on for every template, and undefined names as errors."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+# ---------------------------------------------------------------- levels, labels and formatting
+
+def _levels(adata: anndata.AnnData, scores: pd.DataFrame) -> Levels:
+    """Levels from ``uns["levels"]``, with any value missing there appended in sorted order."""
+    declared = adata.uns.get("levels", {})
+
+    def ordered(key: str) -> list[str]:
+        first = [str(v) for v in declared.get(key, [])]
+        seen = set(adata.obs[key].astype(str)) | set(scores[key].astype(str))
+        return first + sorted(seen - set(first))
+
+    return Levels(arms=ordered("arm"), times=ordered("time"))
+
+
+def _participant_labels(participants: Iterable[str], show: bool) -> dict[str, str]:
+    """Map participant id -> shown label: the id itself, or P001.. in sorted-id order (stable)."""
+    ids = sorted(set(participants))
+    if show:
+        return {p: p for p in ids}
+    width = max(3, len(str(len(ids))))
+    return {p: f"P{i:0{width}d}" for i, p in enumerate(ids, start=1)}
+
+
+def _participant_ids(adata: anndata.AnnData, scores: pd.DataFrame, contrasts: pd.DataFrame) -> list[str]:
+    """Every participant id the report could show, including ids named in contrast columns."""
+    ids = list(adata.obs["participant"].astype(str)) + list(scores["participant"].astype(str))
+    for column in contrasts.columns:
+        if column.endswith("_participant"):
+            ids += list(contrasts[column].dropna().astype(str))
+    return ids
+
+
+def _sample_labels(obs: pd.DataFrame, participants: dict[str, str], show: bool) -> list[str]:
+    """Per-sample labels; hidden ids become 'P003 · post' because sample ids often embed participant ids."""
+    if show:
+        return [str(s) for s in obs.index]
+    parts = [obs["participant"].astype(str).map(participants), obs["time"].astype(str)]
+    if "period" in obs.columns:
+        parts.append(obs["period"].astype(str))
+    labels = [" · ".join(values) for values in zip(*parts)]
+    seen: dict[str, int] = {}
+    unique = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return unique
+
+
+def _plot_text(values: Iterable[Any]) -> list[str]:
+    """Entity-escape strings shown by plotly, which otherwise interprets tags like <b> or <a href>."""
+    return [html.escape(str(v), quote=False) for v in values]
+
+
+def _round4(values: Iterable[Any]) -> list[float | None]:
+    """Floats rounded to 4 significant digits (NaN -> None) to keep the embedded JSON compact."""
+    return [float(f"{v:.4g}") if np.isfinite(v) else None for v in np.asarray(list(values), dtype=float)]
+
+
+def _fmt_num(value: Any) -> str:
+    """3 significant digits; thousands and above as grouped integers; missing as a dash."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)) or pd.isna(value):
+        return "—"
+    if isinstance(value, (int, np.integer)) or (abs(value) >= 1000):
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _fmt_p(value: Any) -> str:
+    """P-values as 0.0012 (2 significant digits) or <1e-4."""
+    if value is None or pd.isna(value):
+        return "—"
+    return "<1e-4" if value < 1e-4 else f"{value:.2g}"
+
+
+def _fmt_cell(column: str, value: Any, participants: dict[str, str]) -> str:
+    """Format one table cell by column meaning: p-values, participant ids (pseudonymised), numbers, text."""
+    if column in P_COLUMNS or column.endswith("_p"):
+        return _fmt_p(value)
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    if column == "participant" or column.endswith("_participant"):
+        return participants[str(value)]
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float, np.number)):
+        return _fmt_num(value)
+    return str(value)
+
+
+def _script_safe(text: str) -> str:
+    """Make JSON safe inside <script>: no '<', '>', '&' or JS line separators can appear literally."""
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _figure(fig_id: str, fig: go.Figure, caption: str) -> Figure:
+    """Apply the shared look and serialise the figure as script-safe JSON under a fixed div id."""
+    fig.update_layout(template=PLOT_TEMPLATE)
+    return Figure(id=fig_id, json=_script_safe(pio.to_json(fig, validate=False)), caption=caption)
+
+
+def _arm_colours(levels: Levels) -> dict[str, str]:
+    """One colour per arm, by level order, so an arm looks the same in every figure."""
+    return {arm: ARM_COLOURS[i % len(ARM_COLOURS)] for i, arm in enumerate(levels.arms)}
+
+
+def _rank(values: pd.Series, order: Iterable[str]) -> pd.Series:
+    """Position of each value in ``order``; unknown values go last."""
+    positions = {v: i for i, v in enumerate(order)}
+    return values.astype(str).map(positions).fillna(len(positions))
+
+
+# ---------------------------------------------------------------- summary and design
+
+def _sort_contrasts(contrasts: pd.DataFrame, levels: Levels) -> pd.DataFrame:
+    """Rows ordered by score, contrast, arm, time (study level order) and model (main model first)."""
+    models = [MAIN_MODEL] + sorted(set(contrasts["model"].astype(str)) - {MAIN_MODEL})
+    keys = pd.DataFrame({"score": _rank(contrasts["score"], SCORES),
+                         "contrast": _rank(contrasts["contrast"], CONTRASTS),
+                         "arm": _rank(contrasts["arm"], levels.arms),
+                         "time": _rank(contrasts["time"], levels.times),
+                         "model": _rank(contrasts["model"], models)}, index=contrasts.index)
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return contrasts.loc[order].reset_index(drop=True)
+
+
+def _summary_sentences(contrasts: pd.DataFrame, levels: Levels) -> list[str]:
+    """Plain-language CTRA results of the main model: arm x time per arm and time, else own change."""
+    main = contrasts[(contrasts["model"] == MAIN_MODEL) & (contrasts["score"] == "ctra")]
+    kind = "arm_x_time" if (main["contrast"] == "arm_x_time").any() else "change"
+    arms = levels.arms[1:] if kind == "arm_x_time" else levels.arms
+    sentences = []
+    for arm in arms:
+        for time in levels.times[1:]:
+            row = main[(main["contrast"] == kind) & (main["arm"] == arm) & (main["time"] == time)]
+            if row.empty:
+                sentences.append(f"No CTRA estimate is available for {arm} at {time}.")
+            else:
+                sentences.append(_describe(row.iloc[0], kind, levels))
+    if not sentences:
+        sentences.append("The main model produced no CTRA estimate after baseline.")
+    return sentences
+
+
+def _describe(row: pd.Series, kind: str, levels: Levels) -> str:
+    """One result in words, e.g. 'From pre to post, CTRA in a changed by 0.31 SD less than in control'."""
+    size = _fmt_num(abs(row["estimate"]))
+    detail = (f"(estimate {_fmt_num(row['estimate'])}; 95% CI {_fmt_num(row['ci_low'])} to "
+              f"{_fmt_num(row['ci_high'])}; p = {_fmt_p(row['p_value'])}; "
+              f"{_fmt_num(row['n_participants'])} participants, {_fmt_num(row['n_samples'])} samples)")
+    span = f"From {levels.baseline} to {row['time']}"
+    if kind == "arm_x_time":
+        relation = "less" if row["estimate"] < 0 else "more"
+        return (f"{span}, CTRA in {row['arm']} changed by {size} SD {relation} than in "
+                f"{levels.control} {detail}.")
+    direction = "fell" if row["estimate"] < 0 else "rose"
+    return f"{span}, CTRA in {row['arm']} {direction} by {size} SD {detail}."
+
+
+def _design_table(obs: pd.DataFrame, levels: Levels) -> Table:
+    """Participants / samples per arm x time, with per-arm and overall totals."""
+    columns = ["Arm"] + levels.times + ["Total"]
+    rows = []
+    for arm in levels.arms + [None]:
+        sub = obs if arm is None else obs[obs["arm"].astype(str) == arm]
+        cells = [_count_cell(sub[sub["time"].astype(str) == t]) for t in levels.times]
+        rows.append(["All arms" if arm is None else arm] + cells + [_count_cell(sub)])
+    return Table(columns=columns, rows=rows, numeric=[False] + [True] * (len(columns) - 1))
+
+
+def _count_cell(obs: pd.DataFrame) -> str:
+    """'participants / samples' for a subset of samples."""
+    return f"{obs['participant'].nunique()} / {len(obs)}"
+
+
+# ---------------------------------------------------------------- QC
+
+def _qc_figures(adata: anndata.AnnData, levels: Levels, samples: list[str]) -> list[tuple[str, Figure | None, str]]:
+    """QC panels as (title, figure or None, note shown when the figure cannot be drawn)."""
+    return [
+        ("Library sizes", _library_size_figure(adata.obs, levels, samples),
+         "Library sizes are not available (the input was already on the log2 scale)."),
+        ("Size factors vs library size", _size_factor_figure(adata.obs, levels, samples),
+         "Size factors are not available (the input was already on the log2 scale)."),
+        ("Principal components", _pca_figure(adata, levels, samples),
+         "Too few samples or variable genes for a PCA."),
+    ]
+
+
+def _numeric_obs(obs: pd.DataFrame, column: str) -> np.ndarray:
+    """An obs column as floats, all NaN when absent."""
+    if column not in obs.columns:
+        return np.full(len(obs), np.nan)
+    return pd.to_numeric(obs[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _library_size_figure(obs: pd.DataFrame, levels: Levels, samples: list[str]) -> Figure | None:
+    """Per-sample library sizes as box + points per arm at each time (log axis)."""
+    sizes = _numeric_obs(obs, "library_size")
+    if not np.isfinite(sizes).any():
+        return None
+    colours = _arm_colours(levels)
+    fig = go.Figure()
+    for arm in levels.arms:
+        mask = (obs["arm"].astype(str) == arm).to_numpy()
+        fig.add_trace(go.Box(
+            x=_plot_text(obs["time"].astype(str)[mask]), y=_round4(sizes[mask]),
+            text=_plot_text(np.array(samples)[mask]), name=_plot_text([arm])[0], boxpoints="all",
+            jitter=0.4, pointpos=0, marker={"color": colours[arm], "size": 4}, line={"width": 1},
+            hovertemplate="%{text}<br>%{y:,.0f} reads"))
+    fig.update_layout(boxmode="group", height=380, yaxis={"type": "log", "title": "Library size (reads)"},
+                      xaxis={"type": "category", "categoryorder": "array",
+                             "categoryarray": _plot_text(levels.times), "title": "Time"})
+    return _figure("fig-library-size", fig, "Total counts per sample, by arm and time.")
+
+
+def _size_factor_figure(obs: pd.DataFrame, levels: Levels, samples: list[str]) -> Figure | None:
+    """Normalisation size factor against library size; points far off the trend flag odd samples."""
+    sizes, factors = _numeric_obs(obs, "library_size"), _numeric_obs(obs, "size_factor")
+    if not (np.isfinite(sizes) & np.isfinite(factors)).any():
+        return None
+    colours = _arm_colours(levels)
+    fig = go.Figure()
+    for arm in levels.arms:
+        mask = (obs["arm"].astype(str) == arm).to_numpy()
+        fig.add_trace(go.Scatter(
+            x=_round4(sizes[mask]), y=_round4(factors[mask]), mode="markers",
+            text=_plot_text(np.array(samples)[mask]), name=_plot_text([arm])[0],
+            marker={"color": colours[arm], "size": 6, "opacity": 0.8},
+            hovertemplate="%{text}<br>library %{x:,.0f}<br>size factor %{y:.3f}"))
+    fig.update_layout(height=380, xaxis={"type": "log", "title": "Library size (reads)"},
+                      yaxis={"type": "log", "title": "Size factor"})
+    return _figure("fig-size-factors", fig, "Size factors should track library size closely.")
+
+
+def _pca(matrix: np.ndarray, n_genes: int = PCA_GENES) -> tuple[np.ndarray, np.ndarray] | None:
+    """PC1/PC2 scores and % variance of the ``n_genes`` most variable genes (centred, numpy SVD).
+
+    Signs are fixed so that each component's largest loading is positive, for run-to-run stability.
+    """
+    matrix = matrix[:, np.isfinite(matrix).all(axis=0)]
+    if matrix.shape[0] < 3 or matrix.shape[1] < 2:
+        return None
+    top = np.argsort(-matrix.var(axis=0, ddof=1), kind="stable")[:n_genes]
+    centred = matrix[:, top] - matrix[:, top].mean(axis=0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    if s.size < 2 or (s ** 2).sum() == 0:
+        return None
+    signs = np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)])
+    return u[:, :2] * s[:2] * signs, 100 * s[:2] ** 2 / (s ** 2).sum()
+
+
+def _pca_figure(adata: anndata.AnnData, levels: Levels, samples: list[str]) -> Figure | None:
+    """PC1 vs PC2 of the VST layer, colour = arm, symbol = time."""
+    layer = adata.layers["vst"]
+    result = _pca(np.asarray(layer.toarray() if hasattr(layer, "toarray") else layer, dtype=float))
+    if result is None:
+        return None
+    coords, percent = result
+    colours, obs = _arm_colours(levels), adata.obs
+    fig = go.Figure()
+    for arm in levels.arms:
+        for t, time in enumerate(levels.times):
+            mask = ((obs["arm"].astype(str) == arm) & (obs["time"].astype(str) == time)).to_numpy()
+            if not mask.any():
+                continue
+            fig.add_trace(go.Scatter(
+                x=_round4(coords[mask, 0]), y=_round4(coords[mask, 1]), mode="markers",
+                text=_plot_text(np.array(samples)[mask]), name=_plot_text([f"{arm} · {time}"])[0],
+                marker={"color": colours[arm], "symbol": TIME_SYMBOLS[t % len(TIME_SYMBOLS)], "size": 8,
+                        "opacity": 0.85, "line": {"width": 0.5, "color": "white"}},
+                hovertemplate="%{text}<br>PC1 %{x:.2f}<br>PC2 %{y:.2f}<extra></extra>"))
+    fig.update_layout(height=460, xaxis={"title": f"PC1 ({percent[0]:.1f}% of variance)"},
+                      yaxis={"title": f"PC2 ({percent[1]:.1f}% of variance)"})
+    return _figure("fig-pca", fig, f"PCA of the {PCA_GENES} most variable genes (VST, centred).")
+
+
+# ---------------------------------------------------------------- genes used
+
+def _genes_used_summary(genes_used: pd.DataFrame) -> list[str]:
+    """Per group: 'inflammatory: 18 of 19 used'."""
+    groups = [g for g in GENE_GROUPS if g in set(genes_used["group"])]
+    groups += sorted(set(genes_used["group"].astype(str)) - set(groups))
+    used = genes_used["used"].astype(bool)
+    return [f"{g}: {int(used[genes_used['group'] == g].sum())} of {int((genes_used['group'] == g).sum())} used"
+            for g in groups]
+
+
+def _genes_used_table(genes_used: pd.DataFrame) -> Table:
+    """Every set gene and marker, dropped ones (with their reason) first, then by group."""
+    keys = pd.DataFrame({"used": genes_used["used"].astype(bool).astype(int),
+                         "group": _rank(genes_used["group"], GENE_GROUPS)}, index=genes_used.index)
+    ordered = genes_used.loc[keys.sort_values(["used", "group"], kind="stable").index]
+    rows = [[str(r.gene), str(r.group), _direction(r.direction), "yes" if bool(r.used) else "no",
+             _fmt_cell("matched_id", r.matched_id, {}), _fmt_cell("reason", r.reason, {})]
+            for r in ordered.itertuples(index=False)]
+    return Table(columns=["Gene", "Group", "Direction", "Used", "Matched id", "Reason"], rows=rows,
+                 numeric=[False] * 6)
+
+
+def _direction(value: Any) -> str:
+    """'up' / 'down' for +1 / -1; anything else as given (markers have no direction)."""
+    try:
+        return "up" if float(value) > 0 else "down"
+    except (TypeError, ValueError):
+        return "—" if value in (None, "") else str(value)
+
+
+# ---------------------------------------------------------------- trajectories
+
+def _participant_means(scores: pd.DataFrame, score: str) -> pd.DataFrame:
+    """One value per participant (and period) x arm x time: the mean of that unit's samples."""
+    keys = ["participant", "arm", "time"] + (["period"] if "period" in scores.columns else [])
+    frame = scores[keys + [score]].copy()
+    frame[keys] = frame[keys].astype(str)
+    return frame.groupby(keys, sort=True, observed=True)[score].mean().reset_index()
+
+
+def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and t-based 95% CI; the CI is NaN with fewer than two values."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return mean, mean - half, mean + half
+
+
+def _trajectory_figure(score: str, scores: pd.DataFrame, levels: Levels,
+                       participants: dict[str, str]) -> Figure:
+    """Per arm: mean with 95% CI at each time over faint individual lines (pseudonymised hover)."""
+    units = _participant_means(scores, score)
+    time_index = {t: i for i, t in enumerate(levels.times)}
+    colours = _arm_colours(levels)
+    offsets = np.linspace(-0.12, 0.12, len(levels.arms)) if len(levels.arms) > 1 else [0.0]
+    fig = go.Figure()
+    for arm, offset in zip(levels.arms, offsets):
+        sub = units[units["arm"] == arm]
+        if sub.empty:
+            continue
+        fig.add_trace(_individual_lines(sub, score, time_index, offset, participants, colours[arm], arm))
+        fig.add_trace(_mean_trace(sub, score, levels, offset, colours[arm], arm))
+    fig.update_layout(
+        height=400, hovermode="closest", yaxis={"title": f"{SCORE_LABELS[score]} score"},
+        xaxis={"tickvals": list(range(len(levels.times))), "ticktext": _plot_text(levels.times),
+               "range": [-0.4, len(levels.times) - 0.6], "title": "Time", "zeroline": False})
+    return _figure(f"fig-trajectory-{score}", fig,
+                   f"{SCORE_LABELS[score]}: mean and 95% CI per arm; faint lines are participants.")
+
+
+def _individual_lines(sub: pd.DataFrame, score: str, time_index: dict[str, int], offset: float,
+                      participants: dict[str, str], colour: str, arm: str) -> go.Scatter:
+    """All participants of one arm as one trace, lines separated by gaps (compact JSON)."""
+    unit_keys = ["participant"] + (["period"] if "period" in sub.columns else [])
+    x: list[float | None] = []
+    y: list[float | None] = []
+    text: list[str | None] = []
+    for key, unit in sub.groupby(unit_keys, sort=True):
+        unit = unit.assign(order=unit["time"].map(time_index)).sort_values("order")
+        label = " · ".join([participants[unit["participant"].iloc[0]]] + [str(k) for k in key[1:]])
+        x += [float(v) + offset for v in unit["order"]] + [None]
+        y += _round4(unit[score]) + [None]
+        text += _plot_text([label] * len(unit)) + [None]
+    return go.Scatter(x=_round4(x), y=y, text=text, mode="lines", connectgaps=False,
+                      line={"color": colour, "width": 1}, opacity=0.25, showlegend=False,
+                      legendgroup=_plot_text([arm])[0], name=_plot_text([arm])[0],
+                      hovertemplate="%{text}<br>%{y:.3f}")
+
+
+def _mean_trace(sub: pd.DataFrame, score: str, levels: Levels, offset: float, colour: str,
+                arm: str) -> go.Scatter:
+    """Arm mean per time with asymmetric error bars for the t-based 95% CI."""
+    rows = []
+    for i, time in enumerate(levels.times):
+        values = sub.loc[sub["time"] == time, score].to_numpy(dtype=float)
+        if values.size:
+            rows.append((i + offset, *_mean_ci(values), values.size))
+    x, mean, low, high, n = (list(column) for column in zip(*rows))
+    mean_a, low_a, high_a = np.array(mean), np.array(low), np.array(high)
+    return go.Scatter(
+        x=_round4(x), y=_round4(mean_a), mode="lines+markers", name=_plot_text([arm])[0],
+        legendgroup=_plot_text([arm])[0], line={"color": colour, "width": 2.5},
+        marker={"color": colour, "size": 8},
+        error_y={"type": "data", "symmetric": False, "array": _round4(high_a - mean_a),
+                 "arrayminus": _round4(mean_a - low_a), "thickness": 1.5, "width": 4},
+        customdata=[[lo, hi, k] for lo, hi, k in zip(_round4(low_a), _round4(high_a), n)],
+        hovertemplate="mean %{y:.3f}<br>95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f}"
+                      "<br>n = %{customdata[2]}")
+
+
+# ---------------------------------------------------------------- contrasts: forest and heatmap
+
+def _contrast_label(row: pd.Series, levels: Levels) -> str:
+    """Row label for the forest plot, e.g. 'CTRA · a − control · post'."""
+    what = f"{row['arm']} − {levels.control}" if row["contrast"] == "arm_x_time" else f"{row['arm']} change"
+    return f"{SCORE_LABELS.get(row['score'], row['score'])} · {what} · {row['time']}"
+
+
+def _forest_figure(contrasts: pd.DataFrame, levels: Levels) -> Figure | None:
+    """Main-model estimates with 95% CI whiskers for all scores, top to bottom, zero line marked."""
+    main = contrasts[contrasts["model"] == MAIN_MODEL].reset_index(drop=True)
+    if main.empty:
+        return None
+    block = _rank(main["score"], SCORES).to_numpy()
+    position = -(np.arange(len(main)) + 0.8 * (np.concatenate([[0], np.cumsum(np.diff(block) != 0)])))
+    fig = go.Figure()
+    for kind, name in (("arm_x_time", f"arm × time (vs {levels.control})"), ("change", "change from baseline")):
+        mask = (main["contrast"] == kind).to_numpy()
+        if not mask.any():
+            continue
+        rows = main[mask]
+        fig.add_trace(go.Scatter(
+            x=_round4(rows["estimate"]), y=_round4(position[mask]), mode="markers",
+            name=_plot_text([name])[0], marker={"color": CONTRAST_COLOURS[kind], "size": 8},
+            error_x={"type": "data", "symmetric": False,
+                     "array": _round4(rows["ci_high"] - rows["estimate"]),
+                     "arrayminus": _round4(rows["estimate"] - rows["ci_low"]), "thickness": 1.5},
+            text=_plot_text(rows.apply(_contrast_label, axis=1, levels=levels)),
+            customdata=[[_fmt_num(lo), _fmt_num(hi), _fmt_p(p)]
+                        for lo, hi, p in zip(rows["ci_low"], rows["ci_high"], rows["p_value"])],
+            hovertemplate="%{text}<br>%{x:.3f} (95% CI %{customdata[0]} to %{customdata[1]})"
+                          "<br>p = %{customdata[2]}<extra></extra>"))
+    fig.add_vline(x=0, line={"color": "#444", "width": 1, "dash": "dash"})
+    fig.update_layout(
+        height=120 + 24 * len(main), legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+        xaxis={"title": "Estimate (score units) with 95% CI", "zeroline": False},
+        yaxis={"tickvals": _round4(position), "showgrid": False, "zeroline": False,
+               "ticktext": _plot_text(main.apply(_contrast_label, axis=1, levels=levels))})
+    return _figure("fig-forest", fig, "Main model (lmm): arm × time and within-arm change, 95% CI.")
+
+
+def _heatmap_figure(genes: pd.DataFrame, levels: Levels) -> Figure | None:
+    """Per-gene estimates (arm × time, or change for single-arm studies), one panel per gene group."""
+    kind = "arm_x_time" if (genes["contrast"] == "arm_x_time").any() else "change"
+    sub = genes[genes["contrast"] == kind].astype({"arm": str, "time": str, "gene": str, "group": str})
+    if sub.empty:
+        return None
+    columns = [(a, t) for a in levels.arms for t in levels.times
+               if ((sub["arm"] == a) & (sub["time"] == t)).any()]
+    groups = [g for g in GENE_GROUPS if (sub["group"] == g).any()]
+    groups += sorted(set(sub["group"]) - set(groups))
+    counts = [sub.loc[sub["group"] == g, "gene"].nunique() for g in groups]
+    magnitude = np.abs(sub["estimate"].to_numpy(dtype=float))
+    limit = float(magnitude[np.isfinite(magnitude)].max(initial=0.0)) or 1.0
+    fig = make_subplots(rows=len(groups), cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                        row_heights=[c / sum(counts) for c in counts], subplot_titles=_plot_text(groups))
+    for row, group in enumerate(groups, start=1):
+        fig.add_trace(_heatmap_panel(sub[sub["group"] == group], columns), row=row, col=1)
+        fig.update_yaxes(type="category", autorange="reversed", row=row, col=1)
+    fig.update_xaxes(type="category", side="bottom")
+    fig.update_layout(height=140 + 16 * sum(counts) + 30 * len(groups),
+                      coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -limit, "cmax": limit,
+                                 "colorbar": {"title": {"text": "estimate"}}})
+    what = "arm × time" if kind == "arm_x_time" else "change from baseline"
+    return _figure("fig-heatmap", fig, f"Per-gene {what} estimates on the VST scale; * FDR < {FDR_THRESHOLD}.")
+
+
+def _heatmap_panel(sub: pd.DataFrame, columns: list[tuple[str, str]]) -> go.Heatmap:
+    """One group's genes x (arm:time) estimates, with '*' where FDR < threshold."""
+    genes = list(dict.fromkeys(sub["gene"]))
+    keyed = sub.set_index(["gene", "arm", "time"])
+    keyed = keyed[~keyed.index.duplicated()]
+    index = pd.MultiIndex.from_tuples([(g, a, t) for g in genes for a, t in columns])
+    estimate = keyed["estimate"].reindex(index).to_numpy(dtype=float).reshape(len(genes), len(columns))
+    fdr = keyed["fdr"].reindex(index).to_numpy(dtype=float).reshape(len(genes), len(columns))
+    return go.Heatmap(
+        z=[_round4(r) for r in estimate], x=_plot_text(f"{a}:{t}" for a, t in columns), y=_plot_text(genes),
+        coloraxis="coloraxis", text=[["*" if f < FDR_THRESHOLD else "" for f in r] for r in fdr],
+        texttemplate="%{text}", customdata=[[_fmt_p(f) for f in r] for r in fdr], xgap=1, ygap=1,
+        hovertemplate="%{y} · %{x}<br>estimate %{z:.3f}<br>FDR %{customdata}<extra></extra>")
+
+
+# ---------------------------------------------------------------- tables
+
+def _extra_columns(contrasts: pd.DataFrame) -> list[str]:
+    """Non-standard contrast columns holding at least one value (e.g. perm_p, loo_participant)."""
+    return [c for c in contrasts.columns if c not in STANDARD_COLUMNS and contrasts[c].notna().any()]
+
+
+def _robustness_tables(contrasts: pd.DataFrame, participants: dict[str, str]) -> list[tuple[str, Table]]:
+    """Alternative models side by side with the main one, and the main model's extra checks."""
+    tables = []
+    if (contrasts["model"] != MAIN_MODEL).any():
+        tables.append(("Estimates by model", _model_comparison_table(contrasts)))
+    extra = _extra_columns(contrasts)
+    if extra:
+        rows = contrasts[contrasts[extra].notna().any(axis=1)]
+        tables.append(("Additional checks",
+                       _frame_table(rows, ["score", "model", "contrast", "arm", "time", "estimate"] + extra,
+                                    participants)))
+    return tables
+
+
+def _model_comparison_table(contrasts: pd.DataFrame) -> Table:
+    """One row per score/contrast/arm/time, one column per model: 'estimate (CI) p'."""
+    keys = ["score", "contrast", "arm", "time"]
+    models = list(dict.fromkeys(contrasts["model"].astype(str)))
+    cells = {(tuple(r[k] for k in keys), str(r["model"])): _estimate_cell(r) for _, r in contrasts.iterrows()}
+    rows = [list(map(str, key)) + [cells.get((key, m), "—") for m in models]
+            for key in dict.fromkeys(tuple(r) for r in contrasts[keys].itertuples(index=False))]
+    return Table(columns=["Score", "Contrast", "Arm", "Time"] + models, rows=rows,
+                 numeric=[False] * 4 + [True] * len(models))
+
+
+def _estimate_cell(row: pd.Series) -> str:
+    """'-0.31 (-0.52, -0.10); p 0.004'."""
+    return (f"{_fmt_num(row['estimate'])} ({_fmt_num(row['ci_low'])}, {_fmt_num(row['ci_high'])}); "
+            f"p {_fmt_p(row['p_value'])}")
+
+
+def _frame_table(frame: pd.DataFrame, columns: list[str], participants: dict[str, str]) -> Table:
+    """Selected columns of a DataFrame, each cell formatted by its column's meaning."""
+    rows = [[_fmt_cell(c, v, participants) for c, v in zip(columns, values)]
+            for values in frame[columns].itertuples(index=False)]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+               for c in columns]
+    return Table(columns=columns, rows=rows, numeric=numeric)
+
+
+def _contrasts_table(contrasts: pd.DataFrame, participants: dict[str, str]) -> Table:
+    """Every contrast row and column, so a reviewer can check every number."""
+    return _frame_table(contrasts, list(contrasts.columns), participants)
+
+
+# ---------------------------------------------------------------- methods
+
+def _methods_context(methods: dict) -> dict[str, Any]:
+    """Methods fields for the template, with dict-valued entries as sorted key/value tables."""
+    return {
+        "normalization": str(methods.get("normalization", "")),
+        "formula": str(methods.get("formula", "")),
+        "coefficients": [str(c) for c in methods.get("coefficients", [])],
+        "df_method": str(methods.get("df_method", "")),
+        "covariates": [str(c) for c in methods.get("covariates", [])],
+        "markers_used": [str(m) for m in methods.get("markers_used", [])],
+        "parameters": _key_value_table(methods.get("parameters", {}), "Parameter", "Value"),
+        "package_versions": _key_value_table(methods.get("package_versions", {}), "Package", "Version"),
+        "input_checksums": _key_value_table(methods.get("input_checksums", {}), "File", "SHA-256"),
+        "generated": str(methods.get("generated", "")),
+    }
+
+
+def _key_value_table(mapping: dict, key_name: str, value_name: str) -> Table:
+    """A two-column table sorted by key; nested values shown as compact sorted JSON."""
+    rows = [[str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]
+            for k, v in sorted(mapping.items(), key=lambda item: str(item[0]))]
+    return Table(columns=[key_name, value_name], rows=rows, numeric=[False, False])

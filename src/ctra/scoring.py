@@ -1,0 +1,82 @@
+"""CTRA scores: per-gene z-scores of the VST, direction-signed and averaged.
+
+Rule for a gene to be *used* (documented in the README and reported per gene in
+``genes_used.tsv``): it is present in the input and, for count input, it is expressed, meaning a
+normalized count of at least ``min_count`` in at least ``min_fraction`` of the samples; and its VST
+is not constant. Each gene is z-scored over all samples of the study (ddof = 1). ``ctra`` is the
+mean of the direction-signed z-scores of the used genes; each subscore is the unsigned mean z of its
+group, so a rise in ``antiviral`` lowers ``ctra``.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .genesets import SCORE_GROUPS
+
+SCORE_COLUMNS = ("ctra", *SCORE_GROUPS)
+
+
+def usage_table(adata: ad.AnnData, gene_table: pd.DataFrame, min_count: float = 1.0,
+                min_fraction: float = 0.5) -> pd.DataFrame:
+    """One row per gene of the set (and markers): used or not, the input id(s) matched, and why not."""
+    rows = []
+    has_counts = "counts" in adata.layers
+    for record in gene_table.itertuples(index=False):
+        row = {"gene": record.gene, "group": record.group, "direction": record.direction,
+               "used": False, "matched_id": "", "reason": ""}
+        if record.gene not in adata.var_names:
+            row["reason"] = "absent from input"
+        else:
+            j = adata.var_names.get_loc(record.gene)
+            row["matched_id"] = adata.var["input_ids"].iloc[j]
+            row["reason"] = _unused_reason(adata, j, has_counts, min_count, min_fraction)
+            row["used"] = row["reason"] == ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _unused_reason(adata: ad.AnnData, j: int, has_counts: bool, min_count: float, min_fraction: float) -> str:
+    if has_counts:
+        normed = adata.layers["counts"][:, j] / adata.obs["size_factor"].to_numpy()
+        fraction = float(np.mean(normed >= min_count))
+        if fraction < min_fraction:
+            return (f"not expressed: normalized count >= {min_count:g} in {fraction:.0%} of samples "
+                    f"(< {min_fraction:.0%} required)")
+    vst = adata.layers["vst"][:, j]
+    if np.nanstd(vst) == 0:
+        return "constant across samples"
+    return ""
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    """Column-wise z-scores over samples (ddof = 1)."""
+    return (values - values.mean(axis=0)) / values.std(axis=0, ddof=1)
+
+
+def compute_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
+    """ctra and subscores per sample from the VST of the used genes (samples x genes).
+
+    A group with no used gene gets NaN for its subscore; ``ctra`` averages whatever genes are used.
+    """
+    z = zscore(vst)
+    scores = {"ctra": (z * directions).mean(axis=1)}
+    for group in SCORE_GROUPS:
+        in_group = groups == group
+        scores[group] = z[:, in_group].mean(axis=1) if in_group.any() else np.full(len(z), np.nan)
+    frame = pd.DataFrame(scores)
+    frame["n_genes"] = vst.shape[1]
+    return frame
+
+
+def score_study(adata: ad.AnnData, usage: pd.DataFrame) -> pd.DataFrame:
+    """The scores.tsv table: sample, participant, arm, time, [period], scores, n_genes."""
+    used = usage[usage["used"] & usage["group"].isin(SCORE_GROUPS)]
+    vst = adata[:, used["gene"].tolist()].layers["vst"]
+    scores = compute_scores(np.asarray(vst, dtype=np.float64), used["direction"].to_numpy(dtype=float),
+                            used["group"].to_numpy())
+    design = ["participant", "arm", "time", *(["period"] if "period" in adata.obs else [])]
+    table = adata.obs[design].reset_index(names="sample")
+    return pd.concat([table, scores], axis=1)

@@ -1,0 +1,26 @@
+localrules:
+    validate,
+    score,
+    report,
+
+
+rule report:
+    """One self-contained HTML report per study (works offline)."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        scores="results/{study}/scores.tsv",
+        genes_used="results/{study}/genes_used.tsv",
+        contrasts="results/{study}/contrasts.tsv",
+        genes="results/{study}/genes.tsv",
+        model="results/{study}/model.json",
+    output:
+        "results/{study}/report.html",
+    params:
+        study=study_json,
+    log:
+        "results/{study}/logs/report.log",
+    shell:
+        "{CTRA} report --study {wildcards.study:q} --study-config {params.study:q}"
+        " --input {input.normalized:q} --scores {input.scores:q} --genes-used {input.genes_used:q}"
+        " --contrasts {input.contrasts:q} --genes {input.genes:q} --model {input.model:q}"
+        " --out {output:q} --log {log:q}"

@@ -1,0 +1,17 @@
+rule score:
+    """Per-gene z-scores of the VST, direction-signed and averaged; which genes were used and why."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        gene_set=gene_set_file,
+        markers=marker_file,
+    output:
+        scores="results/{study}/scores.tsv",
+        genes_used="results/{study}/genes_used.tsv",
+    params:
+        study=study_json,
+    log:
+        "results/{study}/logs/score.log",
+    shell:
+        "{CTRA} score --study-config {params.study:q} --input {input.normalized:q}"
+        " --gene-set {input.gene_set:q} --markers {input.markers:q}"
+        " --scores {output.scores:q} --genes-used {output.genes_used:q} --log {log:q}"
