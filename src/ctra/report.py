@@ -37,6 +37,7 @@ MAIN_MODEL = "lmm"
 STANDARD_COLUMNS = ("score", "model", "contrast", "arm", "time", "estimate", "se", "ci_low", "ci_high",
                     "df", "p_value", "n_participants", "n_samples")
 P_COLUMNS = ("p_value", "fdr")
+KEY_COLUMNS = ("participant", "arm", "time", "period")
 PCA_GENES = 500
 FDR_THRESHOLD = 0.05
 ARM_COLOURS = ("#6b6b6b", "#1f6fb4", "#d1495b", "#2a9d5c", "#e08a1e", "#7b4fa0", "#1aa6b7", "#8c564b")
@@ -92,6 +93,7 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
                   genes: pd.DataFrame, genes_used: pd.DataFrame, methods: dict,
                   show_participant_ids: bool = False) -> str:
     """Return the report as one HTML string (see the module docstring for what it guarantees)."""
+    scores, contrasts, genes = (_as_text(frame, KEY_COLUMNS) for frame in (scores, contrasts, genes))
     levels = _levels(adata, scores)
     participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
     samples = _sample_labels(adata.obs, participants, show_participant_ids)
@@ -136,6 +138,12 @@ def _environment() -> jinja2.Environment:
 
 
 # ---------------------------------------------------------------- levels, labels and formatting
+
+def _as_text(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """Design columns as strings, as in ``adata.obs``: a TSV reader may have parsed time '6' as 6."""
+    present = [c for c in columns if c in frame.columns]
+    return frame.astype({c: str for c in present}) if present else frame
+
 
 def _levels(adata: anndata.AnnData, scores: pd.DataFrame) -> Levels:
     """Levels from ``uns["levels"]``, with any value missing there appended in sorted order."""
@@ -284,10 +292,14 @@ def _summary_sentences(contrasts: pd.DataFrame, levels: Levels) -> list[str]:
 def _describe(row: pd.Series, kind: str, levels: Levels) -> str:
     """One result in words, e.g. 'From pre to post, CTRA in a changed by 0.31 SD less than in control'."""
     size = _fmt_num(abs(row["estimate"]))
+    p_value = _fmt_p(row["p_value"])
+    p_phrase = f"p < {p_value[1:]}" if p_value.startswith("<") else f"p = {p_value}"
     detail = (f"(estimate {_fmt_num(row['estimate'])}; 95% CI {_fmt_num(row['ci_low'])} to "
-              f"{_fmt_num(row['ci_high'])}; p = {_fmt_p(row['p_value'])}; "
+              f"{_fmt_num(row['ci_high'])}; {p_phrase}; "
               f"{_fmt_num(row['n_participants'])} participants, {_fmt_num(row['n_samples'])} samples)")
     span = f"From {levels.baseline} to {row['time']}"
+    if not np.isfinite(row["estimate"]):
+        return f"{span}, the CTRA {kind.replace('_x_', ' × ')} effect in {row['arm']} could not be estimated."
     if kind == "arm_x_time":
         relation = "less" if row["estimate"] < 0 else "more"
         return (f"{span}, CTRA in {row['arm']} changed by {size} SD {relation} than in "
@@ -440,9 +452,10 @@ def _genes_used_table(genes_used: pd.DataFrame) -> Table:
 def _direction(value: Any) -> str:
     """'up' / 'down' for +1 / -1; anything else as given (markers have no direction)."""
     try:
-        return "up" if float(value) > 0 else "down"
+        number = float(value)
     except (TypeError, ValueError):
         return "—" if value in (None, "") else str(value)
+    return "—" if not np.isfinite(number) else ("up" if number > 0 else "down")
 
 
 # ---------------------------------------------------------------- trajectories
@@ -588,7 +601,8 @@ def _heatmap_figure(genes: pd.DataFrame, levels: Levels) -> Figure | None:
     for row, group in enumerate(groups, start=1):
         fig.add_trace(_heatmap_panel(sub[sub["group"] == group], columns), row=row, col=1)
         fig.update_yaxes(type="category", autorange="reversed", row=row, col=1)
-    fig.update_xaxes(type="category", side="bottom")
+    fig.update_xaxes(type="category")
+    fig.update_annotations(font={"size": 13}, xanchor="left", x=0)
     fig.update_layout(height=140 + 16 * sum(counts) + 30 * len(groups),
                       coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -limit, "cmax": limit,
                                  "colorbar": {"title": {"text": "estimate"}}})
@@ -666,9 +680,15 @@ def _contrasts_table(contrasts: pd.DataFrame, participants: dict[str, str]) -> T
 # ---------------------------------------------------------------- methods
 
 def _methods_context(methods: dict) -> dict[str, Any]:
-    """Methods fields for the template, with dict-valued entries as sorted key/value tables."""
+    """Methods fields for the template, with dict-valued entries as sorted key/value tables.
+
+    ``normalization`` may be a paragraph or a dict of settings; the latter is shown as a table.
+    """
+    normalization = methods.get("normalization", "")
     return {
-        "normalization": str(methods.get("normalization", "")),
+        "normalization": normalization if isinstance(normalization, str) else "",
+        "normalization_settings": _key_value_table(normalization if isinstance(normalization, dict) else {},
+                                                   "Setting", "Value"),
         "formula": str(methods.get("formula", "")),
         "coefficients": [str(c) for c in methods.get("coefficients", [])],
         "df_method": str(methods.get("df_method", "")),

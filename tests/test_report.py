@@ -1,0 +1,230 @@
+"""Tests for the HTML report: sections, offline, escaping, privacy, determinism, edge inputs, size."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import anndata
+import numpy as np
+import pandas as pd
+import plotly.offline
+
+from ctra.report import render_report, write_report
+
+SECTIONS = ("Study summary", "Quality control", "Score trajectories", "Contrasts (forest plot)",
+            "Per-gene effects", "Robustness", "Methods", "All contrasts")
+CTRA_GENES = {"IL1B": ("inflammatory", 1), "IL6": ("inflammatory", 1), "CXCL8": ("inflammatory", 1),
+              "TNF": ("inflammatory", 1), "IFI44L": ("antiviral", -1), "MX1": ("antiviral", -1),
+              "OAS1": ("antiviral", -1), "IGJ": ("antibody", -1), "IGLL1": ("antibody", -1)}
+HOSTILE_SCRIPT = "</script><script>alert(1)</script>"
+HOSTILE_IMG = '"><img src=x onerror=alert(1)>'
+AGE_VALUE = 1234.5678
+
+
+def make_inputs(arms=("control", "a", "b"), times=("pre", "post"), n_participants=12, n_genes=40,
+                counts=True, participant_prefix="subj-", study="Demo study", seed=0) -> dict:
+    """Synthetic render_report() arguments: participants split over arms, one sample per time each."""
+    rng = np.random.default_rng(seed)
+    arms, times = list(arms), list(times)
+    participants = [f"{participant_prefix}{i:02d}" for i in range(n_participants)]
+    obs = pd.DataFrame([{"participant": p, "arm": arms[i % len(arms)], "time": t}
+                        for i, p in enumerate(participants) for t in times])
+    obs.index = [f"S{i:03d}" for i in range(len(obs))]
+    obs["age"] = AGE_VALUE + np.arange(len(obs)) * 1000
+    genes = list(CTRA_GENES) + ["CD3E", "CD19"] + [f"G{i:05d}" for i in range(n_genes - len(CTRA_GENES) - 2)]
+    raw = rng.negative_binomial(5, 0.01, size=(len(obs), len(genes))).astype(float)
+    if counts:
+        obs["library_size"] = raw.sum(axis=1)
+        obs["size_factor"] = obs["library_size"] / obs["library_size"].median()
+    else:
+        obs["library_size"] = np.nan
+        obs["size_factor"] = np.nan
+    adata = anndata.AnnData(X=np.log2(raw + 1), obs=obs, var=pd.DataFrame(index=genes))
+    adata.layers["vst"] = np.log2(raw + 1)
+    if counts:
+        adata.layers["counts"] = raw
+    adata.uns["levels"] = {"arm": arms, "time": times}
+
+    scores = obs[["participant", "arm", "time"]].reset_index(names="sample")
+    for score in ("ctra", "inflammatory", "antiviral", "antibody"):
+        scores[score] = rng.normal(size=len(scores))
+    scores["n_genes"] = len(CTRA_GENES)
+
+    contrasts = _contrasts(arms, times, rng)
+    gene_rows = [{"gene": g, "group": grp, "direction": d, "contrast": kind, "arm": a, "time": t,
+                  "estimate": rng.normal(), "se": 0.2, "ci_low": -0.3, "ci_high": 0.3, "df": 20.0,
+                  "p_value": rng.uniform(), "fdr": rng.choice([0.01, 0.5]), "n_samples": len(obs)}
+                 for g, (grp, d) in CTRA_GENES.items()
+                 for kind, a, t in _contrast_keys(arms, times)]
+    genes_used = pd.DataFrame(
+        [{"gene": g, "group": grp, "direction": d, "used": g != "IGLL1", "matched_id": g,
+          "reason": "" if g != "IGLL1" else "not expressed"} for g, (grp, d) in CTRA_GENES.items()]
+        + [{"gene": "CD3E", "group": "marker", "direction": "", "used": True, "matched_id": "CD3E",
+            "reason": ""}])
+    methods = {"formula": "ctra ~ arm * time + age + CD3E + (1 | participant)",
+               "coefficients": ["arm[T.a]:time[T.post]"], "df_method": "Satterthwaite",
+               "normalization": "DESeq2 median-of-ratios size factors and variance-stabilising transform.",
+               "parameters": {"min_count": 10, "gene_set": "ctra53"},
+               "package_versions": {"numpy": np.__version__, "pandas": pd.__version__},
+               "input_checksums": {"counts.tsv": "ab" * 32}, "covariates": ["age"],
+               "markers_used": ["CD3E"], "generated": "2024-01-01T00:00:00"}
+    return {"study": study, "adata": adata, "scores": scores, "contrasts": contrasts,
+            "genes": pd.DataFrame(gene_rows), "genes_used": genes_used, "methods": methods}
+
+
+def _contrast_keys(arms: list[str], times: list[str]) -> list[tuple[str, str, str]]:
+    """(contrast, arm, time) for every arm x time contrast and every arm's own change."""
+    keys = [("arm_x_time", a, t) for a in arms[1:] for t in times[1:]]
+    return keys + [("change", a, t) for a in arms for t in times[1:]]
+
+
+def _contrasts(arms: list[str], times: list[str], rng: np.random.Generator) -> pd.DataFrame:
+    """Main-model contrast rows for all four scores."""
+    rows = []
+    for score in ("ctra", "inflammatory", "antiviral", "antibody"):
+        for kind, arm, time in _contrast_keys(arms, times):
+            estimate = rng.normal(scale=0.3)
+            rows.append({"score": score, "model": "lmm", "contrast": kind, "arm": arm, "time": time,
+                         "estimate": estimate, "se": 0.1, "ci_low": estimate - 0.2, "ci_high": estimate + 0.2,
+                         "df": 18.3, "p_value": rng.uniform(0, 0.1), "n_participants": 12, "n_samples": 24})
+    return pd.DataFrame(rows)
+
+
+def _without_generated(html: str) -> list[str]:
+    return [line for line in html.splitlines() if "Report generated" not in line]
+
+
+class _LinkCollector(HTMLParser):
+    """Collects src/href attribute values of real elements (script bodies are not parsed as tags)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value or "" for name, value in attrs if name in ("src", "href")]
+
+
+def test_writes_file_with_all_sections(tmp_path):
+    path = tmp_path / "out" / "report.html"
+    write_report(path, **make_inputs())
+    text = path.read_text(encoding="utf-8")
+    for heading in SECTIONS:
+        assert f">{heading}</h2>" in text
+    assert text.count(plotly.offline.get_plotlyjs()) == 1
+    assert "Plotly.newPlot(\"fig-pca\"" in text
+    assert not list(tmp_path.joinpath("out").glob(".*.tmp"))
+
+
+def test_offline_no_external_resources():
+    text = render_report(**make_inputs())
+    parser = _LinkCollector()
+    parser.feed(text)
+    assert not [link for link in parser.links if re.match(r"\s*(https?:)?//", link)]
+    assert not re.search(r"<script[^>]*\ssrc\s*=", text, flags=re.I)
+    outside_plotlyjs = text.replace(plotly.offline.get_plotlyjs(), "")
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*https?://", outside_plotlyjs, flags=re.I)
+    assert "<link" not in outside_plotlyjs
+
+
+def test_hostile_names_are_escaped():
+    inputs = make_inputs(arms=("control", HOSTILE_SCRIPT, HOSTILE_IMG), times=(HOSTILE_IMG, HOSTILE_SCRIPT),
+                         participant_prefix=HOSTILE_SCRIPT, study=HOSTILE_SCRIPT + HOSTILE_IMG)
+    for show in (False, True):
+        text = render_report(**inputs, show_participant_ids=show)
+        assert "<script>alert" not in text
+        assert "<img src=x" not in text
+        assert "&lt;/script&gt;&lt;script&gt;alert(1)" in text
+    scripts = re.findall(r"<script>(.*?)</script>", text, flags=re.S)
+    assert len(scripts) == 1 + text.count("Plotly.newPlot(")
+
+
+def test_participant_ids_hidden_by_default_and_shown_on_request():
+    inputs = make_inputs(participant_prefix="SECRET-ID-")
+    hidden = render_report(**inputs)
+    assert "SECRET-ID-" not in hidden
+    assert "P001" in hidden and "P012" in hidden
+    shown = render_report(**inputs, show_participant_ids=True)
+    assert "SECRET-ID-03" in shown
+
+
+def test_leave_one_out_participant_is_pseudonymised():
+    inputs = make_inputs(participant_prefix="SECRET-ID-")
+    inputs["contrasts"]["loo_participant"] = "SECRET-ID-05"
+    inputs["contrasts"]["perm_p"] = 0.00001
+    text = render_report(**inputs)
+    assert "SECRET-ID-" not in text
+    assert "Additional checks" in text and "&lt;1e-4" in text
+
+
+def test_covariate_values_never_shown():
+    text = render_report(**make_inputs(), show_participant_ids=True)
+    assert "1234.5" not in text and "1234.6" not in text and "2234.5" not in text
+    assert "1,235" not in text.replace(plotly.offline.get_plotlyjs(), "")
+
+
+def test_deterministic_except_generated_line():
+    first = render_report(**make_inputs())
+    inputs = make_inputs()
+    inputs["methods"]["generated"] = "2030-12-31T23:59:59"
+    second = render_report(**inputs)
+    assert first != second
+    assert _without_generated(first) == _without_generated(second)
+
+
+def test_single_arm_study_renders():
+    inputs = make_inputs(arms=("only",), times=("pre", "mid", "post"))
+    assert not (inputs["contrasts"]["contrast"] == "arm_x_time").any()
+    text = render_report(**inputs)
+    assert "CTRA in only" in text
+    assert "fig-heatmap" in text and "No robustness checks were run." in text
+
+
+def test_log2_input_renders():
+    text = render_report(**make_inputs(counts=False))
+    assert "Library sizes are not available" in text
+    assert "Size factors are not available" in text
+    assert "fig-pca" in text
+
+
+def test_robustness_table_when_other_models_present():
+    inputs = make_inputs()
+    other = inputs["contrasts"].assign(model="gee_genes", estimate=0.123456)
+    inputs["contrasts"] = pd.concat([inputs["contrasts"], other], ignore_index=True)
+    text = render_report(**inputs)
+    assert "Estimates by model" in text and "gee_genes" in text and "0.123" in text
+    assert "No robustness checks were run." not in text
+
+
+def test_levels_order_not_alphabetical():
+    text = render_report(**make_inputs(arms=("placebo", "drug"), times=("week0", "week12", "week4")))
+    design = text[text.index('id="design"'):text.index('id="qc"')]
+    assert design.index("placebo") < design.index("drug")
+    assert design.index("week12") < design.index("week4")
+
+
+def test_methods_with_settings_dict_and_missing_optional_keys():
+    inputs = make_inputs()
+    inputs["methods"]["normalization"] = {"method": "fast", "trend_genes": 1000}
+    for key in ("parameters", "generated"):
+        del inputs["methods"][key]
+    text = render_report(**inputs)
+    assert "Normalization settings" in text and "<td>trend_genes</td><td>1000</td>" in text
+    assert "{&#39;" not in text
+
+
+def test_numeric_looking_levels_read_back_as_numbers():
+    inputs = make_inputs(times=("0", "6"))
+    for name in ("scores", "contrasts", "genes"):
+        inputs[name]["time"] = inputs[name]["time"].astype(int)
+    text = render_report(**inputs)
+    assert "From 0 to 6, CTRA in a changed by" in text
+
+
+def test_large_study_under_10_mb(tmp_path):
+    inputs = make_inputs(n_participants=182, n_genes=20_000)
+    path = tmp_path / "big.html"
+    write_report(path, **inputs)
+    assert inputs["adata"].n_obs == 364
+    assert path.stat().st_size < 10 * 1024 * 1024
