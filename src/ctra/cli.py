@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import traceback
+from datetime import datetime, timezone
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -50,6 +51,15 @@ def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
 def write_h5ad(adata, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
+
+
+TEXT_COLUMNS = ("sample", "participant", "arm", "time", "period", "gene", "group", "matched_id", "reason",
+                "score", "model", "contrast", "loo_participant")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one of our TSVs back with ids kept as text (so '007' stays '007', '6' stays a level)."""
+    return pd.read_csv(path, sep="\t", dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
 
 
 def _plain(value: object) -> object:
@@ -131,8 +141,7 @@ def run_model(args: argparse.Namespace) -> None:
 
     study = _study(args)
     adata = ad.read_h5ad(args.input)
-    scores = pd.read_csv(args.scores, sep="\t", dtype={"sample": str, "participant": str, "arm": str, "time": str, "period": str})
-    usage = pd.read_csv(args.genes_used, sep="\t", keep_default_na=False)
+    scores, usage = read_table(args.scores), read_table(args.genes_used)
     contrasts, genes, model_info = fit_study(adata, scores, usage, study, source=study["samples"])
     write_tsv(genes, args.genes)
     with atomic_path(args.model) as tmp:
@@ -149,12 +158,42 @@ def run_report(args: argparse.Namespace) -> None:
     study = _study(args)
     adata = ad.read_h5ad(args.input)
     model_info = json.loads(Path(args.model).read_text())
-    read = lambda p: pd.read_csv(p, sep="\t", keep_default_na=False, na_values=[""])  # noqa: E731
-    methods = {**model_info, "package_versions": package_versions(),
-               "input_checksums": {Path(k).name: v for k, v in json.loads(adata.uns["input_checksums"]).items()}}
-    write_report(args.out, study=args.study, adata=adata, scores=read(args.scores), contrasts=read(args.contrasts),
-                 genes=read(args.genes), genes_used=read(args.genes_used), methods=methods,
+    methods = {**model_info, "normalization": normalization_text(model_info["normalization"], study),
+               "parameters": _parameters(study), "package_versions": package_versions(),
+               "input_checksums": {Path(k).name: v for k, v in json.loads(adata.uns["input_checksums"]).items()},
+               "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    write_report(args.out, study=args.study, adata=adata, scores=read_table(args.scores),
+                 contrasts=read_table(args.contrasts), genes=read_table(args.genes),
+                 genes_used=read_table(args.genes_used), methods=methods,
                  show_participant_ids=study.get("show_participant_ids", False))
+
+
+def normalization_text(info: dict, study: dict) -> str:
+    """The normalization and scoring paragraph of the methods, from what was actually run."""
+    rule = study["expression_filter"]
+    scoring = (f" A gene of the set was used if its normalized count was at least {rule['min_count']:g} in at least "
+               f"{rule['min_fraction']:.0%} of samples and its VST was not constant. Each used gene's VST was z-scored "
+               "over all samples of the study (ddof = 1); the CTRA score is the mean of the direction-signed "
+               "z-scores (pro-inflammatory +1, antiviral and antibody -1) and each subscore the unsigned mean z "
+               "of its group.")
+    if study["input"] == "log2_expression":
+        return "The input was already log2-scale expression and was used as given (no DESeq2 normalization)." + scoring
+    trend = (f"a parametric dispersion trend (asymptotic dispersion {info['a0_asymptotic_dispersion']:.4g}, "
+             f"extra-Poisson {info['a1_extra_poisson']:.4g})")
+    if info.get("method") == "fast":
+        how = (f"fitted with PyDESeq2's genewise dispersion and trend routines on {info['trend_genes']} genes chosen "
+               "evenly over the mean ranks of genes with mean normalized count above 5, as R DESeq2's vst() does, "
+               "and applied to all genes")
+    else:
+        how = f"fitted on all {info['trend_genes']} non-zero genes by PyDESeq2's full vst (use_design=False)"
+    return ("Size factors: DESeq2 median of ratios (PyDESeq2). Expression: blind variance-stabilizing "
+            f"transformation (log2 scale) with {trend}, {how}." + scoring)
+
+
+def _parameters(study: dict) -> dict[str, str]:
+    keys = ("input", "normalization", "baseline", "control", "adjust_for_cell_markers", "gene_set", "marker_set",
+            "drop_incomplete_samples", "exclude_samples")
+    return {key: json.dumps(study.get(key)) if not isinstance(study.get(key), str) else study[key] for key in keys}
 
 
 def run_example(args: argparse.Namespace) -> None:

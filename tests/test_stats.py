@@ -1,0 +1,115 @@
+"""The REML mixed model against statsmodels (an independent implementation), and design checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+from ctra.errors import InputError
+from ctra.stats import (benjamini_hochberg, build_design, check_full_rank, contrast_specs, contrast_table,
+                        fit_reml)
+
+LEVELS = {"arm": ["control", "a", "b"], "time": ["pre", "post", "fu"]}
+
+
+def cohort(seed: int, n: int = 45, effect: float = 0.0, drop: float = 0.2, period: bool = False) -> pd.DataFrame:
+    """Participants with random intercepts; some miss their last draw."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        arm = LEVELS["arm"][i % 3]
+        u = rng.normal(0, 0.8)
+        for t in LEVELS["time"]:
+            if t == "fu" and rng.random() < drop:
+                continue
+            y = u + rng.normal() + (effect if (arm == "a" and t != "pre") else 0.0)
+            rows.append({"sample": f"s{i}{t}", "participant": f"p{i:02d}", "arm": arm, "time": t,
+                         "age": rng.normal(50, 10), "sex": rng.choice(["F", "M"]), "y": y})
+    return pd.DataFrame(rows).set_index("sample")
+
+
+def test_fixed_effects_and_variances_match_statsmodels_mixedlm():
+    obs = cohort(1)
+    design = build_design(obs, LEVELS, ["age", "sex"])
+    fit = fit_reml(design, obs["y"].to_numpy())
+    data = obs.assign(age=obs["age"] - obs["age"].mean())
+    reference = smf.mixedlm("y ~ C(arm, Treatment('control')) * C(time, Treatment('pre')) + age + C(sex)",
+                            data, groups=data["participant"]).fit(reml=True)
+    ours = pd.Series(fit.beta, index=design.columns)
+    assert np.isclose(fit.component_variances[0], float(reference.cov_re.iloc[0, 0]), rtol=1e-3)
+    assert np.isclose(fit.sigma2, reference.scale, rtol=1e-3)
+    assert np.isclose(ours["age"], reference.fe_params["age"], atol=1e-5)
+    names = reference.fe_params.index
+    inter = [n for n in names if ":" in n and "T.a]" in n and "T.post]" in n][0]
+    assert np.isclose(ours["arm[T.a]:time[T.post]"], reference.fe_params[inter], atol=1e-4)
+    se_ref = reference.bse_fe[inter]
+    j = design.columns.index("arm[T.a]:time[T.post]")
+    se_ours = np.sqrt(fit.cov_beta[j, j])
+    assert np.isclose(se_ours, se_ref, rtol=1e-3)
+
+
+def test_contrasts_are_the_documented_linear_combinations():
+    obs = cohort(2)
+    design = build_design(obs, LEVELS, [])
+    fit = fit_reml(design, obs["y"].to_numpy())
+    table = contrast_table(fit, design, contrast_specs(design)).set_index(["contrast", "arm", "time"])
+    beta = pd.Series(fit.beta, index=design.columns)
+    assert np.isclose(table.loc[("arm_x_time", "a", "post"), "estimate"], beta["arm[T.a]:time[T.post]"])
+    assert np.isclose(table.loc[("change", "control", "fu"), "estimate"], beta["time[T.fu]"])
+    assert np.isclose(table.loc[("change", "b", "post"), "estimate"],
+                      beta["time[T.post]"] + beta["arm[T.b]:time[T.post]"])
+    # 2 non-control arms x 2 later times, then 3 arms x 2 changes
+    assert len(table) == 4 + 6
+    assert (table["ci_low"] < table["estimate"]).all() and (table["estimate"] < table["ci_high"]).all()
+
+
+def test_balanced_design_without_missing_draws_recovers_ordinary_difference_in_differences():
+    obs = cohort(3, n=30, drop=0.0)
+    design = build_design(obs, LEVELS, [])
+    fit = fit_reml(design, obs["y"].to_numpy())
+    table = contrast_table(fit, design, contrast_specs(design)).set_index(["contrast", "arm", "time"])
+    cell = obs.groupby(["arm", "time"])["y"].mean()
+    did = (cell["a", "post"] - cell["a", "pre"]) - (cell["control", "post"] - cell["control", "pre"])
+    assert np.isclose(table.loc[("arm_x_time", "a", "post"), "estimate"], did, atol=1e-8)
+
+
+def test_reference_levels_follow_config_not_alphabet():
+    obs = cohort(4)
+    levels = {"arm": ["b", "control", "a"], "time": ["post", "pre", "fu"]}
+    design = build_design(obs, levels, [])
+    assert "arm[T.control]" in design.columns and "arm[T.b]" not in design.columns
+    assert "time[T.pre]" in design.columns and "time[T.post]" not in design.columns
+
+
+def test_period_adds_a_nested_variance_component():
+    obs = cohort(5, drop=0.0)
+    obs["period"] = np.where(obs["time"] == "pre", "1", "2")
+    design = build_design(obs, LEVELS, [])
+    assert design.component_names == ["participant", "participant:period"]
+    assert "(1 | participant:period)" in design.formula
+
+
+def test_rank_deficient_design_names_the_offending_column():
+    obs = cohort(6)
+    obs["group"] = obs["arm"]  # a covariate that repeats the arm
+    design = build_design(obs, LEVELS, ["group"])
+    with pytest.raises(InputError) as err:
+        check_full_rank(design.X, design.columns, "samples.tsv")
+    message = str(err.value)
+    assert "group[T." in message and "arm[T." in message and "samples.tsv" in message
+
+
+def test_empty_arm_time_cell_is_reported_as_all_zero_column():
+    obs = cohort(7)
+    obs = obs[~((obs["arm"] == "b") & (obs["time"] == "fu"))]
+    design = build_design(obs, LEVELS, [])
+    with pytest.raises(InputError, match=r"arm\[T.b\]:time\[T.fu\]' is all zero"):
+        check_full_rank(design.X, design.columns, "samples.tsv")
+
+
+def test_benjamini_hochberg_matches_hand_computed_values():
+    p = np.array([0.01, 0.04, 0.03, 0.2])
+    # sorted: 0.01*4/1=0.04, 0.03*4/2=0.06, 0.04*4/3=0.0533, 0.2 -> step-up min: 0.04, 0.0533, 0.0533, 0.2
+    assert np.allclose(benjamini_hochberg(p), [0.04, 0.05333333, 0.05333333, 0.2])

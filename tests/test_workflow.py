@@ -1,0 +1,95 @@
+"""End to end: `snakemake` on the bundled example (known truth) and on the real whole-blood cohort."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REAL_COHORT, REPO, requires_real_cohort
+
+TABLES = ("scores.tsv", "genes_used.tsv", "contrasts.tsv", "genes.tsv")
+
+
+def run_snakemake(workdir: Path, config: dict, *targets: str) -> subprocess.CompletedProcess:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--cores", "2", *targets]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("example")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    study = config["studies"]["example"]
+    study["counts"] = str(REPO / study["counts"])
+    study["samples"] = str(REPO / study["samples"])
+    result = run_snakemake(workdir, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir / "results" / "example"
+
+
+def test_example_outputs_complete(example_run):
+    for name in (*TABLES, "normalized.h5ad", "report.html"):
+        assert (example_run / name).stat().st_size > 0, name
+    assert (example_run / "report.html").stat().st_size < 10 * 2**20
+
+
+def test_example_recovers_known_ctra_reduction(example_run):
+    truth = pd.read_csv(REPO / "resources" / "example" / "truth.tsv", sep="\t")
+    contrasts = pd.read_csv(example_run / "contrasts.tsv", sep="\t")
+    main = contrasts[(contrasts["model"] == "lmm") & (contrasts["contrast"] == "arm_x_time")].set_index(["score", "arm"])
+    true_ctra = truth.set_index("name").loc["ctra", "truth"]
+    treated = main.loc[("ctra", "kind_others")]
+    assert treated["estimate"] < 0, "CTRA should fall in the kind_others arm"
+    assert treated["ci_low"] <= true_ctra <= treated["ci_high"]
+    assert treated["p_value"] < 0.05
+    untreated = main.loc[("ctra", "kind_self")]
+    assert untreated["ci_low"] <= 0 <= untreated["ci_high"]
+
+
+def test_example_gene_level_effects_match_simulated_log2_change(example_run):
+    genes = pd.read_csv(example_run / "genes.tsv", sep="\t")
+    treated = genes[(genes["contrast"] == "arm_x_time") & (genes["arm"] == "kind_others")]
+    signed = (treated["estimate"] * treated["direction"]).mean()
+    assert signed == pytest.approx(-0.45, abs=0.1)  # EFFECT_LOG2 in ctra.example
+    assert (treated.groupby("time")["fdr"].count() == len(treated)).all()
+
+
+def test_example_records_alias_and_unused_genes(example_run):
+    used = pd.read_csv(example_run / "genes_used.tsv", sep="\t", keep_default_na=False).set_index("gene")
+    assert used.loc["CXCL8", "matched_id"] == "IL8"
+    assert used.loc["CXCL8", "used"] in (True, "True")
+    assert used.loc["IFNB1", "reason"].startswith("not expressed")
+    assert len(used) == 53 + 8
+
+
+@requires_real_cohort
+def test_real_whole_blood_cohort_end_to_end(tmp_path):
+    config = {"studies": {"lemay2019": {
+        "counts": str(REAL_COHORT / "fixed_combinedCounts.txt.gz"),
+        "samples": str(REAL_COHORT / "samples.tsv"),
+        "columns": {"sample": "count_column", "participant": "Subject", "arm": "Arm", "time": "time", "period": "Day"},
+        "baseline": "0h", "control": "Placebo_SunflowerOil"}}}
+    result = run_snakemake(tmp_path, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "results" / "lemay2019"
+    used = pd.read_csv(out / "genes_used.tsv", sep="\t", keep_default_na=False).set_index("gene")
+    assert used.loc["JCHAIN", "matched_id"] == "IGJ"
+    assert used.loc["IGLL3P", "matched_id"] == "IGLL3P"
+    assert used.loc["IFIT1B", "matched_id"] == "IFIT1B"
+    scores = pd.read_csv(out / "scores.tsv", sep="\t")
+    assert len(scores) == 45 and scores["ctra"].notna().all()
+    contrasts = pd.read_csv(out / "contrasts.tsv", sep="\t")
+    main = contrasts[contrasts["model"] == "lmm"]
+    # 2 arms x 2 later draws (arm x time) + 3 arms x 2 changes, for 4 scores
+    assert len(main) == 4 * (4 + 6)
+    assert main[["estimate", "se", "df", "p_value"]].notna().all().all()
+    model = (out / "model.json").read_text()
+    assert "(1 | participant:period)" in model
+    assert (out / "report.html").stat().st_size > 0
