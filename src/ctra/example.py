@@ -2,8 +2,8 @@
 
 60 participants in three arms (kind acts for others, for oneself, control), blood drawn before and
 after; 3 participants miss their second draw. Counts are negative binomial around gene-wise means
-with a participant-level CTRA factor (genes move together, as they do in blood), gene-specific
-participant effects, library-size variation and a common drift at the second draw. In the
+with a participant-level CTRA factor (genes move together, as they do in blood), draw-level cell-mix
+factors that every gene loads on, gene-specific participant effects, library-size variation and a common drift at the second draw. In the
 ``kind_others`` arm the CTRA genes move by ``EFFECT_LOG2`` log2 units in the healthy direction at
 ``post`` (pro-inflammatory down, antiviral and antibody up). Five CTRA genes are barely expressed,
 as in real blood, so the expression rule drops them. The count table names CXCL8 by its old symbol
@@ -37,6 +37,8 @@ SD_PARTICIPANT_GENE = 0.25  # participant x gene
 SD_SAMPLE_FACTOR = 0.15     # draw-level CTRA state, shared by all CTRA genes (signed)
 SD_RESIDUAL = 0.20          # draw x gene
 COMMON_DRIFT = 0.10         # every arm's change at post (log2, all genes of the set)
+N_CELL_FACTORS = 4          # draw-level cell-mix factors every gene loads on (genes co-vary, as in blood)
+SD_LOADING = 0.15           # SD of a gene's loading on a cell-mix factor (factor SD 1)
 AGE_SLOPE = 0.006           # log2 per year, signed with CTRA direction
 
 
@@ -89,12 +91,14 @@ def simulate(seed: int, gene_set: pd.DataFrame, markers: pd.DataFrame) -> tuple[
     ctra_factor = rng.normal(0, SD_CTRA_FACTOR, n_people)[participant_index]
     person_gene = rng.normal(0, SD_PARTICIPANT_GENE, (n_people, n_genes))[participant_index]
     sample_factor = rng.normal(0, SD_SAMPLE_FACTOR, n_samples)
+    loadings = rng.normal(0, SD_LOADING, (N_CELL_FACTORS, n_genes))
+    cell_mix = rng.normal(0, 1, (n_samples, N_CELL_FACTORS)) @ loadings
     post = (sheet["time"] == "post").to_numpy(float)
     treated = post * (sheet["arm"] == TREATED_ARM).to_numpy(float)
     age_centered = sheet["age"].to_numpy(float) - 45
     signed_state = ctra_factor + sample_factor + AGE_SLOPE * age_centered - EFFECT_LOG2 * treated
     log2_mean = (np.log2(means)[None, :] + person_gene
-                 + rng.normal(0, SD_RESIDUAL, (n_samples, n_genes))
+                 + rng.normal(0, SD_RESIDUAL, (n_samples, n_genes)) + cell_mix
                  + np.outer(signed_state, direction) + np.outer(post, in_set * COMMON_DRIFT))
     library = np.exp(rng.normal(0, 0.25, n_samples))[:, None]
     mu = library * np.exp2(log2_mean)
@@ -103,11 +107,11 @@ def simulate(seed: int, gene_set: pd.DataFrame, markers: pd.DataFrame) -> tuple[
     names = genes["gene"].replace(OLD_SYMBOLS)
     table = pd.DataFrame(counts.T, index=names, columns=sheet["sample"])
     table.index.name = "gene"
-    truth = _truth(genes, means, sheet)
+    truth = _truth(genes, means, sheet, (loadings ** 2).sum(axis=0))
     return table, sheet, truth
 
 
-def _truth(genes: pd.DataFrame, means: np.ndarray, sheet: pd.DataFrame) -> pd.DataFrame:
+def _truth(genes: pd.DataFrame, means: np.ndarray, sheet: pd.DataFrame, cell_mix_var: np.ndarray) -> pd.DataFrame:
     """True arm x time contrasts: log2 per gene; z-units for the scores (see module docstring)."""
     expressed = genes["group"].isin(["inflammatory", "antiviral", "antibody"]) & ~genes["gene"].isin(LOW_EXPRESSED)
     scored = genes[expressed]
@@ -118,7 +122,7 @@ def _truth(genes: pd.DataFrame, means: np.ndarray, sheet: pd.DataFrame) -> pd.Da
     sampling = (1 / g_means + _dispersions(g_means)) / np.log(2) ** 2
     variance = (SD_CTRA_FACTOR ** 2 + SD_PARTICIPANT_GENE ** 2 + SD_SAMPLE_FACTOR ** 2 + SD_RESIDUAL ** 2
                 + AGE_SLOPE ** 2 * age_var + EFFECT_LOG2 ** 2 * treated_share * (1 - treated_share)
-                + COMMON_DRIFT ** 2 * post_share * (1 - post_share) + sampling)
+                + COMMON_DRIFT ** 2 * post_share * (1 - post_share) + sampling + cell_mix_var[expressed.to_numpy()])
     inverse_sd = 1 / np.sqrt(variance)
     rows = [{"output": "contrasts", "name": "ctra", "truth": -EFFECT_LOG2 * inverse_sd.mean()}]
     for group in ("inflammatory", "antiviral", "antibody"):

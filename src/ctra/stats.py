@@ -44,6 +44,7 @@ class Design:
     formula: str = ""
     arm_of_sample: np.ndarray = field(default_factory=lambda: np.array([]))
     time_of_sample: np.ndarray = field(default_factory=lambda: np.array([]))
+    period_of_sample: np.ndarray | None = None
 
 
 def arm_column(arm: str) -> str:
@@ -69,7 +70,7 @@ def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: li
     Numeric covariates and extra columns are centered (the contrasts do not change; conditioning
     improves). Categorical covariates use their first level (order of appearance) as reference.
     """
-    arms, times = levels["arm"], levels["time"]
+    arms, times = [str(a) for a in levels["arm"]], [str(t) for t in levels["time"]]
     arm_values, time_values = obs["arm"].to_numpy(str), obs["time"].to_numpy(str)
     columns = {"Intercept": np.ones(len(obs))}
     for arm in arms[1:]:
@@ -103,7 +104,8 @@ def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: li
     formula = " + ".join(["score ~ " + fixed, *terms, random])
     return Design(X=np.column_stack(list(columns.values())), columns=list(columns), participant=participant,
                   components=components, component_names=names, arms=arms, times=times, formula=formula,
-                  arm_of_sample=arm_values, time_of_sample=time_values)
+                  arm_of_sample=arm_values, time_of_sample=time_values,
+                  period_of_sample=obs["period"].to_numpy(str) if "period" in obs else None)
 
 
 def check_full_rank(X: np.ndarray, columns: list[str], source: str) -> None:
@@ -359,20 +361,26 @@ def study_design(adata, usage: pd.DataFrame, study: dict, source: str,
     return design, marker_genes
 
 
-def fit_scores(design: Design, scores: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Contrast rows for every score column that has values."""
+def fit_scores(design: Design, scores: pd.DataFrame, model: str) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """Contrast rows for every score column that has values, and each fit's relative variances.
+
+    The relative variances (component variance / residual variance) let the robustness checks
+    reuse the fitted covariance structure in closed-form refits.
+    """
     structure = BlockStructure(design)
     specs = contrast_specs(design)
-    tables = []
+    tables, gammas = [], {}
     for score in SCORES:
         y = scores[score].to_numpy(dtype=float)
         if np.isnan(y).all():
             continue
-        table = contrast_table(fit_reml(design, y, structure), design, specs)
+        fit = fit_reml(design, y, structure)
+        table = contrast_table(fit, design, specs)
         table.insert(0, "score", score)
         table.insert(1, "model", model)
         tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+        gammas[score] = (fit.component_variances / fit.sigma2).tolist()
+    return pd.concat(tables, ignore_index=True), gammas
 
 
 def fit_genes(design: Design, adata, usage: pd.DataFrame) -> pd.DataFrame:
@@ -398,11 +406,12 @@ def fit_study(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, sou
     """contrasts.tsv, genes.tsv and the model description for the report's methods."""
     scores = scores.set_index("sample").loc[adata.obs_names]
     design, marker_genes = study_design(adata, usage, study, source)
-    contrasts = fit_scores(design, scores, "lmm")
+    contrasts, gammas = fit_scores(design, scores, "lmm")
     genes = fit_genes(design, adata, usage)
     info = {"formula": design.formula, "coefficients": design.columns, "df_method": DF_METHOD,
             "covariates": list(study.get("covariates", [])), "markers_used": marker_genes,
             "reference_levels": {"arm": design.arms[0], "time": design.times[0]},
             "levels": {"arm": design.arms, "time": design.times},
-            "normalization": adata.uns.get("normalization", {})}
+            "normalization": adata.uns.get("normalization", {}), "relative_variances": gammas,
+            "variance_components": design.component_names}
     return contrasts, genes, info

@@ -1,0 +1,384 @@
+"""The CTRA safeguards: checks a reviewer of a CTRA paper will ask for, computed for every study.
+
+* ``gee_genes``: the gene-level multivariate model of the Cole lab, in long format over the used
+  genes, ``z ~ gene + arm * time + covariates [+ markers]``, GEE with exchangeable correlation within
+  participant and robust (sandwich) standard errors (statsmodels).
+* permutation test: arm labels shuffled between participants (whole participants move; within
+  period for crossover designs); the statistic is the contrast's t from the GLS fit with the
+  observed variance components, so every permutation is one batched least-squares solve.
+* random-gene-set null: gene sets of the same group sizes, each gene replaced by a random expressed
+  gene of the same mean-expression decile, scored exactly like the real set; where the observed
+  contrast's t falls among theirs answers "would any 53 genes do?" (t rather than the estimate, so
+  that sets of less correlated genes, whose scores vary less, are compared on the same footing).
+* leave-one-participant-out: the largest change of each estimate when one participant is dropped,
+  by downdating the GLS normal equations (variance components held at the full-data values).
+* sensitivity: every contrast without covariates, without markers, and without both.
+
+Random draws use one generator per draw, seeded by ``(seed, stream, draw)``, so results do not
+depend on how the draws are split into chunks (cluster jobs) and are identical on rerun.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats as sstats
+
+from .scoring import zscore
+from .stats import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_scores,
+                    interaction_column, study_design)
+
+PERMUTATION_STREAM, GENE_SET_STREAM = 0, 1
+BATCH = 250
+
+
+# ----------------------------------------------------------------------------------------------
+# GLS with fixed variance components: whitening by participant block
+# ----------------------------------------------------------------------------------------------
+
+class Whitener:
+    """Applies H^-1/2 (inverse Cholesky factor per participant block) for fixed relative variances."""
+
+    def __init__(self, structure: BlockStructure, gamma: np.ndarray):
+        self.parts = []
+        for index, same in structure.groups:
+            size = index.shape[1]
+            H = np.broadcast_to(np.eye(size), (len(index), size, size)).copy()
+            for g, s in zip(gamma, same):
+                H += g * s
+            self.parts.append((index, np.linalg.inv(np.linalg.cholesky(H))))
+        self.rows = np.concatenate([index.ravel() for index, _ in self.parts])
+
+    def apply(self, M: np.ndarray) -> np.ndarray:
+        """Whiten the sample axis (second to last) of M: shape (..., n, q) -> (..., n, q), rows in ``self.rows`` order."""
+        pieces = []
+        for index, inv_chol in self.parts:
+            block = M[..., index, :]                       # (..., B, m, q)
+            white = inv_chol @ block                        # broadcasts over leading axes
+            pieces.append(white.reshape(*M.shape[:-2], -1, M.shape[-1]))
+        return np.concatenate(pieces, axis=-2)
+
+
+def _solve_batched(xtx: np.ndarray, xty: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """beta and (X'X)^-1 per batch item; singular items (e.g. a permutation emptying a cell) get NaN."""
+    ok = np.linalg.cond(xtx) < 1e12
+    safe = np.where(ok[:, None, None], xtx, np.eye(xtx.shape[-1]))
+    inverse = np.linalg.inv(safe)
+    beta = np.einsum("bpq,bq->bp", inverse, xty)
+    beta[~ok] = np.nan
+    return beta, inverse, ok
+
+
+# ----------------------------------------------------------------------------------------------
+# Permutation test
+# ----------------------------------------------------------------------------------------------
+
+def _units(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Randomisation units (participant, or participant x period), their arm codes and strata."""
+    unit = design.components[-1]
+    arm_codes = pd.Index(design.arms).get_indexer(design.arm_of_sample)
+    first = np.unique(unit, return_index=True)[1]
+    unit_arm = arm_codes[first]
+    if len(design.components) > 1:  # crossover: permute within period
+        period = np.asarray(design.period_of_sample)[first]
+        strata = pd.factorize(period, sort=True)[0]
+    else:
+        strata = np.zeros(len(first), dtype=int)
+    return unit, unit_arm, strata
+
+
+def permuted_arms(design: Design, seed: int, draws: range) -> np.ndarray:
+    """Arm code per sample for each draw (draws x samples), one seeded generator per draw."""
+    unit, unit_arm, strata = _units(design)
+    out = np.empty((len(draws), len(unit)), dtype=int)
+    for row, draw in enumerate(draws):
+        rng = np.random.default_rng([seed, PERMUTATION_STREAM, draw])
+        shuffled = unit_arm.copy()
+        for stratum in np.unique(strata):
+            members = np.flatnonzero(strata == stratum)
+            shuffled[members] = unit_arm[rng.permutation(members)]
+        out[row] = shuffled[unit]
+    return out
+
+
+def _designs_for_arms(design: Design, arm_codes: np.ndarray) -> np.ndarray:
+    """Design matrices (draws x n x p) with arm and arm x time columns rebuilt from new arm codes."""
+    X = np.broadcast_to(design.X, (len(arm_codes), *design.X.shape)).copy()
+    columns = {c: j for j, c in enumerate(design.columns)}
+    for a, arm in enumerate(design.arms[1:], start=1):
+        indicator = (arm_codes == a).astype(float)
+        X[:, :, columns[arm_column(arm)]] = indicator
+        for time in design.times[1:]:
+            X[:, :, columns[interaction_column(arm, time)]] = indicator * (design.time_of_sample == time)
+    return X
+
+
+def gls_t(X: np.ndarray, y_white: np.ndarray, whitener: Whitener, L: np.ndarray) -> np.ndarray:
+    """t statistics of contrasts L for a batch of designs (draws x n x p), fixed variance components."""
+    Xw = whitener.apply(X)
+    xtx = np.einsum("bnp,bnq->bpq", Xw, Xw)
+    xty = np.einsum("bnp,n->bp", Xw, y_white)
+    beta, inverse, ok = _solve_batched(xtx, xty)
+    n, p = X.shape[1:]
+    rss = y_white @ y_white - np.einsum("bp,bp->b", beta, xty)
+    sigma2 = rss / (n - p)
+    var = sigma2[:, None] * np.einsum("cp,bpq,cq->bc", L, inverse, L)
+    return (beta @ L.T) / np.sqrt(var)
+
+
+def permutation_null(design: Design, y: np.ndarray, gamma: np.ndarray, specs: list[ContrastSpec], seed: int,
+                     draws: range) -> np.ndarray:
+    """t of each contrast under each permutation draw (draws x contrasts)."""
+    whitener = Whitener(BlockStructure(design), gamma)
+    y_white = whitener.apply(y[:, None])[:, 0]
+    L = np.array([s.vector for s in specs])
+    out = []
+    for start in range(0, len(draws), BATCH):
+        batch = draws[start:start + BATCH]
+        out.append(gls_t(_designs_for_arms(design, permuted_arms(design, seed, batch)), y_white, whitener, L))
+    return np.concatenate(out) if out else np.empty((0, len(specs)))
+
+
+def empirical_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """Two-sided Monte Carlo p, (1 + #|null| >= |obs|) / (1 + #valid draws), per column."""
+    valid = ~np.isnan(null)
+    exceed = (np.abs(null) >= np.abs(observed)[None, :] - 1e-12) & valid
+    return (1 + exceed.sum(axis=0)) / (1 + valid.sum(axis=0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Random gene sets matched on expression decile
+# ----------------------------------------------------------------------------------------------
+
+def _expressed(adata, min_count: float, min_fraction: float) -> np.ndarray:
+    """The expression rule of ctra.scoring, vectorised over all genes."""
+    vst = adata.layers["vst"]
+    varies = np.asarray(vst.std(axis=0)) > 0
+    if "counts" not in adata.layers:
+        return varies
+    normed = adata.layers["counts"] / adata.obs["size_factor"].to_numpy()[:, None]
+    return varies & ((normed >= min_count).mean(axis=0) >= min_fraction)
+
+
+def gene_set_draws(adata, usage: pd.DataFrame, rule: dict, seed: int, draws: range) -> tuple[np.ndarray, pd.DataFrame]:
+    """Indices (draws x used genes) of decile-matched random genes replacing each used gene."""
+    used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")].reset_index(drop=True)
+    pool_mask = _expressed(adata, **rule) & (adata.var["group"].to_numpy() == "")
+    pool = np.flatnonzero(pool_mask)
+    means = np.asarray(adata.layers["vst"].mean(axis=0)).ravel()
+    edges = np.quantile(means[pool], np.linspace(0.1, 0.9, 9))
+    pool_bin = np.searchsorted(edges, means[pool], side="right")
+    used_bin = np.searchsorted(edges, means[adata.var_names.get_indexer(used["gene"])], side="right")
+    out = np.empty((len(draws), len(used)), dtype=int)
+    for row, draw in enumerate(draws):
+        rng = np.random.default_rng([seed, GENE_SET_STREAM, draw])
+        for b in np.unique(used_bin):
+            slots = np.flatnonzero(used_bin == b)
+            candidates = pool[pool_bin == b]
+            out[row, slots] = rng.choice(candidates, len(slots), replace=len(candidates) < len(slots))
+    return out, used
+
+
+def random_set_scores(adata, picks: np.ndarray, used: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Scores (samples x draws) of each random set, computed like ctra.scoring (z, sign, mean)."""
+    vst = adata.layers["vst"]
+    directions = used["direction"].to_numpy(float)
+    groups = used["group"].to_numpy()
+    out = {score: np.empty((adata.n_obs, len(picks))) for score in SCORES}
+    for row, genes in enumerate(picks):
+        z = zscore(np.asarray(vst[:, genes], dtype=float))
+        out["ctra"][:, row] = (z * directions).mean(axis=1)
+        for group in SCORES[1:]:
+            in_group = groups == group
+            out[group][:, row] = z[:, in_group].mean(axis=1) if in_group.any() else np.nan
+    return out
+
+
+def gls_estimates(design: Design, Y: np.ndarray, gamma: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast estimates and t for many responses sharing fixed relative variances (one solve).
+
+    Each response keeps its own residual variance, so t is scale-free: a random gene set whose
+    genes are less correlated (a score with less variance) is not favoured or penalised by scale.
+    """
+    _, xhx, xhy, yhy = BlockStructure(design).crossprods(gamma, design.X, Y)
+    inverse = np.linalg.inv(xhx)
+    beta = inverse @ xhy
+    sigma2 = (yhy - np.einsum("pm,pm->m", beta, xhy)) / (len(Y) - design.X.shape[1])
+    estimate = (L @ beta).T
+    se = np.sqrt(sigma2[:, None] * np.einsum("cp,pq,cq->c", L, inverse, L)[None, :])
+    return estimate, estimate / se
+
+
+# ----------------------------------------------------------------------------------------------
+# Leave one participant out
+# ----------------------------------------------------------------------------------------------
+
+def leave_one_out(design: Design, y: np.ndarray, gamma: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Contrast estimates with each participant left out (participants x contrasts)."""
+    whitener = Whitener(BlockStructure(design), gamma)
+    Xw = whitener.apply(design.X)
+    yw = whitener.apply(y[:, None])[:, 0]
+    owner = design.participant[whitener.rows]
+    n_people, p = owner.max() + 1, design.X.shape[1]
+    A = np.zeros((n_people, p, p))
+    b = np.zeros((n_people, p))
+    np.add.at(A, owner, Xw[:, :, None] * Xw[:, None, :])
+    np.add.at(b, owner, Xw * yw[:, None])
+    beta, _, _ = _solve_batched(A.sum(axis=0)[None] - A, b.sum(axis=0)[None] - b)
+    return beta @ L.T
+
+
+# ----------------------------------------------------------------------------------------------
+# Gene-level GEE (Cole-lab formulation)
+# ----------------------------------------------------------------------------------------------
+
+def gene_long_format(adata, usage: pd.DataFrame, design: Design, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Response, design and groups for the long-format gene model of one score.
+
+    ``ctra`` uses all used genes with direction-signed z; a subscore uses its group's genes, unsigned.
+    Rows are ordered by participant, then sample, then gene (as geepack expects clusters contiguous).
+    """
+    used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")]
+    if score != "ctra":
+        used = used[used["group"] == score]
+    z = zscore(np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float))
+    if score == "ctra":
+        z = z * used["direction"].to_numpy(float)
+    n, k = z.shape
+    order = np.lexsort((np.arange(n), design.participant))
+    sample = np.repeat(order, k)
+    gene = np.tile(np.arange(k), n)
+    dummies = np.zeros((n * k, k - 1))
+    rows = np.flatnonzero(gene > 0)
+    dummies[rows, gene[rows] - 1] = 1.0
+    exog = np.hstack([design.X[sample], dummies])
+    names = design.columns + [f"gene[T.{g}]" for g in used["gene"].iloc[1:]]
+    return z[sample, gene], exog, design.participant[sample], names
+
+
+def fit_gene_gee(adata, usage: pd.DataFrame, design: Design, score: str = "ctra"):
+    """statsmodels GEE (Gaussian, exchangeable, robust SE) of the long-format gene model."""
+    endog, exog, groups, names = gene_long_format(adata, usage, design, score)
+    model = sm.GEE(endog, exog, groups=groups, cov_struct=sm.cov_struct.Exchangeable(),
+                   family=sm.families.Gaussian())
+    result = model.fit(maxiter=100)
+    return result, names
+
+
+def gee_table(adata, usage: pd.DataFrame, design: Design) -> pd.DataFrame:
+    """Contrast rows (model gee_genes) for each score with at least two genes; normal-theory CI."""
+    specs = contrast_specs(design)
+    tables = []
+    for score in SCORES:
+        groups = usage.loc[usage["used"].astype(bool) & (usage["group"] != "marker"), "group"]
+        n_genes = len(groups) if score == "ctra" else int((groups == score).sum())
+        if n_genes < 2:
+            continue
+        result, names = fit_gene_gee(adata, usage, design, score)
+        L = np.array([np.concatenate([s.vector, np.zeros(len(names) - len(s.vector))]) for s in specs])
+        estimate = L @ result.params
+        se = np.sqrt(np.einsum("cp,pq,cq->c", L, result.cov_robust, L))
+        z = sstats.norm.ppf(0.975)
+        tables.append(pd.DataFrame({
+            "score": score, "model": "gee_genes", "contrast": [s.contrast for s in specs],
+            "arm": [s.arm for s in specs], "time": [s.time for s in specs], "estimate": estimate, "se": se,
+            "ci_low": estimate - z * se, "ci_high": estimate + z * se, "df": np.inf,
+            "p_value": 2 * sstats.norm.sf(np.abs(estimate / se)),
+            "n_participants": [len(np.unique(design.participant[s.samples])) for s in specs],
+            "n_samples": [int(s.samples.sum()) for s in specs]}))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+# ----------------------------------------------------------------------------------------------
+# Null draws (chunkable) and the final table
+# ----------------------------------------------------------------------------------------------
+
+def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, gammas: dict, chunk: int,
+               n_chunks: int) -> pd.DataFrame:
+    """Permutation t and random-gene-set estimates for this chunk's share of the draws (tidy)."""
+    settings = study["robustness"]
+    design, _ = study_design(adata, usage, study, source=study["samples"])
+    specs = contrast_specs(design)
+    L = np.array([s.vector for s in specs])
+    perm_draws = _chunk(settings["permutations"], chunk, n_chunks) if len(design.arms) > 1 else range(0)
+    set_draws = _chunk(settings["gene_sets"], chunk, n_chunks)
+    picks, used = gene_set_draws(adata, usage, study["expression_filter"], settings["seed"], set_draws)
+    random_scores = random_set_scores(adata, picks, used)
+    frames = []
+    for score, gamma in gammas.items():
+        gamma = np.asarray(gamma)
+        y = scores[score].to_numpy(float)
+        interaction = [i for i, s in enumerate(specs) if s.contrast == "arm_x_time"]
+        if len(perm_draws) and interaction:
+            t = permutation_null(design, y, gamma, [specs[i] for i in interaction], settings["seed"], perm_draws)
+            frames.append(_tidy(t, "permutation", score, [specs[i] for i in interaction], perm_draws))
+        _, t = gls_estimates(design, random_scores[score], gamma, L)
+        frames.append(_tidy(t, "gene_set", score, specs, set_draws))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _chunk(total: int, chunk: int, n_chunks: int) -> range:
+    bounds = np.linspace(0, total, n_chunks + 1).round().astype(int)
+    return range(bounds[chunk], bounds[chunk + 1])
+
+
+def _tidy(values: np.ndarray, kind: str, score: str, specs: list[ContrastSpec], draws: range) -> pd.DataFrame:
+    frame = pd.DataFrame(values, columns=range(len(specs)))
+    frame["draw"] = list(draws)
+    long = frame.melt(id_vars="draw", var_name="spec", value_name="value")
+    long.insert(0, "kind", kind)
+    long.insert(1, "score", score)
+    long["contrast"] = [specs[i].contrast for i in long["spec"]]
+    long["arm"] = [specs[i].arm for i in long["spec"]]
+    long["time"] = [specs[i].time for i in long["spec"]]
+    return long[["kind", "score", "contrast", "arm", "time", "draw", "value"]]
+
+
+def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, lmm: pd.DataFrame,
+                     gammas: dict, nulls: pd.DataFrame) -> pd.DataFrame:
+    """contrasts.tsv: lmm rows with perm_p, geneset_p and leave-one-out columns, then GEE and sensitivity rows."""
+    design, _ = study_design(adata, usage, study, source=study["samples"])
+    specs = contrast_specs(design)
+    L = np.array([s.vector for s in specs])
+    key = ["score", "contrast", "arm", "time"]
+    extra = []
+    people = np.asarray(sorted(set(adata.obs["participant"])))  # the order of design.participant codes
+    for score, gamma in gammas.items():
+        gamma = np.asarray(gamma)
+        y = scores[score].to_numpy(float)
+        estimate, t = gls_estimates(design, y[:, None], gamma, L)
+        observed_est, t_obs = estimate[0], t[0]
+        loo = leave_one_out(design, y, gamma, L) - observed_est[None, :]
+        worst = np.nanargmax(np.abs(loo), axis=0)
+        for i, spec in enumerate(specs):
+            row = {"score": score, "contrast": spec.contrast, "arm": spec.arm, "time": spec.time,
+                   "loo_max_change": loo[worst[i], i], "loo_participant": people[worst[i]]}
+            for kind, observed, column in (("permutation", t_obs[i], "perm_p"), ("gene_set", t_obs[i], "geneset_p")):
+                null = nulls[(nulls["kind"] == kind) & (nulls["score"] == score) & (nulls["contrast"] == spec.contrast)
+                             & (nulls["arm"] == spec.arm) & (nulls["time"] == spec.time)].sort_values("draw")["value"]
+                row[column] = empirical_p(np.array([observed]), null.to_numpy()[:, None])[0] if len(null) else np.nan
+                row[f"n_{kind}s"] = int(null.notna().sum())
+            extra.append(row)
+    main = lmm.merge(pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
+    return pd.concat([main, gee_table(adata, usage, design), sensitivity_table(adata, scores, usage, study)],
+                     ignore_index=True)
+
+
+def sensitivity_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
+    """The main model refitted without covariates, without markers, and without both (when configured)."""
+    has_covariates = bool(study.get("covariates"))
+    has_markers = bool(study.get("adjust_for_cell_markers", True)) and bool(
+        ((usage["group"] == "marker") & usage["used"].astype(bool)).any())
+    variants = []
+    if has_covariates:
+        variants.append(("lmm_no_covariates", False, True))
+    if has_markers:
+        variants.append(("lmm_no_markers", True, False))
+    if has_covariates and has_markers:
+        variants.append(("lmm_unadjusted", False, False))
+    tables = []
+    for name, covariates, markers in variants:
+        design, _ = study_design(adata, usage, study, study["samples"], covariates=covariates, markers=markers)
+        tables.append(fit_scores(design, scores, name)[0])
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
