@@ -144,7 +144,7 @@ def test_participant_ids_hidden_by_default_and_shown_on_request():
     inputs = make_inputs(participant_prefix="SECRET-ID-")
     hidden = render_report(**inputs)
     assert "SECRET-ID-" not in hidden
-    assert "P001" in hidden and "P012" in hidden
+    assert "anon-001" in hidden and "anon-012" in hidden
     shown = render_report(**inputs, show_participant_ids=True)
     assert "SECRET-ID-03" in shown
 

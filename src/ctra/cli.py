@@ -146,7 +146,37 @@ def run_model(args: argparse.Namespace) -> None:
     write_tsv(genes, args.genes)
     with atomic_path(args.model) as tmp:
         tmp.write_text(json.dumps(model_info, indent=2, sort_keys=True, default=_plain) + "\n")
-    write_tsv(contrasts, args.contrasts)
+    write_tsv(contrasts, args.lmm)
+
+
+def _model_inputs(args: argparse.Namespace) -> tuple:
+    """normalized AnnData, scores in its sample order, genes_used, and the model description."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(args.input)
+    scores = read_table(args.scores).set_index("sample").loc[adata.obs_names]
+    return adata, scores, read_table(args.genes_used), json.loads(Path(args.model).read_text())
+
+
+def run_null(args: argparse.Namespace) -> None:
+    from .robustness import null_draws
+
+    study = _study(args)
+    adata, scores, usage, model_info = _model_inputs(args)
+    chunks = study["robustness"]["chunks"]
+    draws = null_draws(adata, scores, usage, study, model_info["relative_variances"], args.chunk, chunks)
+    write_tsv(draws, args.out)
+
+
+def run_robustness(args: argparse.Namespace) -> None:
+    from .robustness import robustness_table
+
+    study = _study(args)
+    adata, scores, usage, model_info = _model_inputs(args)
+    nulls = pd.concat([read_table(path) for path in args.nulls], ignore_index=True)
+    table = robustness_table(adata, scores, usage, study, read_table(args.lmm), model_info["relative_variances"], nulls)
+    log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
+    write_tsv(table, args.contrasts)
 
 
 def run_report(args: argparse.Namespace) -> None:
@@ -221,7 +251,11 @@ def _parser() -> argparse.ArgumentParser:
     stage("validate", run_validate, "study", "study-config", "gene-set", "markers", "samples-schema", "out")
     stage("normalize", run_normalize, "study-config", "input", "out").add_argument("--threads", type=int, default=1)
     stage("score", run_score, "study-config", "input", "gene-set", "markers", "scores", "genes-used")
-    stage("model", run_model, "study-config", "input", "scores", "genes-used", "contrasts", "genes", "model")
+    stage("model", run_model, "study-config", "input", "scores", "genes-used", "lmm", "genes", "model")
+    stage("null", run_null, "study-config", "input", "scores", "genes-used", "model", "out").add_argument(
+        "--chunk", type=int, default=0)
+    stage("robustness", run_robustness, "study-config", "input", "scores", "genes-used", "model", "lmm",
+          "contrasts").add_argument("--nulls", nargs="+", required=True)
     stage("report", run_report, "study", "study-config", "input", "scores", "genes-used", "contrasts", "genes",
           "model", "out")
     example = sub.add_parser("example", help="write the bundled example cohort")

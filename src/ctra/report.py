@@ -12,6 +12,7 @@ except for the line carrying ``methods["generated"]``.
 from __future__ import annotations
 
 import html
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
         "forest": _forest_figure(contrasts, levels),
         "heatmap": _heatmap_figure(genes, levels),
         "robustness": _robustness_tables(contrasts, participants),
+        "verdicts": _robustness_verdicts(contrasts, participants),
         "methods": _methods_context(methods),
         "contrasts": _contrasts_table(contrasts, participants),
         "plotly_js": plotly.offline.get_plotlyjs(),
@@ -158,12 +160,13 @@ def _levels(adata: anndata.AnnData, scores: pd.DataFrame) -> Levels:
 
 
 def _participant_labels(participants: Iterable[str], show: bool) -> dict[str, str]:
-    """Map participant id -> shown label: the id itself, or P001.. in sorted-id order (stable)."""
-    ids = sorted(set(participants))
+    """Map participant id -> shown label: the id itself, or anon-001.. in an order that is stable but not
+    the ids' own order (sorted by a hash of the id), so labels cannot be mapped back by sorting the ids."""
+    ids = sorted(set(participants), key=lambda p: hashlib.sha256(p.encode()).hexdigest())
     if show:
         return {p: p for p in ids}
     width = max(3, len(str(len(ids))))
-    return {p: f"P{i:0{width}d}" for i, p in enumerate(ids, start=1)}
+    return {p: f"anon-{i:0{width}d}" for i, p in enumerate(ids, start=1)}
 
 
 def _participant_ids(adata: anndata.AnnData, scores: pd.DataFrame, contrasts: pd.DataFrame) -> list[str]:
@@ -644,6 +647,57 @@ def _robustness_tables(contrasts: pd.DataFrame, participants: dict[str, str]) ->
                        _frame_table(rows, ["score", "model", "contrast", "arm", "time", "estimate"] + extra,
                                     participants)))
     return tables
+
+
+def _robustness_verdicts(contrasts: pd.DataFrame, participants: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """For each main CTRA arm x time contrast, one plain sentence per check: does the result survive it?"""
+    main = contrasts[(contrasts["model"] == MAIN_MODEL) & (contrasts["score"] == "ctra")
+                     & (contrasts["contrast"] == "arm_x_time")]
+    out = []
+    for _, row in main.iterrows():
+        title = f"CTRA, {row['arm']} vs control at {row['time']}: estimate {_estimate_cell(row)}"
+        out.append((title, [s for s in _verdict_sentences(row, contrasts, participants) if s]))
+    return out
+
+
+def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: dict[str, str]) -> list[str]:
+    significant = row["p_value"] < 0.05
+    said = [f"Main model: {'significant' if significant else 'not significant'} at the 5% level."]
+    if pd.notna(row.get("perm_p")):
+        said.append(f"Permutation test (arms shuffled between participants, {_count(row, 'n_permutations')} "
+                    f"permutations): p = {_fmt_p(row['perm_p'])}; the result "
+                    f"{'survives' if row['perm_p'] < 0.05 else 'does not survive'} it.")
+    if pd.notna(row.get("geneset_p")):
+        better = row["geneset_p"] < 0.05
+        said.append(f"Random gene sets ({_count(row, 'n_gene_sets')} sets of the same size, matched on "
+                    f"expression decile): p = {_fmt_p(row['geneset_p'])}; "
+                    + ("the CTRA genes respond more than random genes do." if better else
+                       "random genes give a contrast at least as strong in more than 5% of sets, so this contrast "
+                       "is not specific to the CTRA genes."))
+    if pd.notna(row.get("loo_max_change")):
+        moved = row["estimate"] + row["loo_max_change"]
+        flips = np.sign(moved) != np.sign(row["estimate"])
+        who = participants.get(str(row["loo_participant"]), str(row["loo_participant"]))
+        said.append(f"Leaving one participant out: the largest change is {_fmt_num(row['loo_max_change'])} "
+                    f"(without {who}); " + ("this flips the sign, so the result hinges on one participant."
+                                            if flips else "no single participant reverses the direction."))
+    key = (contrasts["score"] == row["score"]) & (contrasts["contrast"] == row["contrast"]) & \
+          (contrasts["arm"] == row["arm"]) & (contrasts["time"] == row["time"])
+    for model, label in (("gee_genes", "Gene-level GEE (exchangeable, robust SE)"),
+                         ("lmm_no_covariates", "Without covariates"), ("lmm_no_markers", "Without cell markers"),
+                         ("lmm_unadjusted", "Without covariates or markers")):
+        other = contrasts[key & (contrasts["model"] == model)]
+        if len(other):
+            o = other.iloc[0]
+            agrees = np.sign(o["estimate"]) == np.sign(row["estimate"]) and (o["p_value"] < 0.05) == significant
+            said.append(f"{label}: {_estimate_cell(o)}; " + ("same direction and conclusion." if agrees else
+                                                            "the conclusion differs."))
+    return said
+
+
+def _count(row: pd.Series, column: str) -> str:
+    value = row.get(column)
+    return str(int(value)) if value is not None and pd.notna(value) else "the"
 
 
 def _model_comparison_table(contrasts: pd.DataFrame) -> Table:

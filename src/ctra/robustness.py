@@ -361,6 +361,7 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: di
                 row[f"n_{kind}s"] = int(null.notna().sum())
             extra.append(row)
     main = lmm.merge(pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
+    main = main.astype({"n_permutations": "Int64", "n_gene_sets": "Int64"})
     return pd.concat([main, gee_table(adata, usage, design), sensitivity_table(adata, scores, usage, study)],
                      ignore_index=True)
 

@@ -24,6 +24,7 @@ from scipy import optimize, stats
 from .errors import InputError
 
 LOG_2PI = float(np.log(2 * np.pi))
+MAX_THETA = 1e3  # relative SD of a random effect; beyond this H is numerically singular
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,10 +196,16 @@ def fit_reml(design: Design, y: np.ndarray, structure: BlockStructure | None = N
     """REML estimates of beta, their covariance and the variance components for one response."""
     structure = structure or BlockStructure(design)
     k = len(design.components)
-    objective = lambda theta: _profiled_deviance(theta, structure, design.X, y)  # noqa: E731
+
+    def objective(theta: np.ndarray) -> float:
+        try:
+            return _profiled_deviance(theta, structure, design.X, y)
+        except np.linalg.LinAlgError:  # numerically singular far out in theta: steer the optimizer back
+            return 1e300
+
     best = None
     for start in (np.ones(k), np.full(k, 0.3)):
-        result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=[(0.0, None)] * k,
+        result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=[(0.0, MAX_THETA)] * k,
                                    options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 500})
         if best is None or result.fun < best.fun:
             best = result

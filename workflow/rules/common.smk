@@ -1,9 +1,122 @@
-# Helpers shared by the rules: study lookup, gene-set paths and the ctra command.
+# Helpers shared by the rules: config checks, study lookup, gene-set paths and the ctra command.
+#
+# The checks below run when the workflow is parsed, so that a bad config, an unknown study on the
+# command line or an unusable results/ directory stop the run with one message (WorkflowError,
+# shown by Snakemake without a Python traceback) before any job starts.
+import difflib
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
+import yaml
+from snakemake.exceptions import WorkflowError
+
+CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# study names become directory names under results/: never '..', '/', or a leading dot
+STUDY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+# command-line options after which the results/ directory is not written to
+NO_WRITE_OPTIONS = {"-n", "--dry-run", "--dryrun", "--unlock", "--lint", "-l", "--list", "--list-rules",
+                    "--list-target-rules", "--summary", "-S", "--detailed-summary", "-D", "--dag",
+                    "--rulegraph", "--filegraph", "--cleanup-metadata", "--print-compilation"}
+
+
+def _config_files():
+    files = [str(f) for f in getattr(workflow, "configfiles", [])]
+    return ", ".join(files) if files else "the config"
+
+
+def _config_problems(config):
+    """Schema violations as short sentences (the key path, the offending key or value, the fix)."""
+    import jsonschema
+
+    schema = yaml.safe_load(CONFIG_SCHEMA.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = " -> ".join(str(p) for p in error.absolute_path) or "top level"
+        if error.validator == "additionalProperties":
+            allowed = list(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - set(allowed), key=str):
+                near = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"; did you mean '{near[0]}'?" if near else f"; allowed keys: {', '.join(allowed)}"
+                problems.append(f"{where}: '{key}' was unexpected (not a ctra setting{hint})")
+        elif error.validator == "propertyNames":
+            problems.append(f"{where}: study name {error.instance!r} is not allowed: study names become "
+                            "directories under results/, so use letters, digits, '_', '.' and '-', starting "
+                            "with a letter or digit")
+        else:
+            problems.append(f"{where}: {error.message}")
+    return problems
+
+
+def _check_config(config):
+    problems = _config_problems(config)
+    studies = config.get("studies") if isinstance(config, dict) else None
+    if isinstance(studies, dict):
+        for name in studies:
+            if not isinstance(name, str) or not re.fullmatch(STUDY_NAME, name):
+                problems.append(f"studies: study name {name!r} is not allowed: study names become "
+                                "directories under results/ (letters, digits, '_', '.', '-')")
+    if problems:
+        listed = "\n".join(f"  - {p}." for p in dict.fromkeys(problems))
+        raise WorkflowError(f"{_config_files()}: the config has {len(problems)} problem(s):\n{listed}")
+
+
+def _requested_studies():
+    """Study names in command-line targets of the form results/<study>/... (Snakemake does not
+    expose its targets while parsing, so the command line is read; anything else is ignored)."""
+    names = []
+    for token in sys.argv[1:]:
+        if token.startswith("-") or "/" not in token:
+            continue
+        try:
+            relative = Path(os.path.relpath(os.path.abspath(token)))
+        except ValueError:
+            continue
+        parts = relative.parts
+        if len(parts) >= 3 and parts[0] == "results":
+            names.append((parts[1], token))
+    return names
+
+
+def _check_targets():
+    for name, token in _requested_studies():
+        if name not in config["studies"]:
+            raise WorkflowError(_unknown_study(name, f" in the requested target '{token}'"))
+
+
+def _unknown_study(name, where=""):
+    defined = ", ".join(f"'{s}'" for s in STUDIES)
+    return (f"unknown study '{name}'{where}: the config ({_config_files()}) defines {defined}. Outputs are "
+            "results/<study>/..., with <study> one of the names under `studies:`.")
+
+
+def _check_results_dir():
+    """results/ must be a writable directory (or creatable here) before any job starts."""
+    if NO_WRITE_OPTIONS.intersection(sys.argv[1:]):
+        return
+    results = Path("results")
+    if results.is_symlink() and not results.exists():
+        raise WorkflowError(f"'{results.absolute()}' is a broken symbolic link; ctra writes every output under "
+                            "results/<study>/: fix or remove the link.")
+    if results.exists() and not results.is_dir():
+        raise WorkflowError(f"'{results.absolute()}' exists but is not a directory; ctra writes every output "
+                            "under results/<study>/: move or rename that file, or run in another directory.")
+    directories = [results, *[results / s for s in STUDIES if (results / s).is_dir()]] if results.exists() \
+        else [Path(".")]
+    for directory in directories:
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise WorkflowError(f"'{directory.absolute()}' is not writable (permissions, a read-only file system "
+                                "or an immutable flag); ctra writes every output under results/<study>/: make it "
+                                "writable or run in another directory.")
+
+
+_check_config(config)
 STUDIES = sorted(config["studies"])
+_check_targets()
+_check_results_dir()
 GENE_SET_DIR = Path(workflow.basedir) / "resources" / "gene_sets"
 SAMPLES_SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "samples.schema.yaml")
 # Same interpreter as Snakemake, so the installed ctra is used even without an activated venv.
@@ -11,15 +124,14 @@ CTRA = f"{sys.executable} -m ctra.cli"
 
 
 wildcard_constraints:
-    study="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    study=STUDY_NAME,
+    chunk="[0-9]+",
 
 
 def study_config(wildcards):
     """The study's config block (schema defaults filled in); a clear error for unknown names."""
     if wildcards.study not in config["studies"]:
-        raise ValueError(
-            f"unknown study '{wildcards.study}'; the config defines: {', '.join(STUDIES)}"
-        )
+        raise WorkflowError(_unknown_study(wildcards.study))
     return config["studies"][wildcards.study]
 
 
@@ -39,3 +151,9 @@ def gene_set_file(wildcards):
 
 def marker_file(wildcards):
     return gene_set_path(study_config(wildcards)["marker_set"])
+
+
+def null_chunk_files(wildcards):
+    """The study's null-draw chunks, in chunk order (so gathering is deterministic)."""
+    chunks = study_config(wildcards)["robustness"]["chunks"]
+    return [f"results/{wildcards.study}/work/null_{k}.tsv" for k in range(chunks)]

@@ -5,15 +5,69 @@ rule model:
         scores="results/{study}/scores.tsv",
         genes_used="results/{study}/genes_used.tsv",
     output:
-        contrasts="results/{study}/contrasts.tsv",
-        genes="results/{study}/genes.tsv",
+        lmm="results/{study}/work/lmm_contrasts.tsv",
+        genes=report("results/{study}/genes.tsv", caption="../report/genes.rst", category="{study}",
+                     subcategory="Tables", labels={"study": "{study}", "table": "genes.tsv (per-gene contrasts)"}),
         model="results/{study}/model.json",
     params:
         study=study_json,
     threads: 1
+    resources:
+        # reads the whole normalized .h5ad (~3 layers) plus working copies: ~4 MB per MB of input.
+        mem_mb=lambda wildcards, input, attempt: (1000 + 4 * int(input.size_mb)) * attempt,
+        runtime=lambda wildcards, input, attempt: (30 + int(input.size_mb) // 10) * attempt,
     log:
         "results/{study}/logs/model.log",
     shell:
         "{CTRA} model --study-config {params.study:q} --input {input.normalized:q}"
         " --scores {input.scores:q} --genes-used {input.genes_used:q}"
-        " --contrasts {output.contrasts:q} --genes {output.genes:q} --model {output.model:q} --log {log:q}"
+        " --lmm {output.lmm:q} --genes {output.genes:q} --model {output.model:q} --log {log:q}"
+
+
+rule null_chunk:
+    """One seeded share of the permutation and random-gene-set draws."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        scores="results/{study}/scores.tsv",
+        genes_used="results/{study}/genes_used.tsv",
+        model="results/{study}/model.json",
+    output:
+        "results/{study}/work/null_{chunk}.tsv",
+    params:
+        study=study_json,
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, input, attempt: (1000 + 4 * int(input.size_mb)) * attempt,
+        runtime=lambda wildcards, input, attempt: (30 + int(input.size_mb) // 10) * attempt,
+    log:
+        "results/{study}/logs/null_{chunk}.log",
+    shell:
+        "{CTRA} null --study-config {params.study:q} --input {input.normalized:q} --scores {input.scores:q}"
+        " --genes-used {input.genes_used:q} --model {input.model:q} --chunk {wildcards.chunk}"
+        " --out {output:q} --log {log:q}"
+
+
+rule robustness:
+    """Gather the draws; add GEE, leave-one-out and sensitivity rows: the final contrasts table."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        scores="results/{study}/scores.tsv",
+        genes_used="results/{study}/genes_used.tsv",
+        model="results/{study}/model.json",
+        lmm="results/{study}/work/lmm_contrasts.tsv",
+        nulls=null_chunk_files,
+    output:
+        contrasts=report("results/{study}/contrasts.tsv", caption="../report/contrasts.rst", category="{study}",
+                         subcategory="Tables", labels={"study": "{study}", "table": "contrasts.tsv (arm x time)"}),
+    params:
+        study=study_json,
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, input, attempt: (1000 + 4 * int(input.size_mb)) * attempt,
+        runtime=lambda wildcards, input, attempt: (30 + int(input.size_mb) // 10) * attempt,
+    log:
+        "results/{study}/logs/robustness.log",
+    shell:
+        "{CTRA} robustness --study-config {params.study:q} --input {input.normalized:q}"
+        " --scores {input.scores:q} --genes-used {input.genes_used:q} --model {input.model:q}"
+        " --lmm {input.lmm:q} --nulls {input.nulls:q} --contrasts {output.contrasts:q} --log {log:q}"
