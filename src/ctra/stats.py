@@ -149,8 +149,12 @@ class BlockStructure:
     def crossprods(self, gamma: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """log|H|, X'H^-1X, X'H^-1Y, Y'H^-1Y (diag only) for H = I + sum_k gamma_k S_k.
 
-        ``Y`` is n x m (several responses share H, e.g. genes or permutations of one score).
+        ``Y`` is n x m (several responses share H, e.g. genes or permutations of one score). With a
+        single random intercept, H_i^-1 = I - w J with w = gamma / (1 + m gamma), so only block sums are
+        needed; nested components go through a batched Cholesky per block size.
         """
+        if len(gamma) == 1:
+            return self._intercept_crossprods(float(gamma[0]), X, Y)
         logdet, xhx = 0.0, np.zeros((self.p, self.p))
         xhy, yhy = np.zeros((self.p, Y.shape[1])), np.zeros(Y.shape[1])
         for index, same in self.groups:
@@ -165,6 +169,18 @@ class BlockStructure:
             xhx += np.einsum("bip,biq->pq", xw, xw)
             xhy += np.einsum("bip,bim->pm", xw, yw)
             yhy += np.einsum("bim,bim->m", yw, yw)
+        return logdet, xhx, xhy, yhy
+
+    def _intercept_crossprods(self, gamma: float, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        logdet, xhx, xhy, yhy = 0.0, X.T @ X, X.T @ Y, np.einsum("nm,nm->m", Y, Y)
+        for index, _ in self.groups:
+            size = index.shape[1]
+            weight = gamma / (1 + size * gamma)
+            x_sum, y_sum = X[index].sum(axis=1), Y[index].sum(axis=1)
+            logdet += len(index) * np.log1p(size * gamma)
+            xhx = xhx - weight * (x_sum.T @ x_sum)
+            xhy = xhy - weight * (x_sum.T @ y_sum)
+            yhy = yhy - weight * np.einsum("bm,bm->m", y_sum, y_sum)
         return logdet, xhx, xhy, yhy
 
 
@@ -192,6 +208,14 @@ def _profiled_deviance(theta: np.ndarray, structure: BlockStructure, X: np.ndarr
     return dof * (1 + LOG_2PI + np.log(rss / dof)) + logdet + 2 * np.log(np.diag(chol)).sum()
 
 
+def _minimize_one(objective) -> np.ndarray:
+    """One relative SD: Brent on log10(theta) in [-6, 3], then the boundary theta = 0 if it is better."""
+    result = optimize.minimize_scalar(lambda u: objective(np.array([10.0 ** u])), bounds=(-6, np.log10(MAX_THETA)),
+                                      method="bounded", options={"xatol": 1e-9})
+    theta = np.array([10.0 ** result.x])
+    return np.zeros(1) if objective(np.zeros(1)) <= objective(theta) else theta
+
+
 def fit_reml(design: Design, y: np.ndarray, structure: BlockStructure | None = None) -> Fit:
     """REML estimates of beta, their covariance and the variance components for one response."""
     structure = structure or BlockStructure(design)
@@ -203,19 +227,23 @@ def fit_reml(design: Design, y: np.ndarray, structure: BlockStructure | None = N
         except np.linalg.LinAlgError:  # numerically singular far out in theta: steer the optimizer back
             return 1e300
 
-    best = None
-    for start in (np.ones(k), np.full(k, 0.3)):
-        result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=[(0.0, MAX_THETA)] * k,
-                                   options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 500})
-        if best is None or result.fun < best.fun:
-            best = result
-    gamma = best.x ** 2
+    if k == 1:
+        theta = _minimize_one(objective)
+    else:
+        best = None
+        for start in (np.ones(k), np.full(k, 0.3)):
+            result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=[(0.0, MAX_THETA)] * k,
+                                       options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 500})
+            if best is None or result.fun < best.fun:
+                best = result
+        theta = best.x
+    gamma = theta ** 2
     _, xhx, xhy, yhy = structure.crossprods(gamma, design.X, y[:, None])
     xhx_inv = np.linalg.inv(xhx)
     beta = xhx_inv @ xhy[:, 0]
     sigma2 = float((yhy[0] - beta @ xhy[:, 0]) / (structure.n - structure.p))
     return Fit(beta=beta, cov_beta=sigma2 * xhx_inv, sigma2=sigma2, component_variances=sigma2 * gamma,
-               deviance=float(best.fun), structure=structure, X=design.X, y=y)
+               deviance=float(objective(theta)), structure=structure, X=design.X, y=y)
 
 
 def _deviance_at(variances: np.ndarray, fit: Fit) -> float:
