@@ -3,9 +3,8 @@
 A gene-set file is a TSV with columns ``gene, group, direction`` and optionally ``symbol,
 ensembl_id, entrez_id, aliases`` (``;``-separated). ``gene`` is the name shown in every output;
 a row of the input table matches it by Ensembl id (any version suffix stripped) when the table uses
-Ensembl ids, otherwise by ``gene``, ``symbol`` or an alias, case-insensitively and in that order of
-preference. Several input rows matching one gene (e.g. both ``IL8`` and ``CXCL8``) are merged by the
-caller and recorded.
+Ensembl ids, otherwise by ``gene``, ``symbol`` or an alias, case-insensitively. Several input rows
+matching one gene (e.g. both ``IL8`` and ``CXCL8``) are merged by the caller and recorded.
 """
 
 from __future__ import annotations
@@ -96,20 +95,20 @@ class GeneMatch:
         return {row: gene for gene, rows in self.rows_for_gene.items() for row in rows}
 
 
-def _candidate_names(record: pd.Series, kind: str) -> list[list[str]]:
-    """Names to look for, grouped by preference (earlier lists win)."""
+def _candidate_names(record: pd.Series, kind: str) -> list[str]:
+    """Every name that stands for this gene in a table of the given id kind."""
     if kind == "ensembl":
-        return [[e.strip().upper() for e in record["ensembl_id"].split(";") if e.strip()]]
+        return [e.strip().upper() for e in record["ensembl_id"].split(";") if e.strip()]
     aliases = [a.strip().upper() for a in record["aliases"].split(";") if a.strip()]
-    return [[record["gene"].upper()], [record["symbol"].upper()] if record["symbol"] else [], aliases]
+    return [record["gene"].upper(), *([record["symbol"].upper()] if record["symbol"] else []), *aliases]
 
 
 def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str) -> GeneMatch:
     """Find the input rows for each gene of ``genes`` (a gene-set table, markers included).
 
-    A gene takes every input row with its most preferred matching name (all Ensembl ids of the
-    gene, or its name, else its symbol, else all of its aliases). An input row claimed by two genes
-    is an error naming both, since summing it twice would be wrong.
+    A gene takes every input row under any of its names (its Ensembl ids, or its name, symbol and
+    aliases), so a table with both IL8 and CXCL8 rows has them merged by the caller. An input row
+    claimed by two genes is an error naming both, since counting it twice would be wrong.
     """
     kind = id_kind(input_ids, source)
     lookup: dict[str, list[str]] = {}
@@ -118,11 +117,9 @@ def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str) -> GeneMa
         lookup.setdefault(key, []).append(row_id)
     match = GeneMatch(kind=kind)
     for _, record in genes.iterrows():
-        for names in _candidate_names(record, kind):
-            rows = [row for name in names for row in lookup.get(name, [])]
-            if rows:
-                match.rows_for_gene[record["gene"]] = sorted(set(rows))
-                break
+        rows = sorted({row for name in _candidate_names(record, kind) for row in lookup.get(name, [])})
+        if rows:
+            match.rows_for_gene[record["gene"]] = rows
     claimed: dict[str, str] = {}
     for gene, rows in match.rows_for_gene.items():
         for row in rows:

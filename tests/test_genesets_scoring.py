@@ -1,0 +1,73 @@
+"""Gene-id matching and the CTRA score arithmetic, against hand-worked examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from conftest import GENE_SETS
+from ctra.errors import InputError
+from ctra.genesets import id_kind, load_gene_set, match_genes, strip_version
+from ctra.scoring import compute_scores, zscore
+
+
+@pytest.fixture(scope="module")
+def ctra53() -> pd.DataFrame:
+    return load_gene_set(GENE_SETS / "ctra53.tsv")
+
+
+def test_old_symbols_map_to_the_set_names(ctra53):
+    ids = pd.Index(["IL8", "IGJ", "IGLL3P", "IFIT1B", "GAPDH"])
+    match = match_genes(ids, ctra53, "counts.tsv")
+    assert match.rows_for_gene["CXCL8"] == ["IL8"]
+    assert match.rows_for_gene["JCHAIN"] == ["IGJ"]
+    assert match.rows_for_gene["IGLL3P"] == ["IGLL3P"]
+    assert "GAPDH" not in match.gene_for_row
+
+
+def test_alias_and_current_symbol_rows_are_both_claimed_for_merging(ctra53):
+    match = match_genes(pd.Index(["CXCL8", "IL8", "TNF"]), ctra53, "counts.tsv")
+    assert match.rows_for_gene["CXCL8"] == ["CXCL8", "IL8"]
+
+
+def test_symbols_match_case_insensitively(ctra53):
+    assert match_genes(pd.Index(["il1b"]), ctra53, "x").rows_for_gene["IL1B"] == ["il1b"]
+
+
+def test_ensembl_ids_with_version_suffix_match(ctra53):
+    match = match_genes(pd.Index(["ENSG00000125538.12", "ENSG00000000003.15"]), ctra53, "counts.tsv")
+    assert match.kind == "ensembl"
+    assert match.rows_for_gene["IL1B"] == ["ENSG00000125538.12"]
+    assert strip_version("ENSG00000125538.12") == "ENSG00000125538"
+
+
+def test_mixed_ensembl_and_symbols_is_refused():
+    with pytest.raises(InputError, match="counts.tsv: gene ids mix Ensembl ids"):
+        id_kind(pd.Index(["ENSG00000125538", "IL6"]), "counts.tsv")
+
+
+def test_gene_set_file_with_bad_direction_names_the_line(tmp_path):
+    path = tmp_path / "set.tsv"
+    path.write_text("gene\tgroup\tdirection\nIL6\tinflammatory\tup\n")
+    with pytest.raises(InputError, match=r"set.tsv: line 2, column 'direction'"):
+        load_gene_set(path)
+
+
+def test_zscore_uses_sample_sd_like_scipy():
+    values = np.random.default_rng(0).normal(size=(9, 4))
+    assert np.allclose(zscore(values), stats.zscore(values, axis=0, ddof=1))
+
+
+def test_scores_by_hand():
+    # two genes, three samples; gene 1 up-weighted (+1), gene 2 sign-inverted (-1)
+    vst = np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 10.0]])
+    z1 = np.array([-1.0, 0.0, 1.0])                    # mean 2, sd 1
+    z2 = (vst[:, 1] - 7.0) / np.sqrt(7.0)              # mean 7, var ((4+1+9)/2) = 7
+    scores = compute_scores(vst, np.array([1.0, -1.0]), np.array(["inflammatory", "antiviral"]))
+    assert np.allclose(scores["ctra"], (z1 - z2) / 2)
+    assert np.allclose(scores["inflammatory"], z1)
+    assert np.allclose(scores["antiviral"], z2)      # unsigned: antiviral up means CTRA down
+    assert scores["antibody"].isna().all()
+    assert (scores["n_genes"] == 2).all()
