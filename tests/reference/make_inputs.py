@@ -1,0 +1,182 @@
+"""Step 1 of the R reference fixtures: run ctra's workflow and export what R needs (small files only).
+
+Re-run from anywhere (the repository root is found from this file's location):
+
+    python tests/reference/make_inputs.py && Rscript tests/reference/make_fixtures.R
+
+What it does:
+
+1. writes ``tests/reference/config.yaml`` with the studies ``real`` (the LeMay 2019 whole-blood cohort,
+   read in place from ``../shared``) and ``unbalanced`` (the bundled example with the ``post`` draw of
+   every 5th complete participant listed in ``exclude_samples``);
+2. runs ``snakemake --cores 2`` from the repository root for ``results/example/`` and
+   (``--configfile tests/reference/config.yaml``) for ``results/real/`` and ``results/unbalanced/``,
+   up to the mixed model (target ``model.json``; ``--forcerun validate`` so the results come from the
+   current code; ``--skip-workflow`` uses the results already there);
+3. exports per case into ``tests/reference/fixtures/<case>/``:
+
+   * ``design.json``: levels (reference first), covariates, marker genes used, whether there is a
+     period, ctra's formula and coefficient names, the samples excluded;
+   * ``lmm_input.tsv``: one row per sample as ctra modelled it: design columns, covariates, ctra's four
+     scores (from ``scores.tsv``) and the VST of the marker genes ctra adjusted for (layer ``vst`` of
+     ``normalized.h5ad``), so R fits the mixed model on exactly ctra's numbers;
+   * ``ctra_contrasts.tsv``: ctra's ``lmm`` rows of ``contrasts.tsv`` (the keys R computes; ctra's
+     values are kept for the record only, the tests recompute them);
+   * ``gee_input.tsv.gz``: long format (sample, participant, gene, z) over the used genes of the set,
+     ``z`` = direction-signed z-score of ctra's VST over all samples (ddof = 1), sorted by participant,
+     sample, gene; covariates and markers are joined from ``lmm_input.tsv`` by sample.
+
+No count data of the real cohort is copied: R reads the counts from ``../shared`` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+FIXTURES = HERE / "fixtures"
+REAL_DIR = Path("..") / "shared" / "data" / "real" / "lemay2019_wholeblood_highfat_meal"  # relative to REPO
+SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
+TEXT = {c: str for c in ("sample", "participant", "arm", "time", "period", "gene", "group", "matched_id", "reason",
+                         "score", "model", "contrast")}
+
+
+def unbalanced_exclusions() -> list[str]:
+    """The ``post`` draw of every 5th participant (sorted ids, starting with the first) among those with both draws."""
+    sheet = pd.read_csv(REPO / "resources" / "example" / "samples.tsv", sep="\t", dtype=str)
+    complete = sorted(p for p, times in sheet.groupby("participant")["time"] if {"pre", "post"} <= set(times))
+    chosen = complete[::5]
+    return sheet.loc[sheet["participant"].isin(chosen) & (sheet["time"] == "post"), "sample"].tolist()
+
+
+def reference_config() -> dict:
+    example = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["studies"]["example"]
+    unbalanced = {**example, "exclude_samples": unbalanced_exclusions()}
+    real = {
+        "counts": str(REAL_DIR / "fixed_combinedCounts.txt.gz"),
+        "samples": str(REAL_DIR / "samples.tsv"),
+        "columns": {"sample": "count_column", "participant": "Subject", "arm": "Arm", "time": "time", "period": "Day"},
+        "baseline": "0h",
+        "control": "Placebo_SunflowerOil",
+        "covariates": [],
+    }
+    return {"studies": {"real": real, "unbalanced": unbalanced}}
+
+
+def write_config() -> Path:
+    path = HERE / "config.yaml"
+    header = ("# Studies for the R reference fixtures (written by tests/reference/make_inputs.py; paths relative to\n"
+              "# the repository root). Run: snakemake --cores 2 --configfile tests/reference/config.yaml\n")
+    path.write_text(header + yaml.safe_dump(reference_config(), sort_keys=False, default_flow_style=None, width=120))
+    return path
+
+
+def run_workflow(cases: list[str]) -> None:
+    # targets first: --forcerun and --configfile take several values and would swallow them
+    snakemake = [sys.executable, "-m", "snakemake"]
+    options = ["--cores", "2", "--forcerun", "validate"]
+    if "example" in cases:
+        subprocess.run([*snakemake, "results/example/model.json", *options], cwd=REPO, check=True)
+    others = [c for c in cases if c != "example"]
+    if others:
+        subprocess.run([*snakemake, *[f"results/{c}/model.json" for c in others], *options,
+                        "--configfile", "tests/reference/config.yaml"], cwd=REPO, check=True)
+
+
+def export_case(case: str) -> None:
+    results = REPO / "results" / case
+    out = FIXTURES / case
+    out.mkdir(parents=True, exist_ok=True)
+    adata = ad.read_h5ad(results / "normalized.h5ad")
+    model = json.loads((results / "model.json").read_text())
+    study = json.loads(adata.uns["study_config"])
+    scores = pd.read_csv(results / "scores.tsv", sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""])
+    usage = pd.read_csv(results / "genes_used.tsv", sep="\t", dtype=TEXT, keep_default_na=False)
+    usage["used"] = usage["used"].astype(str) == "True"
+    # the lmm rows: work/lmm_contrasts.tsv (rule model) when the workflow has the robustness stage
+    lmm_path = results / "work" / "lmm_contrasts.tsv"
+    if not lmm_path.exists() or lmm_path.stat().st_mtime < (results / "model.json").stat().st_mtime - 60:
+        lmm_path = results / "contrasts.tsv"
+    contrasts = pd.read_csv(lmm_path, sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""])
+
+    markers = list(model["markers_used"])
+    covariates = list(study.get("covariates", []))
+    has_period = "period" in adata.obs
+    design_columns = ["participant", "arm", "time", *(["period"] if has_period else [])]
+    obs = adata.obs[design_columns + covariates].copy()
+    for column in obs.columns:
+        if not pd.api.types.is_numeric_dtype(obs[column]):
+            obs[column] = obs[column].astype(str)
+    table = obs.reset_index(names="sample")
+    score_values = scores.set_index("sample").loc[table["sample"], list(SCORES)].reset_index(drop=True)
+    marker_vst = pd.DataFrame(np.asarray(adata[:, markers].layers["vst"], dtype=float), columns=markers)
+    table = pd.concat([table, score_values, marker_vst], axis=1)
+    table.to_csv(out / "lmm_input.tsv", sep="\t", index=False, float_format="%.12g", lineterminator="\n")
+
+    levels = {k: [str(v) for v in adata.uns["levels"][k]] for k in ("arm", "time")}
+    design = {
+        "study": case,
+        "arm_levels": levels["arm"],
+        "time_levels": levels["time"],
+        "covariates": covariates,
+        "categorical_covariates": [c for c in covariates if not pd.api.types.is_numeric_dtype(obs[c])],
+        "markers": markers,
+        "period": has_period,
+        "ctra_formula": model["formula"],
+        "ctra_coefficients": model["coefficients"],
+        "excluded_samples": list(study.get("exclude_samples", [])),
+        "normalization": study.get("normalization", "fast"),
+        "n_samples": int(adata.n_obs),
+    }
+    (out / "design.json").write_text(json.dumps(design, indent=2) + "\n")
+
+    lmm = contrasts[contrasts["model"] == "lmm"] if "model" in contrasts else contrasts
+    lmm = lmm[[c for c in ("score", "contrast", "arm", "time", "estimate", "se", "df", "p_value") if c in lmm]]
+    lmm.to_csv(out / "ctra_contrasts.tsv", sep="\t", index=False, float_format="%.10g", lineterminator="\n")
+
+    used = usage[usage["used"] & (usage["group"] != "marker")]
+    vst = np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float)
+    z = (vst - vst.mean(axis=0)) / vst.std(axis=0, ddof=1) * used["direction"].to_numpy(dtype=float)
+    check = scores.set_index("sample").loc[adata.obs_names, "ctra"].to_numpy(dtype=float)
+    assert np.allclose(z.mean(axis=1), check, atol=1e-8), f"{case}: z does not reproduce ctra's score"
+    long = pd.DataFrame({
+        "sample": np.repeat(adata.obs_names.to_numpy(str), len(used)),
+        "participant": np.repeat(adata.obs["participant"].to_numpy(str), len(used)),
+        "gene": np.tile(used["gene"].to_numpy(str), adata.n_obs),
+        "z": z.ravel(),
+    }).sort_values(["participant", "sample", "gene"], kind="stable")
+    long.to_csv(out / "gee_input.tsv.gz", sep="\t", index=False, float_format="%.12g", lineterminator="\n",
+                compression={"method": "gzip", "mtime": 0})
+    print(f"{case}: {adata.n_obs} samples, {len(markers)} markers, {len(used)} used genes, "
+          f"{len(lmm)} lmm contrasts -> {out.relative_to(REPO)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-workflow", action="store_true", help="use the results/ already there")
+    parser.add_argument("--cases", nargs="+", default=["example", "real", "unbalanced"])
+    args = parser.parse_args()
+    write_config()
+    cases = list(args.cases)
+    if "real" in cases and not (REPO / REAL_DIR).exists():
+        print(f"real cohort not found at {(REPO / REAL_DIR).resolve()}; skipping case 'real'", file=sys.stderr)
+        cases.remove("real")
+    if not args.skip_workflow:
+        run_workflow(cases)
+    for case in cases:
+        export_case(case)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

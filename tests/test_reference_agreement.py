@@ -1,0 +1,354 @@
+"""ctra against R (DESeq2, lmerTest, geepack): committed reference fixtures, no R needed.
+
+The fixtures in tests/reference/fixtures/ were made by ``python tests/reference/make_inputs.py &&
+Rscript tests/reference/make_fixtures.R`` (see tests/reference/README.md). Here ctra's own library
+code is run the way the CLI runs it and compared with them:
+
+* size factors (``ctra.normalize.size_factors``) with ``DESeq2::estimateSizeFactors``;
+* the VST of every CTRA and marker gene: ``normalize(method="pydeseq2")`` with
+  ``varianceStabilizingTransformation(blind=TRUE)``, ``normalize(method="fast")`` with ``vst(blind=TRUE)``;
+* the mixed-model contrasts (``stats.study_design`` + ``stats.fit_scores``) with
+  ``lmerTest::contest(joint=FALSE)``, fitted by both on the same scores and marker VST (the
+  fixture's ``lmm_input.tsv``, exported from ctra's workflow), so that the comparison isolates the model;
+* the gene-level GEE (``robustness.fit_gene_gee``) with ``geepack::geeglm``.
+
+Count-based checks of the real cohort skip when ../shared/data/real/... is absent; the model checks
+need only the committed fixtures.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "tests" / "reference"
+FIXTURES = REFERENCE / "fixtures"
+REAL_COHORT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lemay2019_wholeblood_highfat_meal"
+CASES = ("example", "real", "unbalanced")
+SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
+TEXT = {c: str for c in ("sample", "participant", "arm", "time", "period", "gene", "score", "contrast", "term",
+                         "r_term", "key", "sex")}
+
+SIZE_FACTOR_RTOL = 1e-6
+VST_PYDESEQ2_ATOL = 0.05   # log2 units, vs varianceStabilizingTransformation(blind=TRUE)
+VST_FAST_ATOL = 0.1        # log2 units, vs vst(blind=TRUE), nsub = 1000
+ESTIMATE_ATOL = 1e-4
+SE_RTOL = 0.02
+P_RTOL = 0.05
+DF_RTOL = 0.05
+GEE_ESTIMATE_ATOL = 1e-3
+GEE_SE_RTOL = 0.02
+GEE_ALPHA_ATOL = 0.01
+
+needs_real_cohort = pytest.mark.skipif(
+    not (REAL_COHORT / "fixed_combinedCounts.txt.gz").exists(),
+    reason=f"real whole-blood cohort not found at {REAL_COHORT} (../shared is absent on this machine); "
+           "its count-based reference checks need the counts")
+
+
+def case_param(case: str, needs_counts: bool = True):
+    marks = [needs_real_cohort] if case == "real" and needs_counts else []
+    return pytest.param(case, id=case, marks=marks)
+
+
+COUNT_CASES = [case_param(c) for c in CASES]
+MODEL_CASES = [case_param(c, needs_counts=False) for c in CASES]
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures (read once) and ctra runs (once per case and method)
+# ----------------------------------------------------------------------------------------------
+
+def read_fixture(case: str, name: str, **kwargs) -> pd.DataFrame:
+    return pd.read_csv(FIXTURES / case / name, sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""], **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def design_info(case: str) -> dict:
+    return json.loads((FIXTURES / case / "design.json").read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def study_config(case: str) -> dict:
+    """The study's config block as the workflow sees it (schema defaults filled), paths absolute."""
+    from snakemake.utils import validate
+
+    source = REPO / "config" / "config.yaml" if case == "example" else REFERENCE / "config.yaml"
+    config = yaml.safe_load(source.read_text())
+    config["studies"] = {case: config["studies"][case]}
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    study = config["studies"][case]
+    study["counts"] = str(REPO / study["counts"])
+    study["samples"] = str(REPO / study["samples"])
+    return study
+
+
+@functools.lru_cache(maxsize=None)
+def validated(case: str) -> ad.AnnData:
+    from ctra.genesets import load_gene_set
+    from ctra.validate import validate_study
+
+    study = study_config(case)
+    gene_set = load_gene_set(REPO / "resources" / "gene_sets" / f"{study['gene_set']}.tsv")
+    markers = load_gene_set(REPO / "resources" / "gene_sets" / f"{study['marker_set']}.tsv", allowed_groups=("marker",))
+    return validate_study(case, study, gene_set, markers)
+
+
+@functools.lru_cache(maxsize=None)
+def normalized(case: str, method: str) -> ad.AnnData:
+    from ctra.normalize import normalize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return normalize(validated(case), input_kind="counts", method=method, n_cpus=2)
+
+
+def r_vst(case: str, function: str) -> pd.DataFrame:
+    path = FIXTURES / case / f"vst_{function}.tsv"
+    if not path.exists():
+        pytest.skip(f"{case}: R's vst() refused this case (fewer than 1000 genes with mean normalized count > 5)")
+    return pd.read_csv(path, sep="\t", index_col="gene")
+
+
+def vst_deviation(adata: ad.AnnData, reference: pd.DataFrame) -> pd.Series:
+    """Max |ctra - R| per gene over samples (log2 units)."""
+    ours = pd.DataFrame(np.asarray(adata[:, reference.index.tolist()].layers["vst"]).T,
+                        index=reference.index, columns=adata.obs_names)[reference.columns]
+    return (ours - reference).abs().max(axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# DESeq2: size factors, gene matching, VST
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", COUNT_CASES)
+def test_size_factors_match_deseq2(case):
+    from ctra.normalize import size_factors
+
+    adata = validated(case)
+    reference = read_fixture(case, "size_factors.tsv").set_index("sample")["size_factor"]
+    assert list(reference.index) == list(adata.obs_names)
+    ours = size_factors(np.asarray(adata.X, dtype=float))
+    relative = np.abs(ours / reference.to_numpy() - 1)
+    assert relative.max() < SIZE_FACTOR_RTOL, f"{case}: max relative difference {relative.max():.3g}"
+
+
+@pytest.mark.parametrize("case", COUNT_CASES)
+def test_gene_matching_matches_r(case):
+    """The same input row(s) stand for each CTRA and marker gene (name, symbol or alias; e.g. IL8, IGJ)."""
+    adata = validated(case)
+    reference = read_fixture(case, "genes.tsv").set_index("gene")["input_ids"]
+    present = adata.var.loc[adata.var["group"] != "", "input_ids"]
+    assert present.sort_index().to_dict() == reference.sort_index().to_dict()
+
+
+# Known mismatch (measured with the fixtures of this commit): on the real cohort PyDESeq2's full VST
+# differs from varianceStabilizingTransformation(blind=TRUE) by up to 0.16 log2 at low counts (0.1616
+# at zero counts: IL1A, IL6, IFNB1, ...), because PyDESeq2 fits the parametric trend on all genes,
+# while DESeq2 leaves out genes whose genewise dispersion is at its floor (dispGeneEst < 100 * minDisp
+# = 1e-6; 5,585 of 22,015 genes here): trend a0/a1 0.02648/0.662 vs R's 0.02548/0.788. It also costs a
+# full PyDESeq2 run on 25k genes (30-120 s), so it is not run by default: `pytest --runxfail -k
+# "pydeseq2 and real" tests/test_reference_agreement.py` runs it.
+PYDESEQ2_CASES = [
+    pytest.param("example", id="example"),
+    pytest.param("real", id="real", marks=[needs_real_cohort, pytest.mark.slow, pytest.mark.xfail(
+        run=False, strict=True, reason="PyDESeq2's trend keeps genes at the dispersion floor that DESeq2 "
+        "drops: up to 0.16 log2 off varianceStabilizingTransformation on the real cohort (see comment)")]),
+    pytest.param("unbalanced", id="unbalanced"),
+]
+
+
+@pytest.mark.parametrize("case", PYDESEQ2_CASES)
+def test_vst_pydeseq2_matches_variance_stabilizing_transformation(case):
+    adata = normalized(case, "pydeseq2")
+    reference_sf = read_fixture(case, "size_factors.tsv").set_index("sample")["size_factor"]
+    assert np.abs(adata.obs["size_factor"].to_numpy() / reference_sf.loc[adata.obs_names].to_numpy() - 1).max() \
+        < SIZE_FACTOR_RTOL
+    deviation = vst_deviation(adata, r_vst(case, "vsT"))
+    assert deviation.max() < VST_PYDESEQ2_ATOL, (
+        f"{case}: method='pydeseq2' differs from varianceStabilizingTransformation(blind=TRUE) by "
+        f"{deviation.max():.4f} (gene {deviation.idxmax()}); worst: {deviation.nlargest(5).round(4).to_dict()}")
+
+
+@pytest.mark.parametrize("case", COUNT_CASES)
+def test_vst_fast_matches_vst(case):
+    adata = normalized(case, "fast")
+    deviation = vst_deviation(adata, r_vst(case, "vst"))
+    assert deviation.max() < VST_FAST_ATOL, (
+        f"{case}: method='fast' differs from vst(blind=TRUE) by {deviation.max():.4f} (gene "
+        f"{deviation.idxmax()}); worst: {deviation.nlargest(5).round(4).to_dict()}")
+
+
+@pytest.mark.parametrize("case", COUNT_CASES)
+def test_pipeline_reproduces_the_model_inputs(case):
+    """ctra's current code still gives the scores and marker VST the R model was fitted on.
+
+    If this fails after an intended change to normalization or scoring, regenerate the fixtures
+    (tests/reference/README.md); the contrast tests below remain valid either way, since they fit
+    ctra's model on the stored inputs.
+    """
+    from ctra.genesets import load_gene_set
+    from ctra.scoring import score_study, usage_table
+
+    study = study_config(case)
+    adata = normalized(case, study["normalization"])
+    genes = pd.concat([load_gene_set(REPO / "resources" / "gene_sets" / f"{study['gene_set']}.tsv"),
+                       load_gene_set(REPO / "resources" / "gene_sets" / f"{study['marker_set']}.tsv",
+                                     allowed_groups=("marker",))], ignore_index=True).drop_duplicates("gene")
+    usage = usage_table(adata, genes, **study["expression_filter"])
+    scores = score_study(adata, usage).set_index("sample")
+    stored = read_fixture(case, "lmm_input.tsv").set_index("sample")
+    assert list(scores.index) == list(stored.index)
+    markers = design_info(case)["markers"]
+    assert usage.loc[(usage["group"] == "marker") & usage["used"], "gene"].tolist() == markers
+    np.testing.assert_allclose(scores[list(SCORES)].to_numpy(float), stored[list(SCORES)].to_numpy(float), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(adata[:, markers].layers["vst"]), stored[markers].to_numpy(float), atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear mixed model: ctra's REML + Satterthwaite vs lmerTest
+# ----------------------------------------------------------------------------------------------
+
+def model_adata(case: str, genes_z: pd.DataFrame | None = None) -> tuple[ad.AnnData, pd.DataFrame, pd.DataFrame, dict]:
+    """An AnnData and usage table holding exactly the fixture's design, marker VST (and gene z)."""
+    info = design_info(case)
+    table = read_fixture(case, "lmm_input.tsv")
+    for name in info["covariates"]:
+        if name not in info["categorical_covariates"]:
+            table[name] = table[name].astype(float)
+    table = table.set_index("sample")
+    obs = table[["participant", "arm", "time", *(["period"] if info["period"] else []), *info["covariates"]]].copy()
+    obs.index.name = None
+    markers = info["markers"]
+    values, var_names = table[markers].to_numpy(float), list(markers)
+    usage = pd.DataFrame({"gene": markers, "group": "marker", "direction": 1, "used": True})
+    if genes_z is not None:  # already direction-signed z: direction +1 (z-scoring again changes nothing)
+        genes_z = genes_z.loc[table.index]
+        values = np.hstack([values, genes_z.to_numpy(float)])
+        var_names += list(genes_z.columns)
+        usage = pd.concat([usage, pd.DataFrame({"gene": genes_z.columns, "group": "gene", "direction": 1,
+                                                "used": True})], ignore_index=True)
+    adata = ad.AnnData(X=values, obs=obs, var=pd.DataFrame(index=var_names))
+    adata.layers["vst"] = values.copy()
+    adata.uns["levels"] = {"arm": info["arm_levels"], "time": info["time_levels"]}
+    study = {"covariates": info["covariates"], "adjust_for_cell_markers": bool(markers)}
+    return adata, usage, table, study
+
+
+@functools.lru_cache(maxsize=None)
+def ctra_contrasts(case: str) -> pd.DataFrame:
+    from ctra.stats import fit_scores, study_design
+
+    adata, usage, table, study = model_adata(case)
+    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    assert design.columns == design_info(case)["ctra_coefficients"]
+    fitted = fit_scores(design, table[list(SCORES)], "lmm")
+    contrasts = fitted[0] if isinstance(fitted, tuple) else fitted
+    return contrasts
+
+
+def contrast_comparison(case: str) -> pd.DataFrame:
+    keys = ["score", "contrast", "arm", "time"]
+    ours = ctra_contrasts(case)
+    reference = read_fixture(case, "lmm_contrasts.tsv")
+    merged = reference.merge(ours[keys + ["estimate", "se", "df", "p_value"]], on=keys, how="left",
+                             suffixes=("_r", "_ctra"), validate="one_to_one")
+    assert len(merged) == len(read_fixture(case, "ctra_contrasts.tsv"))
+    merged["d_estimate"] = (merged["estimate_ctra"] - merged["estimate_r"]).abs()
+    for name in ("se", "df", "p_value"):
+        merged[f"rel_{name}"] = (merged[f"{name}_ctra"] / merged[f"{name}_r"] - 1).abs()
+    return merged
+
+
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_lmm_contrasts_cover_every_lmerTest_row(case):
+    ours = ctra_contrasts(case)
+    assert len(ours) == len(read_fixture(case, "lmm_contrasts.tsv")) == len(read_fixture(case, "ctra_contrasts.tsv"))
+    assert contrast_comparison(case)[["estimate_ctra", "se_ctra", "df_ctra", "p_value_ctra"]].notna().all().all()
+
+
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_lmm_contrasts_match_lmerTest(case):
+    merged = contrast_comparison(case)
+    label = merged["score"] + " " + merged["contrast"] + " " + merged["arm"] + " " + merged["time"]
+
+    def worst(column: str) -> str:
+        i = merged[column].idxmax()
+        return f"{merged.loc[i, column]:.3g} ({label[i]})"
+
+    problems = []
+    if merged["d_estimate"].max() >= ESTIMATE_ATOL:
+        problems.append(f"estimate: max |diff| {worst('d_estimate')}")
+    if merged["rel_se"].max() >= SE_RTOL:
+        problems.append(f"SE: max relative diff {worst('rel_se')}")
+    if merged["rel_p_value"].max() >= P_RTOL:
+        problems.append(f"p: max relative diff {worst('rel_p_value')}")
+    if merged["rel_df"].max() >= DF_RTOL:
+        problems.append(f"Satterthwaite df: max relative diff {worst('rel_df')}")
+    assert not problems, f"{case}: " + "; ".join(problems)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gene-level GEE vs geepack
+# ----------------------------------------------------------------------------------------------
+
+def test_gee_fixture_is_consistent_with_scores():
+    """The long-format z of the GEE fixture averages to ctra's score (per sample), for every case."""
+    for case in CASES:
+        long = read_fixture(case, "gee_input.tsv.gz")
+        table = read_fixture(case, "lmm_input.tsv").set_index("sample")
+        mean_z = long.groupby("sample")["z"].mean()
+        np.testing.assert_allclose(mean_z.loc[table.index].to_numpy(), table["ctra"].to_numpy(float), atol=1e-8)
+        assert long["participant"].is_monotonic_increasing
+
+
+def _gee_function():
+    try:
+        from ctra.stats import fit_gene_gee  # noqa: F401
+        return fit_gene_gee
+    except ImportError:
+        pass
+    try:
+        from ctra.robustness import fit_gene_gee
+        return fit_gene_gee
+    except ImportError:
+        return None
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param("example", id="example"),
+    pytest.param("unbalanced", id="unbalanced"),
+    # 5 participants (clusters) for ~66 coefficients: geepack's exchangeable alpha runs to the singular
+    # bound -1/(m-1) and the sandwich SEs are NaN or meaningless, so there is nothing to compare.
+    pytest.param("real", id="real", marks=pytest.mark.skip(
+        reason="real cohort: 5 clusters, geepack's fit is degenerate (alpha = -1/(m-1), robust SE NaN)")),
+])
+def test_gene_gee_matches_geepack(case):
+    fit_gene_gee = _gee_function()
+    if fit_gene_gee is None:
+        pytest.skip("gene-level GEE not implemented yet")
+    from ctra.stats import study_design
+
+    long = read_fixture(case, "gee_input.tsv.gz")
+    wide = long.pivot(index="sample", columns="gene", values="z")
+    adata, usage, _, study = model_adata(case, genes_z=wide)
+    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    result, names = fit_gene_gee(adata, usage, design, "ctra")
+    reference = read_fixture(case, "gee_coefficients.tsv").set_index("term")
+    index = [names.index(term) for term in reference.index]
+    estimate = np.asarray(result.params)[index]
+    se = np.sqrt(np.diag(np.asarray(result.cov_robust)))[index]
+    np.testing.assert_allclose(estimate, reference["estimate"].to_numpy(float), atol=GEE_ESTIMATE_ATOL)
+    np.testing.assert_allclose(se, reference["robust_se"].to_numpy(float), rtol=GEE_SE_RTOL)
+    info = read_fixture(case, "gee_info.tsv").set_index("key")["value"]
+    alpha = float(np.ravel(result.model.cov_struct.dep_params)[0])
+    assert alpha == pytest.approx(float(info["alpha"]), abs=GEE_ALPHA_ATOL)
