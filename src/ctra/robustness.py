@@ -262,7 +262,7 @@ def fit_gene_gee(adata, usage: pd.DataFrame, design: Design, score: str = "ctra"
     endog, exog, groups, names = gene_long_format(adata, usage, design, score)
     model = sm.GEE(endog, exog, groups=groups, cov_struct=sm.cov_struct.Exchangeable(),
                    family=sm.families.Gaussian())
-    result = model.fit(maxiter=100)
+    result = model.fit(maxiter=100, ddof_scale=0)  # divide scale and alpha by N, as geepack does
     return result, names
 
 
