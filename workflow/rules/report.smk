@@ -14,7 +14,8 @@ rule report:
         genes="results/{study}/genes.tsv",
         model="results/{study}/model.json",
     output:
-        "results/{study}/report.html",
+        report("results/{study}/report.html", caption="../report/report_html.rst", category="{study}",
+               subcategory="Report", labels={"study": "{study}", "file": "report.html"}),
     params:
         study=study_json,
     log:

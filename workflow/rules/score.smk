@@ -5,8 +5,10 @@ rule score:
         gene_set=gene_set_file,
         markers=marker_file,
     output:
-        scores="results/{study}/scores.tsv",
-        genes_used="results/{study}/genes_used.tsv",
+        scores=report("results/{study}/scores.tsv", caption="../report/scores.rst", category="{study}",
+                      subcategory="Tables", labels={"study": "{study}", "table": "scores.tsv (per draw)"}),
+        genes_used=report("results/{study}/genes_used.tsv", caption="../report/genes_used.rst", category="{study}",
+                          subcategory="Tables", labels={"study": "{study}", "table": "genes_used.tsv"}),
     params:
         study=study_json,
     log:
