@@ -29,7 +29,8 @@ class ProblemList:
         self.problems: list[str] = []
 
     def add(self, message: str) -> None:
-        self.problems.append(message)
+        if message not in self.problems:  # two checks may word the same problem identically
+            self.problems.append(message)
 
     def raise_if_any(self) -> None:
         if self.problems:

@@ -1,9 +1,13 @@
 """Check a study's inputs against its config and assemble them into one AnnData.
 
 Every check runs before anything is computed and all problems are reported together, each naming
-the file, the row or column and what is wrong. Nothing is dropped silently: excluded samples,
-samples dropped for missing covariates, merged gene rows and HTSeq counter rows are recorded in
+the file, the row or column and what is wrong: the sample sheet and the count table are both read
+and checked even when the other one is broken, and checks that depend on a broken part are skipped
+rather than reported as follow-on noise. Nothing is dropped silently: excluded samples, samples
+dropped for missing covariates, merged gene rows and HTSeq counter rows are recorded in
 ``adata.uns`` and in the log.
+
+Line numbers in messages are file lines (the header is line 1).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, Iterable, TypeVar
 
 import anndata as ad
 import numpy as np
@@ -19,19 +24,32 @@ import pandas as pd
 
 from .errors import InputError, ProblemList
 from .genesets import SCORE_GROUPS, id_kind, match_genes
-from .io import read_counts, read_sample_sheet, sha256sum
+from .io import line_hint, locate_rows, read_counts, read_sample_sheet, sha256sum
 
 CANONICAL = ("sample", "participant", "arm", "time", "period")
 MIN_PARTICIPANTS_PER_ARM = 2
 MIN_FRACTION_SET_GENES = 0.5
 LOG2_LOOKS_LIKE_COUNTS = 100.0
+LOG2_MAX = 40.0  # log2 expression above this is not on a log scale
+TPM_TOTAL = 1e6
+MISSING_COVARIATE = ("", "NA")  # a covariate cell with one of these (after stripping) is missing
+LINE = "_line"  # obs column carrying each sample's sheet line until the checks are done
+
+T = TypeVar("T")
 
 
-def _rows(mask: pd.Series, limit: int = 5) -> str:
-    """File line numbers (header is line 1) of the True rows, shortened."""
-    lines = [str(i + 2) for i in np.flatnonzero(mask.to_numpy())]
-    more = f" and {len(lines) - limit} more" if len(lines) > limit else ""
-    return ", ".join(lines[:limit]) + more
+def _at(lines: Iterable[int], limit: int = 5) -> str:
+    """'line 5' / 'lines 5, 7 and 9' / 'lines 5, 7, 9, 11, 13 and 4 more'."""
+    lines = [int(x) for x in lines]
+    if len(lines) > limit:
+        return "lines " + ", ".join(map(str, lines[:limit])) + f" and {len(lines) - limit} more"
+    return line_hint(lines)
+
+
+def _rows(mask: pd.Series, lines: pd.Series | None = None, limit: int = 5) -> str:
+    """File lines of the True rows: from ``lines`` (aligned to mask) or the mask's own index."""
+    source = lines if lines is not None else pd.Series(mask.index, index=mask.index)
+    return _at(source[mask.to_numpy()].tolist(), limit)
 
 
 def _listing(items: list[str], limit: int = 8) -> str:
@@ -41,52 +59,115 @@ def _listing(items: list[str], limit: int = 8) -> str:
 
 def level_key(value: str) -> str:
     """Case- and spacing-insensitive form used to catch 'Control' vs 'control ' style variants."""
-    return re.sub(r"\s+", " ", value.strip()).casefold()
+    return re.sub(r"\s+", " ", str(value).strip()).casefold()
 
 
-def _check_text_column(sheet: pd.DataFrame, column: str, path: Path, problems: ProblemList) -> None:
-    values = sheet[column]
-    empty = values.str.strip() == ""
+def _attempt(func: Callable[..., T], *args, problems: ProblemList) -> T | None:
+    """Run a reader/check; on InputError record its problems and return None."""
+    try:
+        return func(*args)
+    except InputError as err:
+        for problem in err.problems:
+            problems.add(problem)
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Sample sheet
+# ----------------------------------------------------------------------------------------------
+
+def _column_label(key: str, names: dict[str, str]) -> str:
+    """How a canonical column is named in messages: the sheet's own name (and the role if different)."""
+    name = names.get(key, key)
+    return f"column '{name}'" if name == key else f"column '{name}' (the {key})"
+
+
+def _check_text_column(obs: pd.DataFrame, column: str, names: dict[str, str], path: Path,
+                       problems: ProblemList) -> None:
+    """Empty cells, spaces around values, and values differing only in case or inner spacing."""
+    label = _column_label(column, names)
+    values = obs[column].fillna("").astype(str)
+    stripped = values.str.strip()
+    empty = stripped == ""
     if empty.any():
-        problems.add(f"{path}: column '{column}' is empty on line(s) {_rows(empty)}.")
-    padded = (values != values.str.strip()) & ~empty
+        problems.add(f"{path}: {label} is empty on {_rows(empty)}; every sample needs a {column}.")
+    padded = (values != stripped) & ~empty
     if padded.any():
-        problems.add(f"{path}: column '{column}' has leading/trailing spaces on line(s) {_rows(padded)} "
-                     f"(e.g. '{values[padded].iloc[0]}'); remove them so ids match exactly.")
-    variants: dict[str, set[str]] = defaultdict(set)
-    for value in values[~empty]:
-        variants[level_key(value)].add(value)
-    clashes = [sorted(v) for v in variants.values() if len(v) > 1]
-    if clashes and column != "sample":
-        shown = "; ".join(" vs ".join(f"'{x}'" for x in clash) for clash in clashes[:3])
-        problems.add(f"{path}: column '{column}' has values that differ only in case or spacing: {shown}.")
+        problems.add(f"{path}: {label} has leading/trailing spaces on {_rows(padded)} "
+                     f"(e.g. '{values[padded].iloc[0]}'); remove them: ids must match exactly and ctra does "
+                     "not strip them silently.")
+    if column == "sample":
+        return  # sample ids differing in case can be different samples; matching to the counts is exact
+    spellings: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for line, value in stripped[~empty].items():
+        spellings[level_key(value)][value].append(line)
+    clashes = [variants for variants in spellings.values() if len(variants) > 1]
+    if clashes:
+        shown = "; ".join(" vs ".join(f"'{v}' ({_at(lines, 3)})" for v, lines in variants.items())
+                          for variants in clashes[:3])
+        problems.add(f"{path}: {label} has values that differ only in case or spacing: {shown}; use one spelling "
+                     "for each level.")
 
 
-def rename_sheet_columns(sheet: pd.DataFrame, study: dict, path: Path) -> pd.DataFrame:
-    """Map the study's column names to canonical ones (sample, participant, arm, time, period)."""
-    columns = study["columns"]
-    wanted = {columns[key]: key for key in CANONICAL if columns.get(key)}
-    missing = [f"'{name}' (for {key})" for name, key in wanted.items() if name not in sheet.columns]
-    missing += [f"'{c}' (covariate)" for c in study.get("covariates", []) if c not in sheet.columns]
+def rename_sheet_columns(sheet: pd.DataFrame, study: dict, path: Path,
+                         problems: ProblemList) -> tuple[pd.DataFrame | None, dict[str, str]]:
+    """Map the study's column names to canonical ones (sample, participant, arm, time, period).
+
+    Returns the renamed frame (design columns and covariates only) and the sheet name of each
+    canonical column, or None when the columns the config names are not usable.
+    """
+    columns = study.get("columns") or {}
+    names = {key: columns.get(key, key if key != "period" else None) for key in CANONICAL}
+    names = {key: name for key, name in names.items() if name}
+    covariates = list(study.get("covariates", []))
+    n_before = len(problems.problems)
+    roles: dict[str, list[str]] = defaultdict(list)
+    for key, name in names.items():
+        roles[name].append(key)
+    for name, keys in roles.items():
+        if len(keys) > 1:
+            problems.add(f"config: `columns` maps {' and '.join(keys)} to the same sheet column '{name}'; each "
+                         "needs its own column.")
+    repeated = sorted({c for c in covariates if covariates.count(c) > 1})
+    if repeated:
+        problems.add(f"config: `covariates` lists {_listing(repeated)} more than once.")
+    for covariate in dict.fromkeys(covariates):
+        if covariate in roles:
+            problems.add(f"{path}: covariate '{covariate}' is the study's {roles[covariate][0]} column; it is part "
+                         "of the model already: remove it from `covariates`.")
+        elif covariate in CANONICAL:
+            problems.add(f"{path}: covariate column '{covariate}' has a name ctra reserves for the {covariate} "
+                         f"(which this study takes from another column); rename it in the sheet and in "
+                         "`covariates`.")
+    missing = [(name, f"for {roles[name][0]}") for name in roles if name not in sheet.columns]
+    missing += [(c, "covariate") for c in dict.fromkeys(covariates) if c not in sheet.columns and c not in roles]
     if missing:
-        raise InputError(f"{path}: sample sheet lacks column(s) {', '.join(missing)}; it has "
-                         f"{', '.join(repr(c) for c in sheet.columns)}.")
-    clashing = [c for c in study.get("covariates", []) if c in CANONICAL and c not in wanted.values()]
-    if clashing:
-        raise InputError(f"{path}: covariate name(s) {', '.join(clashing)} are reserved; rename the column(s).")
-    keep = [*wanted, *[c for c in study.get("covariates", []) if c not in wanted]]
-    return sheet[keep].rename(columns=wanted)
+        described = []
+        for name, role in missing:
+            near = [c for c in sheet.columns if level_key(c) == level_key(name)]
+            described.append(f"'{name}' ({role}{f'; found {near[0]!r}' if near else ''})")
+        problems.add(f"{path}: sample sheet lacks column(s) {', '.join(described)}; it has "
+                     f"{_listing([str(c) for c in sheet.columns], 12)}. Fix the sheet or the config's "
+                     "`columns`/`covariates`.")
+    if len(problems.problems) > n_before:
+        return None, names
+    keep = [*names.values(), *[c for c in dict.fromkeys(covariates)]]
+    return sheet[keep].rename(columns={name: key for key, name in names.items()}), names
 
 
-def _ordered_levels(values: pd.Series, reference: str | None, configured: list[str] | None,
-                    what: str, path: Path, problems: ProblemList) -> list[str]:
+def _ordered_levels(values: pd.Series, lines: pd.Series, reference: str | None, configured: list[str] | None,
+                    what: str, names: dict[str, str], path: Path, problems: ProblemList) -> list[str]:
     """Levels with the reference first, then the configured order or order of first appearance."""
     present = list(dict.fromkeys(values))
+    label = _column_label(what, names)
     if configured:
         unknown = [v for v in present if v not in configured]
         if unknown:
-            problems.add(f"{path}: column '{what}' has value(s) {_listing(unknown)} not in the config's "
-                         f"{what}_levels {configured}; a typo?")
+            where = _rows(values.isin(unknown), lines)
+            near = {v: c for v in unknown for c in configured if level_key(c) == level_key(v)}
+            hint = f" (did you mean {_listing(sorted(set(near.values())))}?)" if near else "; a typo?"
+            problems.add(f"{path}: {label} has value(s) {_listing(unknown)} on {where} that are not in the "
+                         f"config's {what}_levels {configured}{hint}")
         order = [v for v in configured if v in present]
     else:
         order = present
@@ -95,32 +176,37 @@ def _ordered_levels(values: pd.Series, reference: str | None, configured: list[s
             near = [v for v in present if level_key(v) == level_key(reference)]
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             key = "baseline" if what == "time" else "control"
-            problems.add(f"{path}: the config's {key} '{reference}' does not occur in column '{what}', "
+            problems.add(f"{path}: the config's {key} '{reference}' does not occur in {label}, "
                          f"which has {_listing(present)}{hint}.")
             return order
         order = [reference, *[v for v in order if v != reference]]
     return order
 
 
-def _check_design(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList) -> dict[str, list[str]]:
-    columns = study["columns"]
-    arms = _ordered_levels(obs["arm"], study.get("control"), study.get("arm_levels"), "arm", path, problems)
-    times = _ordered_levels(obs["time"], study["baseline"], study.get("time_levels"), "time", path, problems)
+def _check_design(obs: pd.DataFrame, study: dict, names: dict[str, str], path: Path,
+                  problems: ProblemList) -> dict[str, list[str]]:
+    lines = obs[LINE]
+    arms = _ordered_levels(obs["arm"], lines, study.get("control"), study.get("arm_levels"), "arm", names, path,
+                           problems)
+    times = _ordered_levels(obs["time"], lines, study["baseline"], study.get("time_levels"), "time", names, path,
+                            problems)
     if len(times) < 2:
-        problems.add(f"{path}: column '{columns['time']}' has only one time point ({_listing(times)}); "
+        problems.add(f"{path}: {_column_label('time', names)} has only one time point ({_listing(times)}); "
                      "a change from baseline needs at least two.")
     if study.get("control") is None and len(arms) > 1:
-        problems.add(f"{path}: column '{columns['arm']}' has {len(arms)} arms ({_listing(arms)}) but the config "
-                     "sets no `control`; name the reference arm.")
+        problems.add(f"{path}: {_column_label('arm', names)} has {len(arms)} arms ({_listing(arms)}) but the "
+                     "config sets no `control`; name the reference arm.")
     unit = ["participant", "period"] if "period" in obs else ["participant"]
     arms_per_unit = obs.groupby(unit, sort=True, observed=True)["arm"].nunique()
     mixed = arms_per_unit[arms_per_unit > 1]
     if len(mixed):
-        names = [" / ".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in mixed.index]
+        keys = [k if isinstance(k, tuple) else (k,) for k in mixed.index]
+        shown = [" / ".join(map(str, k)) for k in keys]
+        in_mixed = obs[unit].apply(tuple, axis=1).isin(keys)
         fix = ("each participant x period must stay in one arm" if "period" in obs else
                "set `columns: period` for a crossover design, or fix the sheet")
-        problems.add(f"{path}: {len(mixed)} participant(s) appear in more than one arm "
-                     f"({_listing(names)}); {fix}.")
+        problems.add(f"{path}: {len(mixed)} participant(s) appear in more than one arm ({_listing(shown)}; "
+                     f"{_rows(in_mixed, lines)}); {fix}.")
     per_arm = obs.groupby("arm", sort=False)["participant"].nunique()
     small = [f"'{a}' ({n})" for a, n in per_arm.items() if n < MIN_PARTICIPANTS_PER_ARM]
     if small:
@@ -132,83 +218,160 @@ def _check_design(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemL
 def _covariates(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList) -> tuple[pd.DataFrame, list[str]]:
     """Type covariates (numeric if every value parses) and handle missing values per the config."""
     dropped: list[str] = []
-    for name in study.get("covariates", []):
-        missing = obs[name].str.strip() == ""
+    covariates = list(dict.fromkeys(study.get("covariates", [])))
+    for name in covariates:
+        missing = obs[name].fillna("").str.strip().isin(MISSING_COVARIATE)
         if missing.any():
             if study.get("drop_incomplete_samples", False):
                 dropped += obs.index[missing.to_numpy()].tolist()
             else:
-                problems.add(f"{path}: covariate '{name}' is missing for {int(missing.sum())} sample(s) "
-                             f"(line(s) {_rows(missing)}); fill them in, or set `drop_incomplete_samples: "
-                             "true` to drop those samples (they are then listed in the report).")
-    obs = obs.drop(index=sorted(set(dropped)))
-    for name in study.get("covariates", []):
-        numeric = pd.to_numeric(obs[name], errors="coerce")
-        if numeric.notna().all():
+                problems.add(f"{path}: covariate '{name}' is missing (empty or NA) for {int(missing.sum())} "
+                             f"sample(s) ({_rows(missing, obs[LINE])}); fill them in, or set "
+                             "`drop_incomplete_samples: true` to drop those samples (they are then listed in "
+                             "the log and the report).")
+    dropped = [s for s in obs.index if s in set(dropped)]
+    obs = obs.drop(index=dropped)
+    for name in covariates:
+        text = obs[name].fillna("").str.strip()
+        present = ~text.isin(MISSING_COVARIATE)
+        numeric = pd.to_numeric(text.where(present), errors="coerce")
+        not_numeric = present & numeric.isna()
+        if present.any() and not not_numeric.any():
             obs[name] = numeric.astype(float)
-        if obs[name].nunique() < 2:
+        elif not_numeric.sum() < present.sum() / 2:
+            problems.add(f"{path}: covariate '{name}' is numeric except on {_rows(not_numeric, obs[LINE])} "
+                         f"(e.g. '{text[not_numeric].iloc[0]}'); write numbers there (leave a cell empty if the "
+                         "value is missing).")
+            continue
+        else:
+            obs[name] = text
+        if obs.loc[present, name].nunique() < 2:
             problems.add(f"{path}: covariate '{name}' has the same value for every sample; it cannot be "
-                         "estimated, remove it from `covariates`.")
-    return obs, sorted(set(dropped))
+                         "estimated: remove it from `covariates`.")
+    return obs, dropped
 
 
-def build_obs(sheet: pd.DataFrame, study: dict, path: Path, problems: ProblemList) -> tuple[pd.DataFrame, dict]:
-    """Canonical obs frame (index = sample) plus levels and what was dropped."""
-    obs = rename_sheet_columns(sheet, study, path)
+def _check_rank(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: list[str], path: Path,
+                problems: ProblemList) -> None:
+    """The fixed design without marker genes must be of full rank (checked again with markers later)."""
+    from .stats import build_design, check_full_rank
+
+    design = build_design(obs, levels, covariates)
+    try:
+        check_full_rank(design.X, design.columns, str(path))
+    except InputError as err:
+        for problem in err.problems:
+            problems.add(f"{problem} A covariate that repeats the arm, the time or another covariate (or a "
+                         "combination of them) cannot be estimated: remove or recode it in `covariates`.")
+
+
+def build_obs(sheet: pd.DataFrame, study: dict, path: Path,
+              problems: ProblemList) -> tuple[pd.DataFrame | None, dict | None]:
+    """Canonical obs frame (index = sample) plus levels and what was dropped.
+
+    Problems go to ``problems``; obs is still returned when it could be built (so that the count
+    table can be matched against it), and is None when the design columns themselves are unusable.
+    Checks that would only repeat an earlier problem in other words are skipped.
+    """
+    n_before = len(problems.problems)
+    obs, names = rename_sheet_columns(sheet, study, path, problems)
+    if obs is None:
+        return None, None
     for column in [c for c in CANONICAL if c in obs]:
-        _check_text_column(obs, column, path, problems)
+        _check_text_column(obs, column, names, path, problems)
     duplicated = obs["sample"].duplicated(keep=False)
     if duplicated.any():
         problems.add(f"{path}: sample id(s) {_listing(sorted(set(obs['sample'][duplicated])))} appear more than "
-                     f"once (lines {_rows(duplicated)}).")
-        raise InputError(problems.problems)
-    obs = obs.set_index("sample")
+                     f"once ({_rows(duplicated)}); each sample (blood draw) needs one row.")
+        return None, None
+    if len(problems.problems) > n_before:
+        return None, None  # ids with spaces, case variants or gaps: matching them would only echo the problem
+    obs = obs.assign(**{LINE: obs.index}).set_index("sample")
     obs.index.name = None
     excluded = [s for s in study.get("exclude_samples", []) if s in obs.index]
     obs = obs.drop(index=excluded)
+    n_covariate = len(problems.problems)
     obs, dropped = _covariates(obs, study, path, problems)
-    problems.raise_if_any()
-    levels = _check_design(obs, study, path, problems)
-    return obs, {"levels": levels, "excluded_samples": excluded, "dropped_incomplete": dropped}
+    covariates_ok = len(problems.problems) == n_covariate
+    record = {"levels": None, "excluded_samples": excluded, "dropped_incomplete": dropped}
+    n_design = len(problems.problems)
+    record["levels"] = _check_design(obs, study, names, path, problems)
+    if covariates_ok and len(problems.problems) == n_design:
+        _check_rank(obs, record["levels"], list(dict.fromkeys(study.get("covariates", []))), path, problems)
+    return obs, record
+
+
+# ----------------------------------------------------------------------------------------------
+# Count table
+# ----------------------------------------------------------------------------------------------
+
+def _first_cell(matrix: pd.DataFrame, mask: np.ndarray, path: Path) -> str:
+    """"gene 'X' (line N), sample 'Y' (value)" for the first True cell of mask."""
+    gene_i, sample_i = np.nonzero(mask)
+    gene, sample = str(matrix.index[gene_i[0]]), str(matrix.columns[sample_i[0]])
+    lines = locate_rows(path, [gene], limit=1).get(gene, [])
+    where = f" ({line_hint(lines)})" if lines else ""
+    return f"gene '{gene}'{where}, sample '{sample}'"
 
 
 def _check_values(matrix: pd.DataFrame, mode: str, path: Path, problems: ProblemList) -> None:
     """Counts must be finite non-negative integers; log2 values must be finite and log-scale."""
     values = matrix.to_numpy()
+    if values.size == 0:
+        return
     finite = np.isfinite(values)
     if not finite.all():
-        gene_i, sample_i = np.nonzero(~finite)
-        problems.add(f"{path}: {int((~finite).sum())} missing or non-finite value(s), first at gene "
-                     f"'{matrix.index[gene_i[0]]}', sample '{matrix.columns[sample_i[0]]}'.")
+        problems.add(f"{path}: {int((~finite).sum())} missing or non-finite value(s) (empty, NA, NaN or Inf), "
+                     f"first at {_first_cell(matrix, ~finite, path)}; every cell needs a number.")
         return
     integral = bool(np.all(values == np.round(values)))
     if mode == "counts":
-        if (values < 0).any():
-            gene_i, sample_i = np.nonzero(values < 0)
-            problems.add(f"{path}: {len(gene_i)} negative count(s), first at gene '{matrix.index[gene_i[0]]}', "
-                         f"sample '{matrix.columns[sample_i[0]]}' ({values[gene_i[0], sample_i[0]]:g}).")
+        negative = values < 0
+        if negative.any():
+            gene_i, sample_i = np.nonzero(negative)
+            problems.add(f"{path}: {len(gene_i)} negative count(s), first at {_first_cell(matrix, negative, path)} "
+                         f"({values[gene_i[0], sample_i[0]]:g}); counts cannot be negative. If these are "
+                         "log-scale values, set `input: log2_expression`.")
         if not integral:
-            gene_i, sample_i = np.nonzero(values != np.round(values))
-            problems.add(f"{path}: {len(gene_i)} non-integer value(s), first at gene '{matrix.index[gene_i[0]]}', "
-                         f"sample '{matrix.columns[sample_i[0]]}' ({values[gene_i[0], sample_i[0]]:g}). "
-                         "This looks like TPM/FPKM or normalized values, not raw counts: give raw counts, or set "
-                         "`input: log2_expression` with log2-scale values.")
+            fractional = values != np.round(values)
+            gene_i, sample_i = np.nonzero(fractional)
+            first = f"first at {_first_cell(matrix, fractional, path)} ({values[gene_i[0], sample_i[0]]:g})"
+            totals = values.sum(axis=0)
+            if np.all(np.abs(totals - TPM_TOTAL) <= 0.01 * TPM_TOTAL):
+                what = (f"every sample's values sum to {TPM_TOTAL:,.0f}, so these look like TPM (or CPM), not raw "
+                        "counts. ctra needs raw integer counts (featureCounts/HTSeq, or tximport counts); with "
+                        "TPM only, give log2(TPM + 1) and set `input: log2_expression`")
+            else:
+                what = ("these look like estimated counts (RSEM/Salmon/kallisto) or normalized values, not raw "
+                        "counts (TPM/CPM would sum to 1,000,000 per sample; these do not). Give raw integer "
+                        "counts (round estimated counts, e.g. tximport's countsFromAbundance='no' rounded), or "
+                        "give log2-scale values and set `input: log2_expression`")
+            problems.add(f"{path}: {len(gene_i)} non-integer value(s), {first}; {what}.")
         zero = np.flatnonzero(values.sum(axis=0) == 0)
         if len(zero):
             problems.add(f"{path}: sample(s) {_listing(matrix.columns[zero].tolist())} have zero counts for "
-                         "every gene; remove them (or list them in `exclude_samples`).")
+                         "every gene (a failed or empty library); remove them (or list them in `exclude_samples`).")
     elif integral and values.max() > LOG2_LOOKS_LIKE_COUNTS:
         problems.add(f"{path}: `input: log2_expression` but the values are integers up to {values.max():g}; "
                      "these look like raw counts: set `input: counts`.")
+    elif values.max() > LOG2_MAX:
+        big = values > LOG2_MAX
+        problems.add(f"{path}: `input: log2_expression` but values reach {values.max():g} (first above "
+                     f"{LOG2_MAX:g} at {_first_cell(matrix, big, path)}); log2 expression stays below ~25. "
+                     "Transform them (e.g. log2(TPM + 1)) or, for raw counts, set `input: counts`.")
 
 
-def _match_samples(matrix: pd.DataFrame, obs: pd.DataFrame, excluded: list[str], counts_path: Path,
+def _match_samples(matrix: pd.DataFrame, obs: pd.DataFrame, ignored: list[str], counts_path: Path,
                    samples_path: Path, problems: ProblemList) -> None:
     missing = [s for s in obs.index if s not in matrix.columns]
-    extra = [s for s in matrix.columns if s not in obs.index and s not in excluded]
+    extra = [s for s in matrix.columns if s not in obs.index and s not in ignored]
     if missing:
+        in_lines = obs.loc[missing, LINE].tolist()
+        near = {s: c for s in missing for c in matrix.columns if level_key(c) == level_key(s)}
+        hint = ("; the count table has " + ", ".join(f"'{c}' for '{s}'" for s, c in list(near.items())[:3])
+                + " (ids differ in case or spacing)" if near else "")
         problems.add(f"{samples_path}: {len(missing)} sample(s) of the sheet have no column in {counts_path}: "
-                     f"{_listing(missing)}.")
+                     f"{_listing(missing)} ({_at(in_lines)}){hint}.")
     if extra:
         problems.add(f"{counts_path}: {len(extra)} column(s) are not in the sample sheet {samples_path}: "
                      f"{_listing(extra)}; add them to the sheet or to `exclude_samples`.")
@@ -220,17 +383,25 @@ def merge_gene_rows(matrix: pd.DataFrame, gene_table: pd.DataFrame, mode: str, p
     Returns the matrix and a var frame with ``input_ids``, ``group`` and ``direction``.
     """
     match = match_genes(matrix.index, gene_table, str(path))
-    gene_for_row = match.gene_for_row
-    merged = {g: rows for g, rows in match.rows_for_gene.items() if len(rows) > 1}
+    rows_for_gene = match.rows_for_gene
+    gene_for_row = {row: gene for gene, rows in rows_for_gene.items() for row in rows}
+    merged = {g: rows for g, rows in rows_for_gene.items() if len(rows) > 1}
     if merged and mode != "counts":
-        shown = "; ".join(f"{g} <- {' + '.join(rows)}" for g, rows in list(merged.items())[:5])
-        raise InputError(f"{path}: several rows map to one gene after alias mapping ({shown}); log2 values "
-                         "cannot be merged by summing: keep one row per gene.")
+        lines = locate_rows(path, [r for rows in merged.values() for r in rows], limit=1)
+        shown = "; ".join(f"{g} <- " + " + ".join(f"'{r}'" + (f" ({line_hint(lines[r])})" if lines.get(r) else "")
+                                                  for r in rows)
+                          for g, rows in list(merged.items())[:5])
+        raise InputError(f"{path}: several rows map to one gene of the gene set after alias mapping ({shown}); "
+                         "log2 values cannot be merged by summing: keep one row per gene.")
     new_index = matrix.index.map(lambda row: gene_for_row.get(row, row))
     duplicated = new_index.duplicated(keep=False) & ~new_index.isin(list(merged))
     if duplicated.any():
-        raise InputError(f"{path}: gene id(s) {_listing(sorted(set(new_index[duplicated])))} appear on more "
-                         "than one row; give each gene one row (ambiguous rows are not summed silently).")
+        ids = sorted(set(matrix.index[duplicated]))
+        lines = locate_rows(path, ids[:5])
+        shown = ", ".join(f"'{i}'" + (f" ({line_hint(lines[i])})" if lines.get(i) else "") for i in ids[:5])
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+        raise InputError(f"{path}: {len(ids)} gene id(s) appear on more than one row: {shown}{more}; give each "
+                         "gene one row (ambiguous rows are not summed silently).")
     input_ids = pd.Series(matrix.index, index=new_index).groupby(level=0, sort=False).agg(";".join)
     matrix = matrix.groupby(new_index, sort=False).sum() if merged else matrix.set_axis(new_index)
     info = gene_table.set_index("gene")
@@ -246,38 +417,60 @@ def _check_set_coverage(var: pd.DataFrame, gene_set: pd.DataFrame, kind: str, pa
     missing = [g for g in gene_set["gene"] if g not in found]
     if len(found) < MIN_FRACTION_SET_GENES * len(gene_set):
         looks = "Ensembl gene ids" if kind == "ensembl" else "gene symbols"
+        example = ", ".join(var.index[:3])
         raise InputError(f"{path}: only {len(found)} of {len(gene_set)} gene-set genes were found (the ids look "
-                         f"like {looks}); missing: {', '.join(missing)}. Check that the gene column holds "
-                         "HGNC symbols or human Ensembl ids.")
+                         f"like {looks}, e.g. {example}); missing: {', '.join(missing)}. Check that the gene "
+                         "column holds human HGNC symbols or human Ensembl gene ids.")
 
+
+def _check_genes(matrix: pd.DataFrame, gene_set: pd.DataFrame, markers: pd.DataFrame, mode: str,
+                 path: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    gene_table = pd.concat([gene_set, markers[~markers["gene"].isin(gene_set["gene"])]], ignore_index=True)
+    kind = id_kind(matrix.index, str(path))
+    matrix, var = merge_gene_rows(matrix, gene_table, mode, path)
+    _check_set_coverage(var, gene_set, kind, path)
+    return matrix, var, kind
+
+
+# ----------------------------------------------------------------------------------------------
+# One study
+# ----------------------------------------------------------------------------------------------
 
 def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers: pd.DataFrame) -> ad.AnnData:
     """Read and check everything for one study; return samples x genes AnnData of raw values.
 
     ``study`` is the study's config block after schema defaults. The returned object carries the
     canonical obs columns, ``var`` gene annotation, and in ``uns`` the level order, what was
-    excluded or merged, and input checksums.
+    excluded or merged, and input checksums. All problems found are raised together.
     """
     counts_path, samples_path = Path(study["counts"]), Path(study["samples"])
     problems = ProblemList()
-    sheet = read_sample_sheet(samples_path)
-    obs, record = build_obs(sheet, study, samples_path, problems)
-    matrix = read_counts(counts_path)
-    if matrix.shape[0] == 0:
-        raise InputError(f"{counts_path}: has a header but no gene rows.")
-    _match_samples(matrix, obs, record["excluded_samples"] + record["dropped_incomplete"],
-                   counts_path, samples_path, problems)
-    unknown_excluded = [s for s in study.get("exclude_samples", []) if s not in matrix.columns and s not in obs.index]
-    if unknown_excluded:
-        problems.add(f"config: `exclude_samples` names sample(s) found in neither file: {_listing(unknown_excluded)}.")
+    sheet = _attempt(read_sample_sheet, samples_path, problems=problems)
+    matrix = _attempt(read_counts, counts_path, problems=problems)
+    obs, record = build_obs(sheet, study, samples_path, problems) if sheet is not None else (None, None)
+    config_excluded = list(study.get("exclude_samples", []))
+    if matrix is not None and matrix.shape[0] == 0:
+        problems.add(f"{counts_path}: has a header but no gene rows.")
+        matrix = None
+    genes = None
+    if matrix is not None:
+        ignored = config_excluded + (record["dropped_incomplete"] if record else [])
+        if obs is not None:
+            _match_samples(matrix, obs, ignored, counts_path, samples_path, problems)
+        if sheet is not None and obs is not None:
+            sheet_samples = set(sheet[(study.get("columns") or {}).get("sample", "sample")])
+            unknown = [s for s in config_excluded if s not in matrix.columns and s not in sheet_samples]
+            if unknown:
+                problems.add(f"config: `exclude_samples` names sample(s) found in neither {samples_path} nor "
+                             f"{counts_path}: {_listing(unknown)}.")
+        checked = [c for c in matrix.columns if c not in ignored and (obs is None or c in obs.index)]
+        _check_values(matrix[checked], study["input"], counts_path, problems)
+        genes = _attempt(_check_genes, matrix, gene_set, markers, study["input"], counts_path, problems=problems)
     problems.raise_if_any()
+    assert obs is not None and record is not None and genes is not None
+    matrix, var, kind = genes
     matrix = matrix[obs.index]
-    _check_values(matrix, study["input"], counts_path, problems)
-    problems.raise_if_any()
-    gene_table = pd.concat([gene_set, markers[~markers["gene"].isin(gene_set["gene"])]], ignore_index=True)
-    kind = id_kind(matrix.index, str(counts_path))
-    matrix, var = merge_gene_rows(matrix, gene_table, study["input"], counts_path)
-    _check_set_coverage(var, gene_set, kind, counts_path)
+    obs = obs.drop(columns=[LINE])
     adata = ad.AnnData(X=matrix.T.to_numpy(dtype=np.float64), obs=obs, var=var)
     adata.uns["levels"] = record["levels"]
     adata.uns["excluded_samples"] = record["excluded_samples"]

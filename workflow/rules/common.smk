@@ -42,13 +42,16 @@ def _config_problems(config):
                 near = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"; did you mean '{near[0]}'?" if near else f"; allowed keys: {', '.join(allowed)}"
                 problems.append(f"{where}: '{key}' was unexpected (not a ctra setting{hint})")
-        elif error.validator == "propertyNames":
-            problems.append(f"{where}: study name {error.instance!r} is not allowed: study names become "
-                            "directories under results/, so use letters, digits, '_', '.' and '-', starting "
-                            "with a letter or digit")
+        elif "propertyNames" in error.schema_path:
+            problems.append(_bad_study_name(error.instance))
         else:
             problems.append(f"{where}: {error.message}")
     return problems
+
+
+def _bad_study_name(name):
+    return (f"studies: study name {name!r} is not allowed: study names become directories under results/, "
+            "so use letters, digits, '_', '.' and '-', starting with a letter or digit")
 
 
 def _check_config(config):
@@ -57,19 +60,32 @@ def _check_config(config):
     if isinstance(studies, dict):
         for name in studies:
             if not isinstance(name, str) or not re.fullmatch(STUDY_NAME, name):
-                problems.append(f"studies: study name {name!r} is not allowed: study names become "
-                                "directories under results/ (letters, digits, '_', '.', '-')")
+                problems.append(_bad_study_name(name))
+    problems = list(dict.fromkeys(problems))
     if problems:
-        listed = "\n".join(f"  - {p}." for p in dict.fromkeys(problems))
+        listed = "\n".join(f"  - {p}." for p in problems)
         raise WorkflowError(f"{_config_files()}: the config has {len(problems)} problem(s):\n{listed}")
+    # fill in the schema's defaults (as snakemake.utils.validate does; a no-op if already filled)
+    from snakemake.utils import validate as _fill_defaults
+
+    _fill_defaults(config, str(CONFIG_SCHEMA))
+
+
+# options whose value is a path, not a target
+PATH_OPTIONS = {"--configfile", "--configfiles", "--snakefile", "-s", "--directory", "-d", "--profile",
+                "--workflow-profile", "--report", "--report-stylesheet", "--conda-prefix", "--apptainer-prefix",
+                "--singularity-prefix", "--shadow-prefix", "--log-handler-script", "--cluster-config"}
 
 
 def _requested_studies():
     """Study names in command-line targets of the form results/<study>/... (Snakemake does not
     expose its targets while parsing, so the command line is read; anything else is ignored)."""
     names = []
-    for token in sys.argv[1:]:
+    tokens = sys.argv[1:]
+    for position, token in enumerate(tokens):
         if token.startswith("-") or "/" not in token:
+            continue
+        if position and tokens[position - 1] in PATH_OPTIONS:
             continue
         try:
             relative = Path(os.path.relpath(os.path.abspath(token)))

@@ -1,0 +1,1 @@
+"""Bad-input catalogue: one small synthetic cohort, one broken thing per case."""

@@ -1,0 +1,174 @@
+"""A tiny synthetic cohort and the helpers to run ctra on it the way the workflow does.
+
+The cohort: 24 participants (12 control, 12 treat), blood drawn pre and post, 1,200 genes (all 53
+CTRA genes, the 8 leukocyte markers and synthetic others), negative-binomial counts from a fixed
+seed. Small enough that ``ctra validate`` runs in about a second and the whole workflow in ~10 s.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEFILE = REPO / "Snakefile"
+GENE_SET_DIR = REPO / "resources" / "gene_sets"
+CTRA53 = GENE_SET_DIR / "ctra53.tsv"
+MARKERS = GENE_SET_DIR / "leukocyte_markers.tsv"
+SAMPLES_SCHEMA = REPO / "workflow" / "schemas" / "samples.schema.yaml"
+CONFIG_SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+N_PER_ARM = 12
+ARMS = ("control", "treat")
+TIMES = ("pre", "post")
+N_GENES = 1200
+SEED = 20240611
+TRACEBACK = "Traceback (most recent call last)"
+# every output a stage writes; none of them may exist after a failed stage (or any later one)
+STAGE_OUTPUTS = {
+    "validate": ["validated.h5ad"],
+    "normalize": ["normalized.h5ad"],
+    "score": ["scores.tsv", "genes_used.tsv"],
+    "model": ["contrasts.tsv", "genes.tsv", "model.json"],
+    "report": ["report.html"],
+}
+TABLES = ("scores.tsv", "genes_used.tsv", "contrasts.tsv", "genes.tsv")
+
+
+def gene_sets() -> tuple[pd.DataFrame, pd.DataFrame]:
+    read = lambda p: pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)  # noqa: E731
+    return read(CTRA53), read(MARKERS)
+
+
+def simulate(seed: int = SEED, n_per_arm: int = N_PER_ARM, n_genes: int = N_GENES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(counts genes x samples with index name 'gene', sample sheet) as int / str frames."""
+    rng = np.random.default_rng(seed)
+    ctra, markers = gene_sets()
+    named = list(ctra["gene"]) + [g for g in markers["gene"] if g not in set(ctra["gene"])]
+    genes = named + [f"SYN{i:05d}" for i in range(1, n_genes - len(named) + 1)]
+    rows = []
+    for a, arm in enumerate(ARMS):
+        for i in range(n_per_arm):
+            pid = f"P{a * n_per_arm + i + 1:02d}"
+            age = int(rng.integers(25, 70))
+            sex = "F" if rng.random() < 0.5 else "M"
+            for time in TIMES:
+                rows.append({"sample": f"{pid}_{time}", "participant": pid, "arm": arm, "time": time,
+                             "age": str(age), "sex": sex})
+    sheet = pd.DataFrame(rows)
+    # make sure both sexes occur in both arms (a categorical covariate must vary)
+    sheet.loc[sheet["participant"].isin(["P01", f"P{n_per_arm + 1:02d}"]), "sex"] = "F"
+    sheet.loc[sheet["participant"].isin(["P02", f"P{n_per_arm + 2:02d}"]), "sex"] = "M"
+    means = np.exp(rng.normal(4.0, 1.8, len(genes)))
+    means[: len(named)] = np.exp(rng.uniform(np.log(60), np.log(3000), len(named)))
+    n_samples = len(sheet)
+    participant = pd.factorize(sheet["participant"])[0]
+    person = rng.normal(0, 0.25, (participant.max() + 1, len(genes)))[participant]
+    log_mu = np.log(means)[None, :] + person + rng.normal(0, 0.2, (n_samples, len(genes)))
+    library = np.exp(rng.normal(0, 0.2, n_samples))[:, None]
+    mu = library * np.exp(log_mu)
+    alpha = 0.05 + 1.0 / np.maximum(means, 1)[None, :]
+    counts = rng.negative_binomial(1 / alpha, 1 / (1 + alpha * mu))
+    table = pd.DataFrame(counts.T, index=pd.Index(genes, name="gene"), columns=sheet["sample"].tolist())
+    return table, sheet
+
+
+_CACHE: dict = {}
+
+
+def base_cohort() -> tuple[pd.DataFrame, pd.DataFrame]:
+    if "cohort" not in _CACHE:
+        _CACHE["cohort"] = simulate()
+    counts, sheet = _CACHE["cohort"]
+    return counts.copy(), sheet.copy()
+
+
+def study_block(counts: str = "data/counts.tsv", samples: str = "data/samples.tsv", **extra) -> dict:
+    block = {"counts": counts, "samples": samples,
+             "columns": {"sample": "sample", "participant": "participant", "arm": "arm", "time": "time"},
+             "baseline": "pre", "control": "control", "covariates": ["age", "sex"]}
+    block.update(extra)
+    return block
+
+
+def with_defaults(study: dict) -> dict:
+    """The study block as the rules see it: schema defaults filled in (as the Snakefile's validate)."""
+    from snakemake.utils import validate
+
+    config = {"studies": {"s": copy.deepcopy(study)}}
+    validate(config, str(CONFIG_SCHEMA))
+    return config["studies"]["s"]
+
+
+def write_table(frame: pd.DataFrame, path: Path, sep: str = "\t", index: bool = True, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, sep=sep, index=index, lineterminator=kw.pop("lineterminator", "\n"), **kw)
+    return path
+
+
+@dataclass
+class Workdir:
+    """A tmp working directory with data/ inputs and a config; runs ctra there."""
+
+    root: Path
+    studies: dict = field(default_factory=dict)
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    def write_cohort(self, counts: pd.DataFrame | None = None, sheet: pd.DataFrame | None = None,
+                     name: str = "s", **study_extra) -> dict:
+        base_counts, base_sheet = base_cohort()
+        counts = base_counts if counts is None else counts
+        sheet = base_sheet if sheet is None else sheet
+        write_table(counts, self.root / "data" / f"{name}_counts.tsv")
+        write_table(sheet, self.root / "data" / f"{name}_samples.tsv", index=False)
+        study = study_block(f"data/{name}_counts.tsv", f"data/{name}_samples.tsv", **study_extra)
+        self.studies[name] = study
+        return study
+
+    def write_config(self, config: dict | str | None = None) -> Path:
+        path = self.root / "config.yaml"
+        if config is None:
+            config = {"studies": self.studies}
+        path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def validate_cli(self, name: str = "s", study: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        """``ctra validate`` with the arguments workflow/rules/validate.smk builds, cwd = root."""
+        study = with_defaults(study if study is not None else self.studies[name])
+        command = [sys.executable, "-m", "ctra.cli", "validate", "--study", name,
+                   "--study-config", json.dumps(study, sort_keys=True),
+                   "--gene-set", str(CTRA53), "--markers", str(MARKERS),
+                   "--samples-schema", str(SAMPLES_SCHEMA),
+                   "--out", f"results/{name}/validated.h5ad", "--log", f"results/{name}/logs/validate.log"]
+        return subprocess.run(command, cwd=self.root, capture_output=True, text=True, timeout=timeout)
+
+    def snakemake_command(self, *targets: str, cores: int = 1, extra: tuple[str, ...] = ()) -> list[str]:
+        return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(self.root),
+                "--configfile", str(self.root / "config.yaml"), "--cores", str(cores), *extra, *targets]
+
+    def snakemake(self, *targets: str, cores: int = 1, extra: tuple[str, ...] = (), timeout: float = 300,
+                  env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(self.snakemake_command(*targets, cores=cores, extra=extra), cwd=self.root,
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+
+    def outputs(self) -> list[str]:
+        """Stage outputs present under results/ (relative paths), logs and hidden temp files aside."""
+        names = {n for outs in STAGE_OUTPUTS.values() for n in outs}
+        if not self.results.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.results)) for p in self.results.rglob("*")
+                      if p.is_file() and p.name in names)
+
