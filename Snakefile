@@ -1,5 +1,5 @@
 # ctra: CTRA scores and arm x time tests from leukocyte RNA-seq. See README.md.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("8.0")
 
@@ -10,9 +10,8 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
+# common.smk checks the config against workflow/schemas/config.schema.yaml (one message per problem)
+# and fills in the schema's defaults with snakemake.utils.validate.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/normalize.smk"

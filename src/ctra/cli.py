@@ -8,6 +8,7 @@ traceback; outputs are written to a temporary name and renamed only when complet
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from .errors import InputError
 
 log = logging.getLogger("ctra")
 FLOAT_FORMAT = "%.10g"
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 @contextmanager
@@ -282,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 1
     except Exception as err:  # a bug of ours: short message on the terminal, traceback in the log
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:  # disk full, read-only: the user's to fix
+            log.error("ctra %s could not write %s: %s; free space or fix permissions under results/ and rerun.",
+                      args.command, err.filename or "its outputs", os.strerror(err.errno))
+            return 1
         log.error("internal error in 'ctra %s': %s: %s%s", args.command, type(err).__name__, err,
                   f" (traceback in {args.log})" if getattr(args, "log", None) else "")
         if getattr(args, "log", None):

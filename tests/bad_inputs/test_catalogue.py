@@ -609,8 +609,8 @@ def _umount(w):
     subprocess.run(["umount", str(w.results)], check=False, capture_output=True)
 
 
-@case(["No space left on device", "validated"], runner="snakemake", needs=_can_mount, cleanup=_umount,
-      internal_ok=True)
+@case(["No space left on device", "validated", "free space"], runner="snakemake", needs=_can_mount,
+      cleanup=_umount)
 def disk_full(w):
     """A 64 KiB tmpfs on results/: logs fit, validated.h5ad (~0.5 MB) does not.
 
