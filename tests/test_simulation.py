@@ -108,7 +108,7 @@ def test_gene_level_gee_and_permutation_hold_size_under_null():
         specs = [s for s in contrast_specs(design) if s.contrast == "arm_x_time"]
         y = compute_scores(values, direction, np.array(["inflammatory"] * N_GENES))["ctra"].to_numpy()
         gamma = fit.component_variances / fit.sigma2
-        null = rb.permutation_null(design, y, gamma, specs, seed=seed, draws=range(400))
+        null = rb.permutation_null(design, y, gamma, specs, rb.permuted_arms(design, seed, range(400)))
         _, t_obs = rb.gls_estimates(design, y[:, None], gamma, np.array([s.vector for s in specs]))
         perm_p.extend(rb.empirical_p(t_obs[0], null))
         gee_p.extend(_gee_p(obs, values, direction, design, specs))
