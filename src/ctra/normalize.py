@@ -2,10 +2,14 @@
 
 Two VST paths, both blind (intercept-only design) and parametric, as DESeq2 does:
 
-* ``fast`` (default) follows R DESeq2's ``vst()``: the dispersion trend is fitted with PyDESeq2's
-  own genewise-dispersion and trend routines on ``nsub`` = 1,000 genes chosen evenly over the mean
-  ranks of genes with mean normalized count > 5, then the closed-form transform is applied to every
-  gene. Cost grows with samples, not genes.
+* ``fast`` (default) follows R DESeq2's ``vst()``: the dispersion trend ``a0 + a1 / mean`` is fitted
+  on ``nsub`` = 1,000 genes chosen evenly over the mean ranks of genes with mean normalized count
+  > 5, then the closed-form transform is applied to every gene. The genewise dispersions of those
+  genes are the maximum-likelihood estimates PyDESeq2 computes (``fit_genewise_dispersions``:
+  intercept-only means, Cox-Reid adjustment, method-of-moments start), but solved for all genes at
+  once by a bracketed Newton iteration in numpy instead of one L-BFGS-B per gene; the trend is
+  fitted by PyDESeq2's own routine. Cost grows with samples, not genes; memory is the counts, the
+  VST and blocks of a few tens of MB.
 * ``pydeseq2`` runs PyDESeq2's full ``DeseqDataSet.vst(use_design=False)`` (dispersions for all
   genes; R's ``varianceStabilizingTransformation(blind=TRUE)``).
 
@@ -15,33 +19,85 @@ With ``input: log2_expression`` no normalization is done: the given values are t
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-from pydeseq2.dds import DeseqDataSet
-from pydeseq2.preprocessing import deseq2_norm_fit, deseq2_norm_transform
+from scipy.special import digamma
 
 from .errors import InputError
 
 NSUB = 1000
 MIN_BASEMEAN_FOR_TREND = 5.0
+# PyDESeq2's DeseqDataSet defaults (min_mu, min_disp; max_disp is max(10, n_samples))
+MIN_MU = 0.5
+MIN_DISP = 1e-8
+MAX_DISP = 10.0
+ROW_BLOCK_BYTES = 16 << 20  # temporaries of the blockwise passes over the samples x genes matrix
+GENE_CHUNK_ELEMENTS = 1 << 18  # samples x genes per chunk of the dispersion solver (2 MB float64)
+NEWTON_TOL = 1e-8  # on log(dispersion), i.e. relative on the dispersion
+NEWTON_MAXITER = 100
+START_FLOOR = np.log(1e-6)  # lowest starting log(dispersion) of the solver
 
 
-def size_factors(counts: np.ndarray) -> np.ndarray:
-    """DESeq2 median-of-ratios size factors (samples x genes input), via PyDESeq2.
+# ----------------------------------------------------------------------------------------------
+# Size factors
+# ----------------------------------------------------------------------------------------------
 
-    Like R's ``estimateSizeFactors``, only genes with no zero count enter the geometric means; a
-    table where every gene has a zero somewhere is refused rather than normalized differently.
+def _row_blocks(n_rows: int, n_cols: int) -> list[slice]:
+    step = max(1, ROW_BLOCK_BYTES // (8 * max(n_cols, 1)))
+    return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+
+
+def _map_blocks(func, blocks: list, n_cpus: int) -> list:
+    """``[func(b) for b in blocks]``, on ``n_cpus`` threads (numpy and scipy release the GIL)."""
+    workers = max(1, min(int(n_cpus or 1), len(blocks)))
+    if workers == 1:
+        return [func(block) for block in blocks]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(func, blocks))
+
+
+def size_factors(counts: np.ndarray, n_cpus: int = 1) -> np.ndarray:
+    """DESeq2 median-of-ratios size factors (samples x genes input).
+
+    The same computation as PyDESeq2's ``deseq2_norm_fit`` + ``deseq2_norm_transform`` (and R's
+    ``estimateSizeFactors``): only genes with no zero count enter the geometric means, and each
+    sample's factor is ``exp(median(log(count / geometric mean)))``. Done in blocks of samples, so the
+    only large temporary is the usable genes' counts (not a log copy of the whole table); the
+    median is taken on the ratios and logged after (the same value: log is monotone, and for an
+    even number of genes the two middle ratios are averaged geometrically, i.e. on the log scale).
+    A table where every gene has a zero somewhere is refused rather than normalized differently.
     """
-    logmeans, usable = deseq2_norm_fit(counts)
+    n_samples, n_genes = counts.shape
+    blocks = _row_blocks(n_samples, n_genes)
+    usable = np.logical_and.reduce(_map_blocks(lambda rows: (counts[rows] > 0).all(axis=0), blocks, n_cpus))
     if not usable.any():
         raise InputError("every gene has a zero count in at least one sample, so median-of-ratios size "
                          "factors are undefined; check for an empty or failed library.")
-    _, factors = deseq2_norm_transform(counts, logmeans, usable)
-    return np.asarray(factors, dtype=np.float64)
+    n_usable = int(usable.sum())
+    blocks = _row_blocks(n_samples, n_usable)
+    kept = _map_blocks(lambda rows: np.compress(usable, counts[rows], axis=1).astype(np.float64, copy=False),
+                       blocks, n_cpus)
+    logmeans = np.sum(_map_blocks(lambda block: np.log(block).sum(axis=0), kept, n_cpus), axis=0) / n_samples
+    inverse_geomeans = np.exp(-logmeans)
+    middle = [(n_usable - 1) // 2, n_usable // 2]
+
+    def log_medians(block: np.ndarray) -> np.ndarray:
+        block *= inverse_geomeans  # ratios to the geometric means, in place
+        block.partition(middle, axis=1)
+        return 0.5 * (np.log(block[:, middle[0]]) + np.log(block[:, middle[1]]))
+
+    return np.exp(np.concatenate(_map_blocks(log_medians, kept, n_cpus)))
+
+
+def normalized_means(counts: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Mean normalized count per gene (DESeq2's baseMean), without a normalized copy of the table."""
+    return (1.0 / factors) @ counts / counts.shape[0]
 
 
 def trend_subset(base_mean: np.ndarray, nsub: int = NSUB) -> np.ndarray:
@@ -58,28 +114,185 @@ def trend_subset(base_mean: np.ndarray, nsub: int = NSUB) -> np.ndarray:
     return order[positions]
 
 
-def _quiet_dds(counts: np.ndarray, n_cpus: int) -> DeseqDataSet:
+# ----------------------------------------------------------------------------------------------
+# Genewise dispersions, vectorized over genes
+# ----------------------------------------------------------------------------------------------
+
+def _trigamma(x: np.ndarray) -> np.ndarray:
+    """Trigamma for x > 0 (recurrence up to 6, then the asymptotic series); ~1e-10 relative.
+
+    Only the Newton curvature uses it, so its accuracy affects the number of iterations, not the
+    solution (which is the root of the gradient, computed with scipy's digamma).
+    """
+    x = np.array(x, dtype=np.float64)
+    out = np.zeros_like(x)
+    small = np.flatnonzero(x < 6)
+    while small.size:
+        out.flat[small] += 1.0 / x.flat[small] ** 2
+        x.flat[small] += 1.0
+        small = small[x.flat[small] < 6]
+    z = 1.0 / x
+    z2 = z * z
+    out += z + z2 * (0.5 + z * (1 / 6 + z2 * (-1 / 30 + z2 * (1 / 42 + z2 * (-1 / 30)))))
+    return out
+
+
+def _dispersion_derivatives(theta: np.ndarray, y: np.ndarray, mu: np.ndarray,
+                            curvature: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Gradient (and curvature) in log(alpha) of PyDESeq2's genewise loss, per gene (column).
+
+    Loss = NB negative log-likelihood (``pydeseq2.utils.nb_nll``) + 0.5 log det(X' W X) with
+    X = intercept, i.e. 0.5 log sum_j mu_j / (1 + mu_j alpha) (the Cox-Reid term of
+    ``fit_alpha_mle``). With r = 1/alpha, A = 1 + alpha mu, W = mu / A:
+    dNLL/dalpha = r^2 E, E = sum_j [psi(y + r) - psi(r) - log A + alpha (mu - y) / A];
+    dCR/dalpha = -0.5 sum W^2 / sum W.
+    """
+    alpha = np.exp(theta)
+    r = 1.0 / alpha
+    a_mu = mu * alpha
+    big_a = 1.0 + a_mu
+    y_r = y + r
+    term = digamma(y_r)
+    term -= digamma(r)
+    term -= np.log1p(a_mu)
+    diff = mu - y
+    term += alpha * diff / big_a
+    e = term.sum(axis=0)
+    w = mu / big_a
+    s = w.sum(axis=0)
+    q = (w * w).sum(axis=0)
+    cr1 = -0.5 * q / s  # dCR/dalpha
+    grad = r * e + alpha * cr1
+    if not curvature:
+        return grad, None
+    # dE/dalpha = sum_j [-r^2 (psi1(y + r) - psi1(r)) - mu / A + (mu - y) / A^2]
+    de = (-(r * r) * (_trigamma(y_r).sum(axis=0) - y.shape[0] * _trigamma(r))
+          - (w.sum(axis=0)) + (diff / (big_a * big_a)).sum(axis=0))
+    cr2 = (s * (w * w * w).sum(axis=0) - 0.5 * q * q) / (s * s)  # d2CR/dalpha2
+    hess = -r * e + de + alpha * cr1 + alpha * alpha * cr2
+    return grad, hess
+
+
+def _solve_chunk(y: np.ndarray, mu: np.ndarray, theta0: np.ndarray, lo_bound: float,
+                 hi_bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """Root of the log-alpha gradient in [lo_bound, hi_bound] for each column; bracketed Newton."""
+    n_genes = y.shape[1]
+    # the gradient loses precision as alpha -> 0 (differences of digammas times 1/alpha), so the
+    # iteration does not start there; the sign near 0 is taken from the Poisson limit below
+    theta = np.clip(theta0, max(lo_bound, START_FLOOR), hi_bound)
+    converged = np.zeros(n_genes, dtype=bool)
+    # Sign of the gradient as alpha -> 0 (Poisson limit), computed without cancellation:
+    # dLoss/dalpha(0) = -0.5 [sum((y - mu)^2 - y) + sum(mu^2) / sum(mu)]
+    slope0 = -0.5 * (((y - mu) ** 2 - y).sum(axis=0) + (mu * mu).sum(axis=0) / mu.sum(axis=0))
+    at_low = slope0 >= 0
+    theta[at_low] = lo_bound
+    converged[at_low] = True
+    active = np.flatnonzero(~at_low)
+    # [lo, hi] brackets the root: the gradient is negative near lo_bound (slope0 < 0) and, in
+    # practice, positive at hi_bound; a gene whose gradient stays negative walks up to hi_bound.
+    lo = np.full(n_genes, lo_bound)
+    hi = np.full(n_genes, hi_bound)
+    for _ in range(NEWTON_MAXITER):
+        if not active.size:
+            break
+        t = theta[active]
+        grad, hess = _dispersion_derivatives(t, y[:, active], mu[:, active])
+        negative = grad < 0
+        lo[active[negative]] = t[negative]
+        hi[active[~negative]] = t[~negative]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = t - grad / hess
+        l_a, h_a = lo[active], hi[active]
+        bad = ~np.isfinite(step) | (hess <= 0) | (step <= l_a) | (step >= h_a)
+        step[bad] = 0.5 * (l_a[bad] + h_a[bad])
+        done = (np.abs(step - t) < NEWTON_TOL) | (grad == 0) | (h_a - l_a < NEWTON_TOL)
+        theta[active] = step
+        converged[active[done]] = True
+        active = active[~done]
+    return theta, converged
+
+
+def moments_dispersions(normed: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """PyDESeq2's initial dispersions for an intercept-only design: min(rough, moments) estimates.
+
+    ``fit_rough_dispersions`` (linear-model residuals, fitted values floored at 1) and
+    ``fit_moments_dispersions``; the caller clips to [min_disp, max_disp].
+    """
+    n = normed.shape[0]
+    mean = normed.mean(axis=0)
+    y_hat = np.maximum(mean, 1.0)
+    rough = np.maximum((((normed - y_hat) ** 2 - y_hat) / ((n - 1) * y_hat ** 2)).sum(axis=0), 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moments = np.nan_to_num((normed.var(axis=0, ddof=1) - (1 / factors).mean() * mean) / mean ** 2)
+    return np.minimum(rough, moments)
+
+
+def genewise_dispersions(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 1,
+                         min_disp: float = MIN_DISP, max_disp: float | None = None,
+                         min_mu: float = MIN_MU) -> tuple[np.ndarray, np.ndarray]:
+    """Blind (intercept-only) genewise dispersion MLEs of every column of ``counts``, vectorized.
+
+    Equal to what PyDESeq2's ``DeseqDataSet.fit_genewise_dispersions(vst=True)`` computes with an
+    intercept design (``lin_reg_mu`` means ``mu_ij = s_i * mean_i(y_ij / s_i)`` floored at
+    ``min_mu``; ``fit_alpha_mle`` with the Cox-Reid term; start at the rough/moments estimate;
+    result clipped to [min_disp, max_disp]), up to the optimizer's tolerance: PyDESeq2 stops
+    L-BFGS-B at its default tolerances, this solves the score equation to 1e-8 in log(alpha).
+    Genes with all counts zero get NaN. Returns (dispersions, converged).
+    """
+    n_samples, n_genes = counts.shape
+    max_disp = max(MAX_DISP, n_samples) if max_disp is None else max_disp
+    dispersions = np.full(n_genes, np.nan)
+    converged = np.zeros(n_genes, dtype=bool)
+    nonzero = np.flatnonzero((counts != 0).any(axis=0))
+    if n_samples < 2 or not nonzero.size:
+        return dispersions, converged
+    step = max(1, GENE_CHUNK_ELEMENTS // n_samples)
+    chunks = [nonzero[i:i + step] for i in range(0, nonzero.size, step)]
+
+    def solve(genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = np.ascontiguousarray(counts[:, genes], dtype=np.float64)
+        normed = y / factors[:, None]
+        mu = np.maximum(factors[:, None] * normed.mean(axis=0)[None, :], min_mu)
+        start = np.clip(moments_dispersions(normed, factors), min_disp, max_disp)
+        del normed
+        return _solve_chunk(y, mu, np.log(start), np.log(min_disp), np.log(max_disp))
+
+    results = _map_blocks(solve, chunks, n_cpus)
+    for genes, (theta, ok) in zip(chunks, results):
+        dispersions[genes] = np.clip(np.exp(theta), min_disp, max_disp)
+        converged[genes] = ok
+    return dispersions, converged
+
+
+# ----------------------------------------------------------------------------------------------
+# Trend and transform
+# ----------------------------------------------------------------------------------------------
+
+def _quiet_dds(counts: np.ndarray, n_cpus: int):
+    # imported here: PyDESeq2 pulls in matplotlib and scikit-learn (~1 s of CPU at start-up)
+    from pydeseq2.dds import DeseqDataSet
+
     samples = [f"s{i}" for i in range(counts.shape[0])]
     frame = pd.DataFrame(counts.astype(np.int64), index=samples, columns=[f"g{j}" for j in range(counts.shape[1])])
     metadata = pd.DataFrame({"all": ["all"] * len(samples)}, index=samples)
     return DeseqDataSet(counts=frame, metadata=metadata, design="~1", n_cpus=n_cpus, quiet=True)
 
 
-def fit_trend(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 1) -> tuple[float, float]:
-    """Parametric dispersion trend ``a0 + a1 / mean`` on the given genes, with PyDESeq2's routines.
-
-    The size factors are those of the whole table (as R does for its subset), so they are set on the
-    subset dataset rather than re-estimated from it.
-    """
-    dds = _quiet_dds(counts, n_cpus)
-    normed = counts / factors[:, None]
-    dds.obs["size_factors"] = factors
-    dds.layers["normed_counts"] = normed
-    dds.var["_normed_means"] = normed.mean(axis=0)
+def fit_trend_from_dispersions(dispersions: np.ndarray, base_mean: np.ndarray) -> tuple[float, float]:
+    """PyDESeq2's parametric trend (``DeseqDataSet._fit_parametric_dispersion_trend``: iterated gamma
+    GLM ``a0 + a1 / mean`` dropping genes off the curve) on given genewise dispersions and means."""
+    keep = np.isfinite(dispersions) & np.isfinite(base_mean) & (base_mean > 0)
+    dispersions, base_mean = dispersions[keep], base_mean[keep]
+    names = [f"g{j}" for j in range(len(dispersions))]
+    # a stand-in dataset: the trend routine reads only these var columns (the counts are not used)
+    dds = _quiet_dds(np.ones((2, len(dispersions))), 1)
+    dds.var["vst_genewise_dispersions"] = dispersions
+    dds.var["_normed_means"] = base_mean
+    dds.var["non_zero"] = True
+    dds.non_zero_genes = pd.Index(names)
     dds.vst_fit_type = "parametric"
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        dds.fit_genewise_dispersions(vst=True)
         dds.fit_dispersion_trend(vst=True)
     if dds.vst_fit_type != "parametric":
         raise InputError("the parametric dispersion trend did not converge on this data (PyDESeq2 fell back "
@@ -88,22 +301,53 @@ def fit_trend(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 1) -> tuple
     return float(a0), float(a1)
 
 
-def vst_transform(normed: np.ndarray, a0: float, a1: float) -> np.ndarray:
-    """DESeq2's closed-form VST for a parametric trend (log2 scale)."""
-    return np.log2((1 + a1 + 2 * a0 * normed + 2 * np.sqrt(a0 * normed * (1 + a1 + a0 * normed))) / (4 * a0))
+def fit_trend(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 1) -> tuple[float, float]:
+    """Parametric dispersion trend ``a0 + a1 / mean`` on the given genes (columns).
+
+    The size factors are those of the whole table (as R does for its subset), not re-estimated.
+    """
+    dispersions, _ = genewise_dispersions(counts, factors, n_cpus=n_cpus)
+    return fit_trend_from_dispersions(dispersions, normalized_means(counts, factors))
+
+
+def vst_transform(normed: np.ndarray, a0: float, a1: float, out: np.ndarray | None = None) -> np.ndarray:
+    """DESeq2's closed-form VST for a parametric trend (log2 scale); ``out`` may be ``normed``."""
+    if out is None:
+        out = np.empty(normed.shape)
+    np.multiply(normed, a0, out=out)  # t = a0 x
+    root = out * (1 + a1 + out)
+    np.sqrt(root, out=root)
+    out *= 2
+    out += 1 + a1
+    out += 2 * root
+    out /= 4 * a0
+    return np.log2(out, out=out)
+
+
+def vst_counts(counts: np.ndarray, factors: np.ndarray, a0: float, a1: float, n_cpus: int = 1) -> np.ndarray:
+    """VST of ``counts / factors`` in blocks of samples: one output matrix, small temporaries."""
+    out = np.empty(counts.shape, dtype=np.float64)
+
+    def transform(rows: slice) -> None:
+        np.divide(counts[rows], factors[rows, None], out=out[rows])
+        vst_transform(out[rows], a0, a1, out=out[rows])
+
+    _map_blocks(transform, _row_blocks(*counts.shape), n_cpus)
+    return out
 
 
 def vst_fast(counts: np.ndarray, factors: np.ndarray, nsub: int = NSUB, n_cpus: int = 1) -> tuple[np.ndarray, dict]:
     """Blind VST of every gene with the trend fitted on a DESeq2-style subset of genes."""
-    normed = counts / factors[:, None]
-    subset = trend_subset(normed.mean(axis=0), nsub)
+    base_mean = normalized_means(counts, factors)
+    subset = trend_subset(base_mean, nsub)
     if len(subset) < 10:
         raise InputError(f"only {len(subset)} genes have a mean normalized count above "
                          f"{MIN_BASEMEAN_FOR_TREND:g}; too few to fit a dispersion trend.")
-    a0, a1 = fit_trend(counts[:, subset], factors, n_cpus)
+    dispersions, converged = genewise_dispersions(counts[:, subset], factors, n_cpus=n_cpus)
+    a0, a1 = fit_trend_from_dispersions(dispersions, base_mean[subset])
     info = {"method": "fast", "trend_genes": int(len(subset)), "a0_asymptotic_dispersion": a0,
             "a1_extra_poisson": a1}
-    return vst_transform(normed, a0, a1), info
+    return vst_counts(counts, factors, a0, a1, n_cpus), info
 
 
 def vst_pydeseq2(counts: np.ndarray, n_cpus: int = 1) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -121,18 +365,28 @@ def vst_pydeseq2(counts: np.ndarray, n_cpus: int = 1) -> tuple[np.ndarray, np.nd
 def normalize(adata: ad.AnnData, input_kind: str = "counts", method: str = "fast", n_cpus: int = 1) -> ad.AnnData:
     """Add ``layers['counts']``, ``layers['vst']``, ``obs['size_factor']`` and ``obs['library_size']``.
 
+    Returns a new AnnData; ``adata`` is not modified. To keep memory at one copy of the table, the
+    result's ``X`` and ``layers['counts']`` share memory with ``adata.X`` when that is already a
+    float64 array (copy the result before writing into them in place).
+
     For ``input_kind == 'log2_expression'`` the values are taken as the VST layer unchanged and the
     size factors and library sizes are NaN.
     """
-    out = adata.copy()
-    values = np.asarray(out.X, dtype=np.float64)
+    values = adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X
+    values = np.asarray(values, dtype=np.float64)
+    out = ad.AnnData(X=values, obs=adata.obs.copy(), var=adata.var.copy(), uns=copy.deepcopy(dict(adata.uns)),
+                     obsm={k: v.copy() for k, v in adata.obsm.items()},
+                     varm={k: v.copy() for k, v in adata.varm.items()},
+                     obsp={k: v.copy() for k, v in adata.obsp.items()},
+                     varp={k: v.copy() for k, v in adata.varp.items()},
+                     layers=dict(adata.layers.items()), raw=adata.raw.to_adata() if adata.raw is not None else None)
     if input_kind == "log2_expression":
         out.layers["vst"] = values
         out.obs["size_factor"] = np.nan
         out.obs["library_size"] = np.nan
         out.uns["normalization"] = {"method": "none (input is log2 expression)"}
         return out
-    factors = size_factors(values)
+    factors = size_factors(values, n_cpus)
     if method == "fast":
         vst, info = vst_fast(values, factors, n_cpus=n_cpus)
     elif method == "pydeseq2":

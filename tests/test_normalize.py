@@ -1,0 +1,289 @@
+"""Normalization: size factors, the DESeq2 vst() gene subset, vectorized dispersions, fast vs full VST.
+
+References are independent of the code under test: hand-worked numbers, a loop-and-statistics
+implementation of median-of-ratios, finite differences of PyDESeq2's own loss, and PyDESeq2's
+``fit_genewise_dispersions`` / ``vst``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import statistics
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from pydeseq2.dds import DeseqDataSet
+from pydeseq2.utils import nb_nll
+
+from ctra.errors import InputError
+from ctra.normalize import (_dispersion_derivatives, genewise_dispersions, normalize, normalized_means,
+                            size_factors, trend_subset, vst_fast, vst_pydeseq2, vst_transform)
+
+
+def simulate_counts(n_samples: int, n_genes: int, seed: int) -> np.ndarray:
+    """Samples x genes NB counts: log-normal means, dispersions scattered around 0.05 + 1 / mean."""
+    rng = np.random.default_rng(seed)
+    means = np.exp(rng.normal(4.0, 1.8, n_genes))
+    alpha = (0.05 + 1.0 / means) * np.exp(rng.normal(0, 0.4, n_genes))
+    library = np.exp(rng.normal(0, 0.25, n_samples))[:, None]
+    mu = library * means[None, :] * np.exp(rng.normal(0, 0.1, (n_samples, n_genes)))
+    return rng.negative_binomial(1 / alpha, 1 / (1 + alpha * mu)).astype(np.float64)
+
+
+def quiet_dds(counts: np.ndarray) -> DeseqDataSet:
+    samples = [f"s{i}" for i in range(counts.shape[0])]
+    frame = pd.DataFrame(counts.astype(np.int64), index=samples, columns=[f"g{j}" for j in range(counts.shape[1])])
+    return DeseqDataSet(counts=frame, metadata=pd.DataFrame({"c": ["a"] * len(samples)}, index=samples),
+                        design="~1", n_cpus=1, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def cohort() -> np.ndarray:
+    counts = simulate_counts(90, 1500, seed=7)
+    return counts[:, counts.sum(axis=0) > 0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Size factors
+# ----------------------------------------------------------------------------------------------
+
+def test_size_factors_hand_worked():
+    # genes 1-3 are 1:2:0.5 across samples (geometric means 10, 20, 30), gene 4 has a zero and is
+    # left out, gene 5 is flat (geometric mean 40): ratios s1 1,1,1,1 / s2 2,2,2,1 / s3 .5,.5,.5,1
+    counts = np.array([[10, 20, 30, 0, 40],
+                       [20, 40, 60, 5, 40],
+                       [5, 10, 15, 7, 40]], dtype=float)
+    np.testing.assert_allclose(size_factors(counts), [1.0, 2.0, 0.5], rtol=1e-12)
+
+
+def test_size_factors_match_loop_reference():
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(rng.gamma(2.0, 30.0, (1, 40)) * rng.uniform(0.5, 2.0, (9, 1))).astype(float)
+    counts[2, 5] = counts[7, 11] = 0  # genes 5 and 11 drop out of the reference genes
+    n = counts.shape[0]
+    usable = [j for j in range(counts.shape[1]) if all(counts[i, j] > 0 for i in range(n))]
+    assert 5 not in usable and 11 not in usable and len(usable) % 2 == 0  # even: two middle values
+    log_geo = {j: sum(math.log(counts[i, j]) for i in range(n)) / n for j in usable}
+    expected = [math.exp(statistics.median(math.log(counts[i, j]) - log_geo[j] for j in usable)) for i in range(n)]
+    for n_cpus in (1, 2):
+        np.testing.assert_allclose(size_factors(counts, n_cpus), expected, rtol=1e-12)
+
+
+def test_size_factors_refuse_all_genes_with_a_zero():
+    counts = np.array([[0, 3, 4], [5, 0, 2], [1, 2, 0]], dtype=float)
+    with pytest.raises(InputError, match="every gene has a zero"):
+        size_factors(counts)
+
+
+def test_normalized_means_are_means_of_counts_over_factors():
+    counts = np.array([[10, 0, 3], [20, 4, 6]], dtype=float)
+    np.testing.assert_allclose(normalized_means(counts, np.array([1.0, 2.0])), [10.0, 1.0, 3.0])
+
+
+# ----------------------------------------------------------------------------------------------
+# DESeq2 vst() gene subset
+# ----------------------------------------------------------------------------------------------
+
+def test_trend_subset_evenly_spaced_ranks_as_r():
+    # eligible (> 5) means, in rank order: 6 (gene 7), 7 (1), 8 (9), 9 (3), 10 (5), 11 (0), 12 (8), 13 (4)
+    base_mean = np.array([11, 7, 1, 9, 13, 10, 5, 6, 12, 8], dtype=float)
+    # R: seq(1, 8, length = 3) = 1, 4.5, 8; round() gives 1, 4, 8 (half to even) -> ranks 1, 4, 8
+    assert trend_subset(base_mean, nsub=3).tolist() == [7, 3, 4]
+    # R: seq(1, 8, length = 4) = 1, 3.33, 5.67, 8 -> 1, 3, 6, 8
+    assert trend_subset(base_mean, nsub=4).tolist() == [7, 9, 0, 4]
+    # fewer eligible genes than nsub: all of them (gene 6 has mean 5, not > 5)
+    assert sorted(trend_subset(base_mean, nsub=20).tolist()) == [0, 1, 3, 4, 5, 7, 8, 9]
+
+
+# ----------------------------------------------------------------------------------------------
+# Vectorized genewise dispersions
+# ----------------------------------------------------------------------------------------------
+
+def pydeseq2_loss(log_alpha: float, y: np.ndarray, mu: np.ndarray) -> float:
+    """PyDESeq2's fit_alpha_mle objective for an intercept design (NB NLL + Cox-Reid term)."""
+    alpha = math.exp(log_alpha)
+    return float(nb_nll(y, mu, alpha)) + 0.5 * math.log(np.sum(mu / (1 + mu * alpha)))
+
+
+@pytest.mark.parametrize("log_alpha", [-4.0, -2.0, 0.5])
+def test_dispersion_gradient_and_curvature_match_finite_differences(log_alpha):
+    rng = np.random.default_rng(11)
+    y = rng.negative_binomial(5, 0.05, (50, 1)).astype(float)
+    mu = np.full_like(y, y.mean())
+    h = 1e-4
+    numeric_grad = (pydeseq2_loss(log_alpha + h, y[:, 0], mu[:, 0]) - pydeseq2_loss(log_alpha - h, y[:, 0], mu[:, 0])) / (2 * h)
+    numeric_curv = (pydeseq2_loss(log_alpha + h, y[:, 0], mu[:, 0]) - 2 * pydeseq2_loss(log_alpha, y[:, 0], mu[:, 0])
+                    + pydeseq2_loss(log_alpha - h, y[:, 0], mu[:, 0])) / h ** 2
+    grad, curv = _dispersion_derivatives(np.array([log_alpha]), y, mu)
+    assert grad[0] == pytest.approx(numeric_grad, rel=1e-5, abs=1e-6)
+    assert curv[0] == pytest.approx(numeric_curv, rel=1e-3, abs=1e-3)
+
+
+def test_genewise_dispersions_equal_pydeseq2(cohort):
+    factors = size_factors(cohort)
+    genes = np.flatnonzero(normalized_means(cohort, factors) > 5)[:400]
+    counts = cohort[:, genes]
+    ours, ours_converged = genewise_dispersions(counts, factors, n_cpus=2)
+
+    dds = quiet_dds(counts)
+    dds.obs["size_factors"] = factors
+    dds.layers["normed_counts"] = counts / factors[:, None]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        dds.fit_genewise_dispersions(vst=True)
+    reference = dds.var["vst_genewise_dispersions"].to_numpy()
+    reference_converged = dds.var["_genewise_converged"].to_numpy(dtype=bool)
+
+    assert ours_converged.all()
+    compare = reference_converged & (reference > 1e-6)
+    assert compare.sum() > 0.95 * len(genes)
+    relative = np.abs(ours[compare] / reference[compare] - 1)
+    assert relative.max() < 1e-3, (relative.max(), genes[compare][np.argmax(relative)])
+
+
+def test_dispersions_of_poisson_like_genes_are_the_lower_bound():
+    factors = np.ones(30)
+    flat = np.full((30, 1), 10.0)  # no variance at all: the likelihood increases with alpha
+    estimate, converged = genewise_dispersions(flat, factors)
+    assert estimate[0] == 1e-8 and converged[0]
+
+
+def test_dispersions_all_zero_gene_is_nan():
+    counts = np.column_stack([np.zeros(10), np.arange(10.0) * 3 + 1])
+    estimate, _ = genewise_dispersions(counts, np.ones(10))
+    assert np.isnan(estimate[0]) and np.isfinite(estimate[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# VST
+# ----------------------------------------------------------------------------------------------
+
+def test_fast_vst_within_005_of_pydeseq2_full_vst(cohort):
+    factors = size_factors(cohort)
+    fast, info = vst_fast(cohort, factors, n_cpus=2)
+    full, full_factors, full_info = vst_pydeseq2(cohort, n_cpus=1)
+    np.testing.assert_allclose(factors, full_factors, rtol=1e-10)
+    assert info["trend_genes"] == 1000 and full_info["trend"] == "parametric"
+    # well expressed: mean normalized count > 20. Near zero counts the two differ by up to
+    # |log2 of the ratio of (1 + a1) / a0| between the trends (subset vs all genes), ~0.05 here.
+    well_expressed = normalized_means(cohort, factors) > 20
+    assert well_expressed.sum() > 500
+    assert np.abs(fast - full)[:, well_expressed].max() < 0.05
+
+
+def test_vst_is_monotone_in_counts():
+    x = np.concatenate([[0.0], np.geomspace(1e-3, 1e7, 4000)])
+    for a0, a1 in [(0.08, 1.4), (0.01, 0.2), (1.5, 8.0)]:
+        assert np.all(np.diff(vst_transform(x, a0, a1)) > 0)
+    # and through normalize(): within a gene, samples with a larger normalized count get a larger VST
+    counts = simulate_counts(60, 1200, seed=5)
+    out = normalize(ad.AnnData(X=counts[:, counts.sum(axis=0) > 0]))
+    normed = out.layers["counts"] / out.obs["size_factor"].to_numpy()[:, None]
+    for j in range(0, out.n_vars, 37):
+        order = np.argsort(normed[:, j], kind="stable")
+        assert np.all(np.diff(out.layers["vst"][order, j]) >= 0)
+
+
+def test_vst_transform_in_place_equals_formula():
+    x = np.array([[0.0, 1.0, 10.0], [100.0, 1e4, 3.5]])
+    a0, a1 = 0.07, 1.3
+    expected = np.log2((1 + a1 + 2 * a0 * x + 2 * np.sqrt(a0 * x * (1 + a1 + a0 * x))) / (4 * a0))
+    work = x.copy()
+    vst_transform(work, a0, a1, out=work)
+    np.testing.assert_allclose(work, expected, rtol=1e-14)
+    # zero counts map to log2((1 + a1) / (4 a0))
+    assert work[0, 0] == pytest.approx(math.log2((1 + a1) / (4 * a0)))
+
+
+# ----------------------------------------------------------------------------------------------
+# normalize() API
+# ----------------------------------------------------------------------------------------------
+
+def test_normalize_outputs_and_input_untouched(cohort):
+    adata = ad.AnnData(X=cohort.copy(), obs=pd.DataFrame(index=[f"s{i}" for i in range(cohort.shape[0])]),
+                       var=pd.DataFrame(index=[f"g{j}" for j in range(cohort.shape[1])]))
+    adata.uns["study"] = "x"
+    before = adata.X.copy()
+    out = normalize(adata, n_cpus=2)
+    assert set(out.layers.keys()) == {"counts", "vst"}
+    np.testing.assert_array_equal(out.layers["counts"], cohort)
+    np.testing.assert_allclose(out.obs["size_factor"], size_factors(cohort))
+    np.testing.assert_allclose(out.obs["library_size"], cohort.sum(axis=1))
+    assert out.uns["normalization"]["method"] == "fast" and out.uns["study"] == "x"
+    assert np.isfinite(out.layers["vst"]).all()
+    np.testing.assert_array_equal(adata.X, before)
+    assert "size_factor" not in adata.obs and "vst" not in adata.layers
+
+
+def test_log2_expression_passes_through_unchanged():
+    rng = np.random.default_rng(2)
+    values = rng.normal(6, 2, (12, 30))
+    adata = ad.AnnData(X=values.copy())
+    out = normalize(adata, input_kind="log2_expression")
+    np.testing.assert_array_equal(out.layers["vst"], values)
+    assert out.obs["size_factor"].isna().all() and out.obs["library_size"].isna().all()
+    assert out.uns["normalization"]["method"].startswith("none")
+    np.testing.assert_array_equal(adata.X, values)
+
+
+def test_unknown_method_refused(cohort):
+    with pytest.raises(ValueError, match="unknown normalization method"):
+        normalize(ad.AnnData(X=cohort[:10, :50]), method="tmm")
+
+
+# ----------------------------------------------------------------------------------------------
+# Against R DESeq2's vst() itself, where R and DESeq2 are installed
+# ----------------------------------------------------------------------------------------------
+
+R_VST = r"""
+suppressMessages(library(DESeq2))
+args <- commandArgs(trailingOnly = TRUE)
+counts <- as.matrix(read.delim(args[1], row.names = 1, check.names = FALSE))
+storage.mode(counts) <- "integer"
+dds <- DESeqDataSetFromMatrix(counts, data.frame(row.names = colnames(counts), x = rep(1, ncol(counts))), ~1)
+vsd <- vst(dds, blind = TRUE, nsub = 1000, fitType = "parametric")
+write.table(assay(vsd), args[2], sep = "\t", quote = FALSE)
+dds <- estimateSizeFactors(dds)
+base_mean <- rowMeans(counts(dds, normalized = TRUE))
+eligible <- base_mean[base_mean > 5]
+o <- order(eligible)
+writeLines(names(eligible)[o[round(seq(from = 1, to = length(o), length = 1000))]], args[3])
+"""
+
+
+def _r_deseq2_available() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("Rscript") is None:
+        return False
+    done = subprocess.run(["Rscript", "-e", "suppressMessages(library(DESeq2))"], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+def test_fast_vst_matches_r_deseq2_vst(cohort, tmp_path):
+    """ctra's fast path is R's vst(): the same 1,000 genes, and the VST within 0.03 (the genewise
+    dispersion estimators of DESeq2 and PyDESeq2 differ slightly, which moves the trend a little)."""
+    import subprocess
+
+    if not _r_deseq2_available():
+        pytest.skip("Rscript with the DESeq2 package is not installed")
+    genes = [f"g{j}" for j in range(cohort.shape[1])]
+    table = pd.DataFrame(cohort.T.astype(np.int64), index=genes, columns=[f"s{i}" for i in range(cohort.shape[0])])
+    table.to_csv(tmp_path / "counts.tsv", sep="\t")
+    (tmp_path / "vst.R").write_text(R_VST)
+    subprocess.run(["Rscript", str(tmp_path / "vst.R"), str(tmp_path / "counts.tsv"), str(tmp_path / "vst.tsv"),
+                    str(tmp_path / "subset.txt")], check=True, capture_output=True)
+    r_vst = pd.read_csv(tmp_path / "vst.tsv", sep="\t", index_col=0).loc[genes].to_numpy().T
+    r_subset = (tmp_path / "subset.txt").read_text().split()
+
+    factors = size_factors(cohort)
+    assert [genes[j] for j in trend_subset(normalized_means(cohort, factors))] == r_subset
+    fast, _ = vst_fast(cohort, factors)
+    assert np.abs(fast - r_vst).max() < 0.03
