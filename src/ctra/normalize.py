@@ -32,6 +32,7 @@ from scipy.special import digamma
 from .errors import InputError
 
 NSUB = 1000
+PYDESEQ2_MIN_DISP = 1e-8  # DeseqDataSet's min_disp default (DESeq2's minDisp)
 MIN_BASEMEAN_FOR_TREND = 5.0
 # PyDESeq2's DeseqDataSet defaults (min_mu, min_disp; max_disp is max(10, n_samples))
 MIN_MU = 0.5
@@ -280,8 +281,13 @@ def _quiet_dds(counts: np.ndarray, n_cpus: int):
 
 def fit_trend_from_dispersions(dispersions: np.ndarray, base_mean: np.ndarray) -> tuple[float, float]:
     """PyDESeq2's parametric trend (``DeseqDataSet._fit_parametric_dispersion_trend``: iterated gamma
-    GLM ``a0 + a1 / mean`` dropping genes off the curve) on given genewise dispersions and means."""
-    keep = np.isfinite(dispersions) & np.isfinite(base_mean) & (base_mean > 0)
+    GLM ``a0 + a1 / mean`` dropping genes off the curve) on given genewise dispersions and means.
+
+    Like R DESeq2's ``estimateDispersionsFit`` (and unlike PyDESeq2 0.5), genes whose genewise
+    dispersion sits at the lower bound (< 100 x minDisp) are left out of the fit.
+    """
+    keep = (np.isfinite(dispersions) & np.isfinite(base_mean) & (base_mean > 0)
+            & (dispersions >= 100 * PYDESEQ2_MIN_DISP))
     dispersions, base_mean = dispersions[keep], base_mean[keep]
     names = [f"g{j}" for j in range(len(dispersions))]
     # a stand-in dataset: the trend routine reads only these var columns (the counts are not used)
@@ -351,15 +357,17 @@ def vst_fast(counts: np.ndarray, factors: np.ndarray, nsub: int = NSUB, n_cpus: 
 
 
 def vst_pydeseq2(counts: np.ndarray, n_cpus: int = 1) -> tuple[np.ndarray, np.ndarray, dict]:
-    """PyDESeq2's full blind VST (dispersions of all genes); returns vst, size factors, info."""
+    """PyDESeq2's full blind VST fit (dispersions of all genes), with the trend refitted under DESeq2's
+    rule for low dispersions (see ``fit_trend_from_dispersions``); returns vst, size factors, info."""
     dds = _quiet_dds(counts, n_cpus)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        dds.vst(use_design=False, fit_type="parametric")
-    a0, a1 = dds.uns.get("vst_trend_coeffs", (np.nan, np.nan))
-    info = {"method": "pydeseq2", "trend_genes": int(dds.var["non_zero"].sum()),
-            "a0_asymptotic_dispersion": float(a0), "a1_extra_poisson": float(a1), "trend": dds.vst_fit_type}
-    return np.asarray(dds.layers["vst_counts"]), dds.obs["size_factors"].to_numpy(), info
+        dds.vst_fit(use_design=False)
+    dispersions = dds.var["vst_genewise_dispersions"].to_numpy()
+    a0, a1 = fit_trend_from_dispersions(dispersions, dds.var["_normed_means"].to_numpy())
+    info = {"method": "pydeseq2", "trend_genes": int(np.sum(dispersions >= 100 * PYDESEQ2_MIN_DISP)),
+            "a0_asymptotic_dispersion": a0, "a1_extra_poisson": a1}
+    return vst_transform(np.asarray(dds.layers["normed_counts"]), a0, a1), dds.obs["size_factors"].to_numpy(), info
 
 
 def normalize(adata: ad.AnnData, input_kind: str = "counts", method: str = "fast", n_cpus: int = 1) -> ad.AnnData:
