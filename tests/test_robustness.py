@@ -102,3 +102,32 @@ def test_gls_t_with_reml_variances_matches_the_reml_fit():
     se = np.sqrt(np.einsum("cp,pq,cq->c", L, fit.cov_beta, L))
     assert np.allclose(estimate[0], L @ fit.beta)
     assert np.allclose(t[0], (L @ fit.beta) / se)
+
+
+def test_null_draws_gathered_from_chunks_equal_one_chunk():
+    """Cluster jobs split the draws; gathering the chunks in order must give the one-job table."""
+    import anndata as ad
+
+    rng = np.random.default_rng(3)
+    obs = cohort(n=20)
+    n_genes = 300
+    vst = rng.normal(8, 1, (len(obs), n_genes))
+    var = pd.DataFrame({"group": [""] * n_genes, "input_ids": [f"g{j}" for j in range(n_genes)]},
+                       index=[f"g{j}" for j in range(n_genes)])
+    var.iloc[:10, 0] = "inflammatory"
+    adata = ad.AnnData(X=vst, obs=obs, var=var)
+    adata.layers["vst"] = vst
+    adata.uns["levels"] = LEVELS
+    usage = pd.DataFrame({"gene": var.index[:10], "group": "inflammatory", "direction": 1, "used": True})
+    scores = pd.DataFrame({"ctra": vst[:, :10].mean(axis=1), "inflammatory": vst[:, :10].mean(axis=1),
+                           "antiviral": np.nan, "antibody": np.nan}, index=obs.index)
+    study = {"samples": "samples.tsv", "covariates": [], "adjust_for_cell_markers": False,
+             "expression_filter": {"min_count": 1, "min_fraction": 0.5},
+             "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11}}
+    gammas = {"ctra": [0.4], "inflammatory": [0.4]}
+    one = rb.null_draws(adata, scores, usage, study, gammas, 0, 1)
+    split = pd.concat([rb.null_draws(adata, scores, usage, study, gammas, k, 3) for k in range(3)])
+    key = ["kind", "score", "contrast", "arm", "time", "draw"]
+    pd.testing.assert_frame_equal(one.sort_values(key).reset_index(drop=True),
+                                  split.sort_values(key).reset_index(drop=True))
+    assert set(one["kind"]) == {"permutation", "gene_set"} and one["draw"].max() == 29
