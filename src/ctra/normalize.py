@@ -9,9 +9,12 @@ Two VST paths, both blind (intercept-only design) and parametric, as DESeq2 does
   intercept-only means, Cox-Reid adjustment, method-of-moments start), but solved for all genes at
   once by a bracketed Newton iteration in numpy instead of one L-BFGS-B per gene; the trend is
   fitted by PyDESeq2's own routine. Cost grows with samples, not genes; memory is the counts, the
-  VST and blocks of a few tens of MB.
-* ``pydeseq2`` runs PyDESeq2's full ``DeseqDataSet.vst(use_design=False)`` (dispersions for all
-  genes; R's ``varianceStabilizingTransformation(blind=TRUE)``).
+  VST and blocks of a few MB.
+* ``pydeseq2`` fits with PyDESeq2's full ``DeseqDataSet.vst_fit(use_design=False)`` (dispersions
+  for all genes; R's ``varianceStabilizingTransformation(blind=TRUE)``).
+
+In both, genes whose dispersion sits at the lower bound are left out of the trend fit, as R's
+``estimateDispersionsFit`` does (see ``fit_trend_from_dispersions``).
 
 With ``input: log2_expression`` no normalization is done: the given values are the VST layer.
 """
