@@ -21,8 +21,9 @@ from pydeseq2.dds import DeseqDataSet
 from pydeseq2.utils import nb_nll
 
 from ctra.errors import InputError
-from ctra.normalize import (_dispersion_derivatives, genewise_dispersions, normalize, normalized_means,
-                            size_factors, trend_subset, vst_fast, vst_transform)
+from ctra.normalize import (PYDESEQ2_MIN_DISP, _dispersion_derivatives, fit_trend_from_dispersions,
+                            gamma_identity_glm, genewise_dispersions, normalize, normalized_means, size_factors,
+                            trend_subset, vst_fast, vst_transform)
 
 
 def simulate_counts(n_samples: int, n_genes: int, seed: int) -> np.ndarray:
@@ -157,6 +158,67 @@ def test_dispersions_all_zero_gene_is_nan():
     counts = np.column_stack([np.zeros(10), np.arange(10.0) * 3 + 1])
     estimate, _ = genewise_dispersions(counts, np.ones(10))
     assert np.isnan(estimate[0]) and np.isfinite(estimate[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Dispersion trend
+# ----------------------------------------------------------------------------------------------
+
+def pydeseq2_trend(dispersions: np.ndarray, base_mean: np.ndarray) -> tuple[float, float]:
+    """PyDESeq2's own ``_fit_parametric_dispersion_trend`` on given dispersions and means."""
+    dds = quiet_dds(np.ones((2, len(dispersions))))
+    dds.var["vst_genewise_dispersions"] = dispersions
+    dds.var["_normed_means"] = base_mean
+    dds.var["non_zero"] = True
+    dds.non_zero_genes = dds.var_names
+    dds.vst_fit_type = "parametric"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        dds.fit_dispersion_trend(vst=True)
+    assert dds.vst_fit_type == "parametric"
+    a0, a1 = dds.uns["vst_trend_coeffs"]
+    return float(a0), float(a1)
+
+
+@pytest.mark.parametrize("subset", ["vst_subset", "all_genes"])
+def test_trend_equals_pydeseq2_routine(cohort, subset):
+    """Same coefficients as PyDESeq2's iterated gamma GLM (L-BFGS-B there, Fisher scoring here),
+    on genes above the dispersion floor (which DESeq2 leaves out and PyDESeq2 0.5 does not)."""
+    factors = size_factors(cohort)
+    base_mean = normalized_means(cohort, factors)
+    genes = trend_subset(base_mean) if subset == "vst_subset" else np.arange(cohort.shape[1])
+    dispersions, _ = genewise_dispersions(cohort[:, genes], factors, n_cpus=2)
+    dispersions[::50] = PYDESEQ2_MIN_DISP  # Poisson-like genes at the floor must be left out
+    above_floor = np.isfinite(dispersions) & (dispersions >= 100 * PYDESEQ2_MIN_DISP)
+    ours = fit_trend_from_dispersions(dispersions, base_mean[genes])
+    reference = pydeseq2_trend(dispersions[above_floor], base_mean[genes][above_floor])
+    np.testing.assert_allclose(ours, reference, rtol=1e-5)
+
+
+def test_gamma_glm_recovers_a_known_trend_and_is_the_likelihood_maximum():
+    rng = np.random.default_rng(3)
+    mean = np.exp(rng.uniform(0, 9, 20000))
+    truth = np.array([0.08, 1.4])
+    shape = 2.0  # gamma noise around the curve, as genewise dispersions scatter
+    y = (truth[0] + truth[1] / mean) * rng.gamma(shape, 1 / shape, mean.size)
+    beta, converged = gamma_identity_glm(1 / mean, y)
+    assert converged
+    np.testing.assert_allclose(beta, truth, rtol=0.05)
+
+    def loss(b: np.ndarray) -> float:  # the gamma deviance up to constants, written out here
+        mu = b[0] + b[1] / mean
+        return float(np.mean(y / mu + np.log(mu)))
+
+    for j in range(2):
+        h = np.zeros(2)
+        h[j] = 1e-6 * beta[j]
+        assert loss(beta + h) >= loss(beta) and loss(beta - h) >= loss(beta)
+
+
+def test_trend_failure_is_an_input_error():
+    flat = np.full(50, 1e-9)  # every gene at the dispersion floor: nothing to fit
+    with pytest.raises(InputError, match="dispersion trend"):
+        fit_trend_from_dispersions(flat, np.linspace(10, 1000, 50))
 
 
 # ----------------------------------------------------------------------------------------------

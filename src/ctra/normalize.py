@@ -8,7 +8,8 @@ Two VST paths, both blind (intercept-only design) and parametric, as DESeq2 does
   genes are the maximum-likelihood estimates PyDESeq2 computes (``fit_genewise_dispersions``:
   intercept-only means, Cox-Reid adjustment, method-of-moments start), but solved for all genes at
   once by a bracketed Newton iteration in numpy instead of one L-BFGS-B per gene; the trend is
-  fitted by PyDESeq2's own routine. Cost grows with samples, not genes; memory is the counts, the
+  PyDESeq2's iterated gamma GLM, also in numpy (PyDESeq2 itself is not imported on this path: its
+  import alone takes longer than the whole normalization). Tests check every piece against PyDESeq2. Cost grows with samples, not genes; memory is the counts, the
   VST and blocks of a few MB.
 * ``pydeseq2`` fits with PyDESeq2's full ``DeseqDataSet.vst_fit(use_design=False)`` (dispersions
   for all genes; R's ``varianceStabilizingTransformation(blind=TRUE)``).
@@ -46,6 +47,7 @@ GENE_CHUNK_ELEMENTS = 1 << 18  # samples x genes per chunk of the dispersion sol
 NEWTON_TOL = 1e-8  # on log(dispersion), i.e. relative on the dispersion
 NEWTON_MAXITER = 100
 START_FLOOR = np.log(1e-6)  # lowest starting log(dispersion) of the solver
+TREND_GLM_MAXITER = 200
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,7 +275,8 @@ def genewise_dispersions(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 
 # ----------------------------------------------------------------------------------------------
 
 def _quiet_dds(counts: np.ndarray, n_cpus: int):
-    # imported here: PyDESeq2 pulls in matplotlib and scikit-learn (~1 s of CPU at start-up)
+    # imported here: PyDESeq2 pulls in matplotlib and scikit-learn (~2.5 s at start-up), and only the
+    # ``pydeseq2`` method needs it
     from pydeseq2.dds import DeseqDataSet
 
     samples = [f"s{i}" for i in range(counts.shape[0])]
@@ -282,32 +285,61 @@ def _quiet_dds(counts: np.ndarray, n_cpus: int):
     return DeseqDataSet(counts=frame, metadata=metadata, design="~1", n_cpus=n_cpus, quiet=True)
 
 
-def fit_trend_from_dispersions(dispersions: np.ndarray, base_mean: np.ndarray) -> tuple[float, float]:
-    """PyDESeq2's parametric trend (``DeseqDataSet._fit_parametric_dispersion_trend``: iterated gamma
-    GLM ``a0 + a1 / mean`` dropping genes off the curve) on given genewise dispersions and means.
+def gamma_identity_glm(x: np.ndarray, y: np.ndarray, tol: float = 1e-10,
+                       max_iter: int = TREND_GLM_MAXITER) -> tuple[np.ndarray, bool]:
+    """Maximum-likelihood ``(a0, a1)`` of ``y ~ Gamma(mean = a0 + a1 x)`` (identity link).
 
-    Like R DESeq2's ``estimateDispersionsFit`` (and unlike PyDESeq2 0.5), genes whose genewise
-    dispersion sits at the lower bound (< 100 x minDisp) are left out of the fit.
+    The loss is PyDESeq2's ``dispersion_trend_gamma_glm`` one, mean(y / mu + log mu); minimised by
+    Fisher scoring (weights 1 / mu^2, as R's ``glm(family = Gamma("identity"))``) with step halving
+    that keeps every mu positive and the loss decreasing. Returns (coefficients, converged).
+    """
+    X = np.column_stack([np.ones_like(x), x])
+
+    def loss(beta: np.ndarray) -> float:
+        mu = X @ beta
+        return float(np.mean(y / mu + np.log(mu))) if (mu > 0).all() else np.inf
+
+    beta = np.array([1.0, 1.0])
+    current = loss(beta)
+    for _ in range(max_iter):
+        weights = (X @ beta) ** -2.0
+        step = np.linalg.solve(X.T @ (X * weights[:, None]), X.T @ (weights * y)) - beta
+        for _ in range(60):  # step halving
+            candidate = loss(beta + step)
+            if candidate <= current:
+                break
+            step /= 2
+        else:
+            return beta, False
+        beta, current = beta + step, candidate
+        if np.all(np.abs(step) <= tol * np.abs(beta)):
+            return beta, True
+    return beta, False
+
+
+def fit_trend_from_dispersions(dispersions: np.ndarray, base_mean: np.ndarray) -> tuple[float, float]:
+    """DESeq2's parametric dispersion trend ``a0 + a1 / mean`` on given genewise dispersions and means.
+
+    PyDESeq2's ``_fit_parametric_dispersion_trend`` in numpy: fit the gamma GLM, drop genes whose
+    dispersion is below 1e-4 or at least 15 times the fitted curve, refit until the coefficients
+    settle. Like R DESeq2's ``estimateDispersionsFit`` (and unlike PyDESeq2 0.5), genes whose
+    genewise dispersion sits at the lower bound (< 100 x minDisp) are left out. Importing PyDESeq2
+    for this small fit would cost more than the whole fast normalization; tests check the two agree.
     """
     keep = (np.isfinite(dispersions) & np.isfinite(base_mean) & (base_mean > 0)
             & (dispersions >= 100 * PYDESEQ2_MIN_DISP))
-    dispersions, base_mean = dispersions[keep], base_mean[keep]
-    names = [f"g{j}" for j in range(len(dispersions))]
-    # a stand-in dataset: the trend routine reads only these var columns (the counts are not used)
-    dds = _quiet_dds(np.ones((2, len(dispersions))), 1)
-    dds.var["vst_genewise_dispersions"] = dispersions
-    dds.var["_normed_means"] = base_mean
-    dds.var["non_zero"] = True
-    dds.non_zero_genes = pd.Index(names)
-    dds.vst_fit_type = "parametric"
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        dds.fit_dispersion_trend(vst=True)
-    if dds.vst_fit_type != "parametric":
-        raise InputError("the parametric dispersion trend did not converge on this data (PyDESeq2 fell back "
-                         "to a mean trend); try `normalization: pydeseq2` or check the counts.")
-    a0, a1 = dds.uns["vst_trend_coeffs"]
-    return float(a0), float(a1)
+    y, x = dispersions[keep], 1.0 / base_mean[keep]
+    coeffs, previous = np.array([1.0, 1.0]), np.array([0.1, 0.1])
+    while (coeffs > 1e-10).all() and (np.log(np.abs(coeffs / previous)) ** 2).sum() >= 1e-6:
+        previous = coeffs
+        coeffs, converged = gamma_identity_glm(x, y) if len(y) >= 2 else (coeffs, False)
+        if not converged or (coeffs <= 1e-10).any():
+            raise InputError("the parametric dispersion trend did not converge on this data; try "
+                             "`normalization: pydeseq2` or check the counts.")
+        ratio = y / (coeffs[0] + coeffs[1] * x)
+        near = (ratio >= 1e-4) & (ratio < 15)
+        y, x = y[near], x[near]
+    return float(coeffs[0]), float(coeffs[1])
 
 
 def fit_trend(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 1) -> tuple[float, float]:
