@@ -155,21 +155,20 @@ def run_model(args: argparse.Namespace) -> None:
 
 
 def _model_inputs(args: argparse.Namespace) -> tuple:
-    """normalized AnnData, scores in its sample order, genes_used, and the model description."""
+    """normalized AnnData, scores in its sample order, and genes_used."""
     import anndata as ad
 
     adata = ad.read_h5ad(args.input)
     scores = read_table(args.scores).set_index("sample").loc[adata.obs_names]
-    return adata, scores, read_table(args.genes_used), json.loads(Path(args.model).read_text())
+    return adata, scores, read_table(args.genes_used)
 
 
 def run_null(args: argparse.Namespace) -> None:
     from .robustness import null_draws
 
     study = _study(args)
-    adata, scores, usage, model_info = _model_inputs(args)
-    chunks = study["robustness"]["chunks"]
-    draws = null_draws(adata, scores, usage, study, model_info["relative_variances"], args.chunk, chunks)
+    adata, scores, usage = _model_inputs(args)
+    draws = null_draws(adata, scores, usage, study, args.chunk, study["robustness"]["chunks"])
     write_tsv(draws, args.out)
 
 
@@ -177,7 +176,8 @@ def run_robustness(args: argparse.Namespace) -> None:
     from .robustness import robustness_table
 
     study = _study(args)
-    adata, scores, usage, model_info = _model_inputs(args)
+    adata, scores, usage = _model_inputs(args)
+    model_info = json.loads(Path(args.model).read_text())
     nulls = pd.concat([read_table(path) for path in args.nulls], ignore_index=True)
     table = robustness_table(adata, scores, usage, study, read_table(args.lmm), model_info["relative_variances"], nulls)
     log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
@@ -257,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     stage("normalize", run_normalize, "study-config", "input", "out").add_argument("--threads", type=int, default=1)
     stage("score", run_score, "study-config", "input", "gene-set", "markers", "scores", "genes-used")
     stage("model", run_model, "study-config", "input", "scores", "genes-used", "lmm", "genes", "model")
-    stage("null", run_null, "study-config", "input", "scores", "genes-used", "model", "out").add_argument(
+    stage("null", run_null, "study-config", "input", "scores", "genes-used", "out").add_argument(
         "--chunk", type=int, default=0)
     stage("robustness", run_robustness, "study-config", "input", "scores", "genes-used", "model", "lmm",
           "contrasts").add_argument("--nulls", nargs="+", required=True)

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sstats
+from scipy import sparse
+from scipy.special import ndtr, ndtri  # normal cdf and quantile
 
 from .scoring import zscore
 from .stats import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_scores,
-                    interaction_column, study_design)
+                    interaction_column, relative_variances, study_design)
 
 PERMUTATION_STREAM, GENE_SET_STREAM = 0, 1
 BATCH = 250
+MAX_CONDITION = 1e12  # a design this ill-conditioned is treated as singular
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,13 +62,29 @@ class Whitener:
 
 
 def _solve_batched(xtx: np.ndarray, xty: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """beta and (X'X)^-1 per batch item; singular items (e.g. a permutation emptying a cell) get NaN."""
-    ok = np.linalg.cond(xtx) < 1e12
-    safe = np.where(ok[:, None, None], xtx, np.eye(xtx.shape[-1]))
-    inverse = np.linalg.inv(safe)
+    """beta and (X'X)^-1 per batch item; singular items (e.g. a permutation emptying a cell) get NaN.
+
+    Singularity is judged by the 1-norm condition number, ||A|| ||A^-1||, exact from the inverse
+    (an SVD per item would cost more than everything else here); an exactly singular item makes
+    the batched inverse fail, and then items are inverted one by one.
+    """
+    try:
+        inverse = np.linalg.inv(xtx)
+    except np.linalg.LinAlgError:
+        inverse = np.array([_inverse_or_nan(a) for a in xtx])
+    with np.errstate(invalid="ignore", over="ignore"):
+        condition = np.abs(xtx).sum(axis=1).max(axis=1) * np.abs(inverse).sum(axis=1).max(axis=1)
+    ok = np.isfinite(condition) & (condition < MAX_CONDITION)
     beta = np.einsum("bpq,bq->bp", inverse, xty)
     beta[~ok] = np.nan
     return beta, inverse, ok
+
+
+def _inverse_or_nan(matrix: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.inv(matrix)
+    except np.linalg.LinAlgError:
+        return np.full_like(matrix, np.nan)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -101,40 +119,77 @@ def permuted_arms(design: Design, seed: int, draws: range) -> np.ndarray:
     return out
 
 
-def _designs_for_arms(design: Design, arm_codes: np.ndarray) -> np.ndarray:
-    """Design matrices (draws x n x p) with arm and arm x time columns rebuilt from new arm codes."""
-    X = np.broadcast_to(design.X, (len(arm_codes), *design.X.shape)).copy()
-    columns = {c: j for j, c in enumerate(design.columns)}
-    for a, arm in enumerate(design.arms[1:], start=1):
-        indicator = (arm_codes == a).astype(float)
-        X[:, :, columns[arm_column(arm)]] = indicator
-        for time in design.times[1:]:
-            X[:, :, columns[interaction_column(arm, time)]] = indicator * (design.time_of_sample == time)
-    return X
+class PermutedColumns:
+    """The whitened arm and arm x time columns of any arm assignment of the randomisation units.
 
+    Such a column is a sum over units of (the unit's samples [at time t]) x (unit has arm a), and
+    whitening is linear and acts within participant blocks (which hold whole units), so each unit's
+    whitened indicator vector is computed once; a draw's whitened column is then a sparse product
+    ``S_t @ onehot``. No permuted design is built or whitened per draw.
+    """
 
-def gls_t(X: np.ndarray, y_white: np.ndarray, whitener: Whitener, L: np.ndarray) -> np.ndarray:
-    """t statistics of contrasts L for a batch of designs (draws x n x p), fixed variance components."""
-    Xw = whitener.apply(X)
-    Xt = Xw.transpose(0, 2, 1)
-    xtx = Xt @ Xw                      # batched BLAS; einsum here is several times slower
-    xty = Xt @ y_white
-    beta, inverse, ok = _solve_batched(xtx, xty)
-    n, p = X.shape[1:]
-    rss = y_white @ y_white - np.einsum("bp,bp->b", beta, xty)
-    sigma2 = rss / (n - p)
-    var = sigma2[:, None] * np.einsum("cp,bpq,cq->bc", L, inverse, L)
-    return (beta @ L.T) / np.sqrt(var)
+    def __init__(self, design: Design, whitener: Whitener):
+        unit = design.components[-1]
+        n_units = unit.max() + 1
+        first = np.unique(unit, return_index=True)[1]
+        owner = design.participant[first]
+        slot = np.asarray(pd.Series(owner).groupby(owner).cumcount())  # unit's place within its participant
+        unit_at = np.full((owner.max() + 1, slot.max() + 1), -1)
+        unit_at[owner, slot] = np.arange(n_units)
+        columns = {c: j for j, c in enumerate(design.columns)}
+        self.first_sample = first
+        # (column index, arm code, time level or None for the arm main effect)
+        self.columns = [(columns[arm_column(arm)], a, None) for a, arm in enumerate(design.arms[1:], start=1)]
+        self.columns += [(columns[interaction_column(arm, time)], a, time)
+                         for a, arm in enumerate(design.arms[1:], start=1) for time in design.times[1:]]
+        self.fixed = [j for j in range(design.X.shape[1]) if j not in {c for c, _, _ in self.columns}]
+        rows_owner = design.participant[whitener.rows]
+        self.unit_columns = {}
+        for time in {t for _, _, t in self.columns}:
+            in_time = np.ones(len(unit)) if time is None else (design.time_of_sample == time).astype(float)
+            slots = np.zeros((len(unit), unit_at.shape[1]))
+            slots[np.arange(len(unit)), slot[unit]] = in_time
+            white = whitener.apply(slots)                      # (n, slots), whitened row order
+            units = unit_at[rows_owner]                        # the unit in each slot of each row's block
+            row, k = np.nonzero(units >= 0)
+            self.unit_columns[time] = sparse.csr_matrix((white[row, k], (row, units[row, k])),
+                                                        shape=(len(unit), n_units))
+
+    def whitened(self, arm_codes: np.ndarray) -> list[np.ndarray]:
+        """Per permuted column, the whitened column of every draw (n x draws)."""
+        unit_arms = arm_codes[:, self.first_sample].T             # units x draws
+        return [self.unit_columns[time] @ (unit_arms == a).astype(float) for _, a, time in self.columns]
 
 
 def permutation_null(design: Design, y: np.ndarray, gamma: np.ndarray, specs: list[ContrastSpec],
                      arm_codes: np.ndarray) -> np.ndarray:
-    """t of each contrast under each permuted arm assignment (draws x contrasts)."""
+    """t of each contrast under each permuted arm assignment (draws x contrasts), GLS with fixed
+    variance components: X'H^-1X and X'H^-1y of each draw assembled from the fixed columns' part
+    (computed once) and the permuted columns' part (``PermutedColumns``), then one batched solve."""
     whitener = Whitener(BlockStructure(design), gamma)
+    permuted = PermutedColumns(design, whitener)
+    fixed_white = whitener.apply(design.X[:, permuted.fixed])
     y_white = whitener.apply(y[:, None])[:, 0]
-    L = np.array([s.vector for s in specs])
-    out = [gls_t(_designs_for_arms(design, arm_codes[start:start + BATCH]), y_white, whitener, L)
-           for start in range(0, len(arm_codes), BATCH)]
+    order = permuted.fixed + [c for c, _, _ in permuted.columns]  # xtx below is in this column order
+    L = np.array([s.vector for s in specs])[:, order]
+    n, p = design.X.shape
+    n_fixed = len(permuted.fixed)
+    out = []
+    for start in range(0, len(arm_codes), BATCH):
+        moving = np.stack(permuted.whitened(arm_codes[start:start + BATCH]))      # (k, n, draws)
+        draws = moving.shape[2]
+        xtx = np.empty((draws, p, p))
+        xtx[:, :n_fixed, :n_fixed] = fixed_white.T @ fixed_white
+        cross = np.einsum("nf,knd->dfk", fixed_white, moving, optimize=True)
+        xtx[:, :n_fixed, n_fixed:] = cross
+        xtx[:, n_fixed:, :n_fixed] = cross.transpose(0, 2, 1)
+        xtx[:, n_fixed:, n_fixed:] = np.einsum("knd,lnd->dkl", moving, moving, optimize=True)
+        xty = np.concatenate([np.broadcast_to(fixed_white.T @ y_white, (draws, n_fixed)),
+                              np.einsum("knd,n->dk", moving, y_white)], axis=1)
+        beta, inverse, _ = _solve_batched(xtx, xty)
+        sigma2 = (y_white @ y_white - np.einsum("dp,dp->d", beta, xty)) / (n - p)
+        var = sigma2[:, None] * np.einsum("cp,dpq,cq->dc", L, inverse, L)
+        out.append((beta @ L.T) / np.sqrt(var))
     return np.concatenate(out) if out else np.empty((0, len(specs)))
 
 
@@ -279,12 +334,12 @@ def gee_table(adata, usage: pd.DataFrame, design: Design) -> pd.DataFrame:
         L = np.array([np.concatenate([s.vector, np.zeros(len(names) - len(s.vector))]) for s in specs])
         estimate = L @ result.params
         se = np.sqrt(np.einsum("cp,pq,cq->c", L, result.cov_robust, L))
-        z = sstats.norm.ppf(0.975)
+        z = ndtri(0.975)
         tables.append(pd.DataFrame({
             "score": score, "model": "gee_genes", "contrast": [s.contrast for s in specs],
             "arm": [s.arm for s in specs], "time": [s.time for s in specs], "estimate": estimate, "se": se,
             "ci_low": estimate - z * se, "ci_high": estimate + z * se, "df": np.inf,
-            "p_value": 2 * sstats.norm.sf(np.abs(estimate / se)),
+            "p_value": 2 * ndtr(-np.abs(estimate / se)),
             "n_participants": [len(np.unique(design.participant[s.samples])) for s in specs],
             "n_samples": [int(s.samples.sum()) for s in specs]}))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -294,11 +349,16 @@ def gee_table(adata, usage: pd.DataFrame, design: Design) -> pd.DataFrame:
 # Null draws (chunkable) and the final table
 # ----------------------------------------------------------------------------------------------
 
-def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, gammas: dict, chunk: int,
+def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, chunk: int,
                n_chunks: int) -> pd.DataFrame:
-    """Permutation t and random-gene-set estimates for this chunk's share of the draws (tidy)."""
+    """Permutation t and random-gene-set t for this chunk's share of the draws (tidy).
+
+    The variance components are the main model's REML ones, refitted here (the same computation as
+    the model stage, so this stage need not wait for it).
+    """
     settings = study["robustness"]
     design, _ = study_design(adata, usage, study, source=study["samples"])
+    gammas = relative_variances(design, scores)
     specs = contrast_specs(design)
     L = np.array([s.vector for s in specs])
     perm_draws = _chunk(settings["permutations"], chunk, n_chunks) if len(design.arms) > 1 else range(0)
@@ -345,6 +405,7 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: di
     key = ["score", "contrast", "arm", "time"]
     extra = []
     people = np.asarray(sorted(set(adata.obs["participant"])))  # the order of design.participant codes
+    draws = {k: g.sort_values("draw")["value"].to_numpy() for k, g in nulls.groupby(["kind", *key], sort=False)}
     for score, gamma in gammas.items():
         gamma = np.asarray(gamma)
         y = scores[score].to_numpy(float)
@@ -356,10 +417,9 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: di
             row = {"score": score, "contrast": spec.contrast, "arm": spec.arm, "time": spec.time,
                    "loo_max_change": loo[worst[i], i], "loo_participant": people[worst[i]]}
             for kind, observed, column in (("permutation", t_obs[i], "perm_p"), ("gene_set", t_obs[i], "geneset_p")):
-                null = nulls[(nulls["kind"] == kind) & (nulls["score"] == score) & (nulls["contrast"] == spec.contrast)
-                             & (nulls["arm"] == spec.arm) & (nulls["time"] == spec.time)].sort_values("draw")["value"]
-                row[column] = empirical_p(np.array([observed]), null.to_numpy()[:, None])[0] if len(null) else np.nan
-                row[f"n_{kind}s"] = int(null.notna().sum())
+                null = draws.get((kind, score, spec.contrast, spec.arm, spec.time), np.empty(0))
+                row[column] = empirical_p(np.array([observed]), null[:, None])[0] if len(null) else np.nan
+                row[f"n_{kind}s"] = int(np.sum(~np.isnan(null)))
             extra.append(row)
     main = lmm.merge(pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
     main = main.astype({"n_permutations": "Int64", "n_gene_sets": "Int64"})

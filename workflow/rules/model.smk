@@ -25,12 +25,11 @@ rule model:
 
 
 rule null_chunk:
-    """One seeded share of the permutation and random-gene-set draws."""
+    """One seeded share of the permutation and random-gene-set draws (runs beside the model)."""
     input:
         normalized="results/{study}/normalized.h5ad",
         scores="results/{study}/scores.tsv",
         genes_used="results/{study}/genes_used.tsv",
-        model="results/{study}/model.json",
     output:
         "results/{study}/work/null_{chunk}.tsv",
     params:
@@ -43,7 +42,7 @@ rule null_chunk:
         "results/{study}/logs/null_{chunk}.log",
     shell:
         "{CTRA} null --study-config {params.study:q} --input {input.normalized:q} --scores {input.scores:q}"
-        " --genes-used {input.genes_used:q} --model {input.model:q} --chunk {wildcards.chunk}"
+        " --genes-used {input.genes_used:q} --chunk {wildcards.chunk}"
         " --out {output:q} --log {log:q}"
 
 
