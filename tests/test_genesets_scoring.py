@@ -71,3 +71,29 @@ def test_scores_by_hand():
     assert np.allclose(scores["antiviral"], z2)      # unsigned: antiviral up means CTRA down
     assert scores["antibody"].isna().all()
     assert (scores["n_genes"] == 2).all()
+
+
+def test_gene_summaries_apply_the_expression_rule_gene_by_gene():
+    """Blockwise summaries equal the rule written out per gene with the standard library."""
+    import statistics
+
+    import anndata as ad
+
+    from ctra.scoring import gene_summaries
+
+    rng = np.random.default_rng(8)
+    counts = rng.poisson(rng.gamma(0.6, 3.0, 23), (10, 23)).astype(float)
+    counts[:, 4] = 7.0
+    factors = rng.uniform(0.5, 2.0, 10)
+    vst = np.log2(counts / factors[:, None] + 1)
+    vst[:, 4] = 3.0  # expressed, but a constant VST: not used
+    adata = ad.AnnData(obs=pd.DataFrame({"size_factor": factors}, index=[f"s{i}" for i in range(10)]),
+                       layers={"counts": counts, "vst": vst})
+    got = gene_summaries(adata, min_count=2, min_fraction=0.6, block_genes=5)
+    for j in range(23):
+        normed = [c / f for c, f in zip(counts[:, j], factors)]
+        expected = sum(v >= 2 for v in normed) / 10 >= 0.6 and statistics.pstdev(vst[:, j]) > 0
+        assert bool(got["expressed"].iloc[j]) == expected, j
+        assert got["vst_mean"].iloc[j] == pytest.approx(statistics.fmean(vst[:, j]))
+        assert got["vst_var"].iloc[j] == pytest.approx(statistics.variance(vst[:, j]))
+    assert not got["expressed"].iloc[4] and 0 < got["expressed"].sum() < 23

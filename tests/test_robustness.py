@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ctra import robustness as rb
+from ctra.scoring import gene_summaries
 from ctra.stats import BlockStructure, build_design, contrast_specs, fit_reml
 
 LEVELS = {"arm": ["control", "a"], "time": ["pre", "post"]}
@@ -115,8 +116,8 @@ def test_null_draws_gathered_from_chunks_equal_one_chunk():
     var = pd.DataFrame({"group": [""] * n_genes, "input_ids": [f"g{j}" for j in range(n_genes)]},
                        index=[f"g{j}" for j in range(n_genes)])
     var.iloc[:10, 0] = "inflammatory"
-    adata = ad.AnnData(X=vst, obs=obs, var=var)
-    adata.layers["vst"] = vst
+    adata = ad.AnnData(obs=obs, var=var, layers={"vst": vst})
+    adata.var[["expressed", "vst_mean", "vst_var"]] = gene_summaries(adata)
     adata.uns["levels"] = LEVELS
     usage = pd.DataFrame({"gene": var.index[:10], "group": "inflammatory", "direction": 1, "used": True})
     scores = pd.DataFrame({"ctra": vst[:, :10].mean(axis=1), "inflammatory": vst[:, :10].mean(axis=1),

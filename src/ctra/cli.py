@@ -18,8 +18,9 @@ import traceback
 from datetime import datetime, timezone
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from .errors import InputError
@@ -27,6 +28,7 @@ from .errors import InputError
 log = logging.getLogger("ctra")
 FLOAT_FORMAT = "%.10g"
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+READ_BLOCK_BYTES = 64 << 20
 
 
 @contextmanager
@@ -56,6 +58,50 @@ def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
 def write_h5ad(adata, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
+
+
+def read_normalized(path: str | Path, genes: Callable[[pd.DataFrame], np.ndarray] | Iterable[str] | None = None,
+                    layers: tuple[str, ...] = ("vst",)):
+    """``normalized.h5ad`` with only the given layers, for only some genes (``None``: all; names; or a
+    function of ``var`` returning a boolean mask).
+
+    Each later stage needs a few dozen genes (the null draws: the expressed ones), and loading every
+    layer of a biobank-sized file would cost gigabytes per stage. Rows are read in blocks of
+    whole rows (sequential reads) and the columns picked from each block.
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        var = read_elem(handle["var"])
+        if genes is None:
+            columns = np.arange(len(var))
+        elif callable(genes):
+            columns = np.flatnonzero(np.asarray(genes(var), dtype=bool))
+        else:
+            columns = np.flatnonzero(var.index.isin(list(genes)))
+        data = {name: _read_columns(handle["layers"][name], columns) for name in layers if name in handle["layers"]}
+        return ad.AnnData(obs=read_elem(handle["obs"]), var=var.iloc[columns], uns=read_elem(handle["uns"]),
+                          layers=data)
+
+
+def _read_columns(dataset, columns: np.ndarray) -> np.ndarray:
+    """``dataset[:, columns]`` of a dense 2-D HDF5 dataset, read in row blocks of ``READ_BLOCK_BYTES``."""
+    n_rows, n_columns = dataset.shape
+    if len(columns) == n_columns:
+        return dataset[()]
+    out = np.empty((n_rows, len(columns)), dtype=dataset.dtype)
+    step = max(1, READ_BLOCK_BYTES // max(1, dataset.dtype.itemsize * n_columns))
+    for start in range(0, n_rows, step):
+        out[start:start + step] = dataset[start:start + step][:, columns]
+    return out
+
+
+def _set_and_used_genes(usage: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Genes a model stage needs: the used genes of the set and the used markers."""
+    used = set(usage.loc[usage["used"].astype(bool), "gene"])
+    return lambda var: var.index.isin(list(used))
 
 
 TEXT_COLUMNS = ("sample", "participant", "arm", "time", "period", "gene", "group", "matched_id", "reason",
@@ -109,25 +155,27 @@ def run_normalize(args: argparse.Namespace) -> None:
     import anndata as ad
 
     from .normalize import normalize
+    from .scoring import gene_summaries
 
     study = _study(args)
     adata = normalize(ad.read_h5ad(args.input), input_kind=study["input"], method=study["normalization"],
                       n_cpus=args.threads)
-    log.info("normalization: %s", adata.uns["normalization"])
+    summaries = gene_summaries(adata, **study["expression_filter"])
+    adata.var[summaries.columns] = summaries
+    log.info("normalization: %s; %d of %d genes expressed", adata.uns["normalization"],
+             int(summaries["expressed"].sum()), adata.n_vars)
     write_h5ad(adata, args.out)
 
 
 def run_score(args: argparse.Namespace) -> None:
-    import anndata as ad
-
     from .genesets import load_gene_set
     from .scoring import score_study, usage_table
 
     study = _study(args)
-    adata = ad.read_h5ad(args.input)
     genes = pd.concat([load_gene_set(args.gene_set), load_gene_set(args.markers, allowed_groups=("marker",))],
                       ignore_index=True)
     genes = genes.drop_duplicates("gene")
+    adata = read_normalized(args.input, genes["gene"], layers=("vst", "counts"))
     usage = usage_table(adata, genes, **study["expression_filter"])
     used = usage[usage["used"] & (usage["group"] != "marker")]
     if len(used) == 0:
@@ -140,13 +188,11 @@ def run_score(args: argparse.Namespace) -> None:
 
 
 def run_model(args: argparse.Namespace) -> None:
-    import anndata as ad
-
     from .stats import fit_study
 
     study = _study(args)
-    adata = ad.read_h5ad(args.input)
     scores, usage = read_table(args.scores), read_table(args.genes_used)
+    adata = read_normalized(args.input, _set_and_used_genes(usage))
     contrasts, genes, model_info = fit_study(adata, scores, usage, study, source=study["samples"])
     write_tsv(genes, args.genes)
     with atomic_path(args.model) as tmp:
@@ -154,20 +200,21 @@ def run_model(args: argparse.Namespace) -> None:
     write_tsv(contrasts, args.lmm)
 
 
-def _model_inputs(args: argparse.Namespace) -> tuple:
-    """normalized AnnData, scores in its sample order, and genes_used."""
-    import anndata as ad
-
-    adata = ad.read_h5ad(args.input)
+def _model_inputs(args: argparse.Namespace, pool: bool = False) -> tuple:
+    """normalized AnnData (the used genes and markers; with ``pool``, also every expressed gene, for
+    random gene sets), scores in its sample order, and genes_used."""
+    usage = read_table(args.genes_used)
+    needed = _set_and_used_genes(usage)
+    adata = read_normalized(args.input, (lambda var: needed(var) | var["expressed"].to_numpy(bool)) if pool else needed)
     scores = read_table(args.scores).set_index("sample").loc[adata.obs_names]
-    return adata, scores, read_table(args.genes_used)
+    return adata, scores, usage
 
 
 def run_null(args: argparse.Namespace) -> None:
     from .robustness import null_draws
 
     study = _study(args)
-    adata, scores, usage = _model_inputs(args)
+    adata, scores, usage = _model_inputs(args, pool=True)
     draws = null_draws(adata, scores, usage, study, args.chunk, study["robustness"]["chunks"])
     write_tsv(draws, args.out)
 
@@ -185,13 +232,12 @@ def run_robustness(args: argparse.Namespace) -> None:
 
 
 def run_report(args: argparse.Namespace) -> None:
-    import anndata as ad
-
-    from .report import write_report
+    from .report import PCA_GENES, write_report
     from .versions import package_versions
 
     study = _study(args)
-    adata = ad.read_h5ad(args.input)
+    used = _set_and_used_genes(read_table(args.genes_used))
+    adata = read_normalized(args.input, lambda var: used(var) | _most_variable(var, PCA_GENES))
     model_info = json.loads(Path(args.model).read_text())
     methods = {**model_info, "normalization": normalization_text(model_info["normalization"], study),
                "parameters": _parameters(study), "package_versions": package_versions(),
@@ -201,6 +247,14 @@ def run_report(args: argparse.Namespace) -> None:
                  contrasts=read_table(args.contrasts), genes=read_table(args.genes),
                  genes_used=read_table(args.genes_used), methods=methods,
                  show_participant_ids=study.get("show_participant_ids", False))
+
+
+def _most_variable(var: pd.DataFrame, n: int) -> np.ndarray:
+    """Mask of the ``n`` genes with the largest VST variance (ties by position), for the report's PCA."""
+    order = np.argsort(-var["vst_var"].to_numpy(float), kind="stable")
+    mask = np.zeros(len(var), dtype=bool)
+    mask[order[:n]] = True
+    return mask
 
 
 def normalization_text(info: dict, study: dict) -> str:

@@ -406,23 +406,18 @@ def vst_pydeseq2(counts: np.ndarray, n_cpus: int = 1) -> tuple[np.ndarray, np.nd
 
 
 def normalize(adata: ad.AnnData, input_kind: str = "counts", method: str = "fast", n_cpus: int = 1) -> ad.AnnData:
-    """Add ``layers['counts']``, ``layers['vst']``, ``obs['size_factor']`` and ``obs['library_size']``.
+    """A new AnnData with ``layers['counts']``, ``layers['vst']``, ``obs['size_factor']`` and
+    ``obs['library_size']``; ``X`` is left empty, so that the table is stored once, not twice.
 
-    Returns a new AnnData; ``adata`` is not modified. To keep memory at one copy of the table, the
-    result's ``X`` and ``layers['counts']`` share memory with ``adata.X`` when that is already a
-    float64 array (copy the result before writing into them in place).
+    ``adata`` (counts in ``X``) is not modified; ``layers['counts']`` shares memory with ``adata.X``
+    when that is already a float64 array (copy before writing into it in place).
 
-    For ``input_kind == 'log2_expression'`` the values are taken as the VST layer unchanged and the
-    size factors and library sizes are NaN.
+    For ``input_kind == 'log2_expression'`` the values are taken as the VST layer unchanged (no
+    counts layer) and the size factors and library sizes are NaN.
     """
     values = adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X
     values = np.asarray(values, dtype=np.float64)
-    out = ad.AnnData(X=values, obs=adata.obs.copy(), var=adata.var.copy(), uns=copy.deepcopy(dict(adata.uns)),
-                     obsm={k: v.copy() for k, v in adata.obsm.items()},
-                     varm={k: v.copy() for k, v in adata.varm.items()},
-                     obsp={k: v.copy() for k, v in adata.obsp.items()},
-                     varp={k: v.copy() for k, v in adata.varp.items()},
-                     layers=dict(adata.layers.items()), raw=adata.raw.to_adata() if adata.raw is not None else None)
+    out = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), uns=copy.deepcopy(dict(adata.uns)))
     if input_kind == "log2_expression":
         out.layers["vst"] = values
         out.obs["size_factor"] = np.nan

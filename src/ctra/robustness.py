@@ -204,22 +204,15 @@ def empirical_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
 # Random gene sets matched on expression decile
 # ----------------------------------------------------------------------------------------------
 
-def _expressed(adata, min_count: float, min_fraction: float) -> np.ndarray:
-    """The expression rule of ctra.scoring, vectorised over all genes."""
-    vst = adata.layers["vst"]
-    varies = np.asarray(vst.std(axis=0)) > 0
-    if "counts" not in adata.layers:
-        return varies
-    normed = adata.layers["counts"] / adata.obs["size_factor"].to_numpy()[:, None]
-    return varies & ((normed >= min_count).mean(axis=0) >= min_fraction)
+def gene_set_draws(adata, usage: pd.DataFrame, seed: int, draws: range) -> tuple[np.ndarray, pd.DataFrame]:
+    """Indices (draws x used genes) of decile-matched random genes replacing each used gene.
 
-
-def gene_set_draws(adata, usage: pd.DataFrame, rule: dict, seed: int, draws: range) -> tuple[np.ndarray, pd.DataFrame]:
-    """Indices (draws x used genes) of decile-matched random genes replacing each used gene."""
+    The pool is every expressed gene outside the gene sets and markers; deciles are of the mean VST
+    (``var['expressed']`` and ``var['vst_mean']``, from ``ctra.scoring.gene_summaries``).
+    """
     used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")].reset_index(drop=True)
-    pool_mask = _expressed(adata, **rule) & (adata.var["group"].to_numpy() == "")
-    pool = np.flatnonzero(pool_mask)
-    means = np.asarray(adata.layers["vst"].mean(axis=0)).ravel()
+    pool = np.flatnonzero(adata.var["expressed"].to_numpy(bool) & (adata.var["group"].to_numpy() == ""))
+    means = adata.var["vst_mean"].to_numpy(float)
     edges = np.quantile(means[pool], np.linspace(0.1, 0.9, 9))
     pool_bin = np.searchsorted(edges, means[pool], side="right")
     used_bin = np.searchsorted(edges, means[adata.var_names.get_indexer(used["gene"])], side="right")
@@ -363,7 +356,7 @@ def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, ch
     L = np.array([s.vector for s in specs])
     perm_draws = _chunk(settings["permutations"], chunk, n_chunks) if len(design.arms) > 1 else range(0)
     set_draws = _chunk(settings["gene_sets"], chunk, n_chunks)
-    picks, used = gene_set_draws(adata, usage, study["expression_filter"], settings["seed"], set_draws)
+    picks, used = gene_set_draws(adata, usage, settings["seed"], set_draws)
     random_scores = random_set_scores(adata, picks, used)
     arm_codes = permuted_arms(design, settings["seed"], perm_draws)  # the same shuffles for every score
     frames = []

@@ -38,6 +38,32 @@ def usage_table(adata: ad.AnnData, gene_table: pd.DataFrame, min_count: float = 
     return pd.DataFrame(rows)
 
 
+def gene_summaries(adata: ad.AnnData, min_count: float = 1.0, min_fraction: float = 0.5,
+                   block_genes: int = 2048) -> pd.DataFrame:
+    """Per gene (index = var_names): ``expressed`` (the rule above, less the set membership),
+    ``vst_mean`` and ``vst_var`` (ddof = 1).
+
+    Computed once, in the normalize stage, and stored in ``var`` so that later stages can pick the
+    random-gene-set pool, its expression deciles and the most variable genes without loading every
+    gene. Blocks of genes keep the temporaries small.
+    """
+    vst = adata.layers["vst"]
+    counts = adata.layers["counts"] if "counts" in adata.layers else None
+    factors = adata.obs["size_factor"].to_numpy(dtype=float)[:, None] if counts is not None else None
+    n_genes = adata.n_vars
+    expressed, mean, var = np.empty(n_genes, bool), np.empty(n_genes), np.empty(n_genes)
+    for start in range(0, n_genes, block_genes):
+        genes = slice(start, min(start + block_genes, n_genes))
+        block = np.asarray(vst[:, genes], dtype=np.float64)
+        mean[genes] = block.mean(axis=0)
+        var[genes] = block.var(axis=0, ddof=1) if len(block) > 1 else np.nan
+        expressed[genes] = np.nanstd(block, axis=0) > 0
+        if counts is not None:
+            normed = np.asarray(counts[:, genes], dtype=np.float64) / factors
+            expressed[genes] &= (normed >= min_count).mean(axis=0) >= min_fraction
+    return pd.DataFrame({"expressed": expressed, "vst_mean": mean, "vst_var": var}, index=adata.var_names)
+
+
 def _unused_reason(adata: ad.AnnData, j: int, has_counts: bool, min_count: float, min_fraction: float) -> str:
     if has_counts:
         normed = adata.layers["counts"][:, j] / adata.obs["size_factor"].to_numpy()
