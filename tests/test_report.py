@@ -1,7 +1,9 @@
-"""Tests for the HTML report: sections, offline, escaping, privacy, determinism, edge inputs, size."""
+"""Tests for the HTML report: sections, offline, escaping, privacy, determinism, edge inputs, size, figure
+contents (trajectory lines, PCA against an SVD, the precomputed gene variances) and speed at 10,000 samples."""
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.offline
 
-from ctra.report import render_report, write_report
+from ctra.report import _to_json, render_report, write_report
 
 SECTIONS = ("Study summary", "Quality control", "Score trajectories", "Contrasts (forest plot)",
             "Per-gene effects", "Robustness", "Methods", "All contrasts")
@@ -228,3 +230,138 @@ def test_large_study_under_10_mb(tmp_path):
     write_report(path, **inputs)
     assert inputs["adata"].n_obs == 364
     assert path.stat().st_size < 10 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- figure contents
+
+def _figures(text: str) -> dict[str, dict]:
+    """Every figure of a rendered report, parsed from its ``var fig = ...;`` script, by div id."""
+    return {fig_id: json.loads(body)
+            for body, fig_id in re.findall(r'var fig = (.*?); Plotly.newPlot\("([^"]+)"', text)}
+
+
+def _points(fig: dict) -> dict[str, tuple[float, float]]:
+    """(x, y) of every marker of a scatter figure, keyed by its hover text."""
+    return {label: (x, y) for trace in fig["data"] for label, x, y in zip(trace["text"], trace["x"], trace["y"])}
+
+
+def _reference_pca(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PC1/PC2 scores and % variance by a full SVD, signs so that each largest loading is positive."""
+    centred = matrix - matrix.mean(axis=0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    signs = np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)])
+    return u[:, :2] * s[:2] * signs, 100 * s[:2] ** 2 / (s ** 2).sum()
+
+
+def _check_pca(text: str, inputs: dict, genes: list[int]) -> None:
+    """The PCA figure shows the reference PCA of exactly these gene columns of the VST layer."""
+    adata = inputs["adata"]
+    coords, percent = _reference_pca(adata.layers["vst"][:, genes])
+    fig = _figures(text)["fig-pca"]
+    shown = _points(fig)
+    assert len(shown) == adata.n_obs
+    got = np.array([shown[sample] for sample in adata.obs_names])
+    np.testing.assert_allclose(got, coords, rtol=1e-3, atol=1e-6)
+    assert fig["layout"]["xaxis"]["title"] == {"text": f"PC1 ({percent[0]:.1f}% of variance)"}
+    assert fig["layout"]["yaxis"]["title"] == {"text": f"PC2 ({percent[1]:.1f}% of variance)"}
+
+
+def test_trajectory_lines_one_per_participant_in_time_order():
+    inputs = make_inputs(arms=("control", "a"), times=("pre", "mid", "post"), participant_prefix="p")
+    # rows shuffled, a missing time, two draws of one sample (averaged), a crossover participant by period
+    inputs["scores"] = pd.DataFrame([
+        ("p2", "control", "post", "1", 0.5), ("p1", "control", "pre", "1", -1.0),
+        ("p2", "control", "pre", "1", 0.25), ("p3", "a", "post", "1", 1.0), ("p3", "a", "pre", "1", 0.125),
+        ("p3", "a", "post", "1", 2.0), ("p2", "a", "mid", "2", 3.0), ("p2", "a", "pre", "2", -0.5),
+        ("p2", "control", "mid", "1", 0.75)],
+        columns=["participant", "arm", "time", "period", "ctra"])
+    text = render_report(**inputs, show_participant_ids=True)
+    figures = _figures(text)
+    assert [f for f in figures if f.startswith("fig-trajectory")] == ["fig-trajectory-ctra"]
+    control, control_mean, treated, treated_mean = figures["fig-trajectory-ctra"]["data"]
+    # arms drawn at offsets -0.12 and +0.12 around the time positions 0, 1, 2; None separates participants
+    assert control["x"] == [-0.12, None, -0.12, 0.88, 1.88, None]
+    assert control["y"] == [-1.0, None, 0.25, 0.75, 0.5, None]
+    assert control["text"] == ["p1 · 1", None, "p2 · 1", "p2 · 1", "p2 · 1", None]
+    assert treated["x"] == [0.12, 1.12, None, 0.12, 2.12, None]
+    assert treated["y"] == [-0.5, 3.0, None, 0.125, 1.5, None]
+    assert treated["text"] == ["p2 · 2", "p2 · 2", None, "p3 · 1", "p3 · 1", None]
+    assert control["connectgaps"] is False and control["showlegend"] is False
+    # arm means per time over participants (p3's two post draws count once, as their mean 1.5)
+    assert control_mean["x"] == [-0.12, 0.88, 1.88] and control_mean["y"] == [-0.375, 0.75, 0.5]
+    assert treated_mean["x"] == [0.12, 1.12, 2.12] and treated_mean["y"] == [-0.1875, 3.0, 1.5]
+    assert [row[2] for row in treated_mean["customdata"]] == [2, 1, 1]
+    assert treated_mean["customdata"][1][:2] == [None, None]  # one value: no CI (null, not NaN)
+    layout = figures["fig-trajectory-ctra"]["layout"]
+    assert layout["xaxis"]["ticktext"] == ["pre", "mid", "post"] and layout["xaxis"]["title"] == {"text": "Time"}
+
+
+def test_trajectory_hover_uses_pseudonyms():
+    inputs = make_inputs(participant_prefix="SECRET-ID-")
+    fig = _figures(render_report(**inputs))["fig-trajectory-ctra"]
+    labels = {label for trace in fig["data"] for label in trace.get("text", []) if label is not None}
+    assert len(labels) == 12 and all(re.fullmatch(r"anon-0(0[1-9]|1[0-2])", label) for label in labels)
+
+
+def test_figures_keep_the_shared_look_and_plotly_py_colour_scale():
+    figures = _figures(render_report(**make_inputs()))
+    assert len(figures) == 9
+    for fig in figures.values():
+        look = fig["layout"]["template"]["layout"]
+        assert look["plot_bgcolor"] == "white" and look["font"]["family"].startswith("system-ui")
+        assert look["xaxis"]["gridcolor"] == "#e6e6e6"
+    # plotly.py's RdBu (dark red to dark blue, reversed), not plotly.js's differently coloured "RdBu"
+    scale = figures["fig-heatmap"]["layout"]["coloraxis"]["colorscale"]
+    assert scale[0] == [0.0, "rgb(103,0,31)"] and scale[-1] == [1.0, "rgb(5,48,97)"] and len(scale) == 11
+    heatmap = figures["fig-heatmap"]
+    assert [t["yaxis"] for t in heatmap["data"]] == ["y", "y2", "y3"]
+    assert heatmap["layout"]["xaxis"]["matches"] == "x3" and heatmap["layout"]["yaxis2"]["autorange"] == "reversed"
+    assert [a["text"] for a in heatmap["layout"]["annotations"]] == ["inflammatory", "antiviral", "antibody"]
+    forest = figures["fig-forest"]["layout"]
+    assert forest["shapes"][0]["x0"] == 0 and forest["shapes"][0]["yref"] == "y domain"
+
+
+def test_pca_matches_svd_and_never_reads_x():
+    inputs = make_inputs(n_participants=15, n_genes=60)
+    inputs["adata"].X = None
+    _check_pca(render_report(**inputs, show_participant_ids=True), inputs, list(range(60)))
+
+
+def test_pca_uses_the_500_most_variable_genes_skipping_missing_values():
+    inputs = make_inputs(n_participants=10, n_genes=700, seed=4)
+    vst = inputs["adata"].layers["vst"]
+    order = np.argsort(-vst.var(axis=0, ddof=1), kind="stable")
+    vst[3, order[7]] = np.nan  # the 8th most variable gene now has a missing value: the 501st comes in
+    chosen = [g for g in order if g != order[7]][:500]
+    _check_pca(render_report(**inputs, show_participant_ids=True), inputs, chosen)
+
+
+def test_pca_uses_precomputed_vst_var_when_present():
+    inputs = make_inputs(n_participants=10, n_genes=700, seed=5)
+    adata = inputs["adata"]
+    vst = adata.layers["vst"]
+    # a ranking unlike the layer's own: the least variable genes first, so using it changes the figure
+    adata.var["vst_var"] = -vst.var(axis=0, ddof=1)
+    adata.var.iloc[11, adata.var.columns.get_loc("vst_var")] = np.nan  # no variance: never chosen
+    order = [g for g in np.argsort(-adata.var["vst_var"].to_numpy(), kind="stable") if g != 11]
+    text = render_report(**inputs, show_participant_ids=True)
+    _check_pca(text, inputs, order[:500])
+    del adata.var["vst_var"]
+    computed = render_report(**inputs, show_participant_ids=True)
+    assert _figures(computed)["fig-pca"] != _figures(text)["fig-pca"]
+    _check_pca(computed, inputs, list(np.argsort(-vst.var(axis=0, ddof=1), kind="stable")[:500]))
+
+
+def test_figure_json_writes_numpy_values_and_non_finite_as_null():
+    assert _to_json({"a": [np.float64("nan"), np.int64(3), np.float32(1.5), np.inf, None, "x"]}) == \
+        '{"a":[null,3,1.5,null,null,"x"]}'
+    assert _to_json({"b": np.array([1, 2])}) == '{"b":[1,2]}'
+
+
+def test_ten_thousand_samples_render_one_line_per_participant():
+    """Biobank scale: every participant's line is drawn (speed is measured in benchmarks/, not here)."""
+    inputs = make_inputs(n_participants=5000, n_genes=40)
+    assert inputs["adata"].n_obs == 10_000
+    text = render_report(**inputs)
+    lines = _figures(text)["fig-trajectory-ctra"]["data"][0]
+    assert lines["y"].count(None) == 1667  # one line per control participant (5000 over 3 arms)

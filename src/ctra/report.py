@@ -5,8 +5,13 @@ main-model contrasts, a per-gene heatmap, robustness checks, the methods and the
 It works offline (plotly.js is inlined once), escapes every user-provided string (HTML through jinja2
 autoescape, figure JSON so that it cannot close its ``<script>``; plotly's own pseudo-HTML through
 entity escaping), never shows individual covariate values and, unless asked, replaces participant ids
-by pseudonyms ``P001..`` numbered in sorted-id order. Two renders of the same inputs are byte-identical
+by pseudonyms ``anon-001..`` numbered in an order that sorting the ids cannot undo. Two renders of the same inputs are byte-identical
 except for the line carrying ``methods["generated"]``.
+
+Figures are built as plain plotly JSON dicts (``{"data": [...], "layout": {...}}``) rather than through
+plotly's validated graph objects, which cost seconds at trial scale; every per-sample step is vectorised so
+the report scales linearly with the number of samples. Titles are therefore always written in plotly.js's
+object form (``{"text": ...}``) and named colour scales are expanded by plotly.py once, at import.
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ import jinja2
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 import plotly.offline
 from plotly.subplots import make_subplots
-from scipy import stats
+from scipy import linalg
+from scipy.special import stdtrit  # Student t quantile (scipy.stats costs ~1 s to import)
 
 SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
 SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral",
@@ -54,6 +59,11 @@ PLOT_TEMPLATE = go.layout.Template(layout={
     "plot_bgcolor": "white", "xaxis": AXIS_STYLE, "yaxis": AXIS_STYLE,
     "margin": {"l": 60, "r": 20, "t": 30, "b": 50}, "hoverlabel": {"font": {"family": FONT}},
     "legend": {"bgcolor": "rgba(255,255,255,0.8)"}})
+# plain-JSON forms of the shared look, made once by plotly.py (it expands named colour scales the way the
+# figures have always shown them; plotly.js's own "RdBu" is a different scale)
+TEMPLATE_JSON = json.loads(json.dumps(PLOT_TEMPLATE.to_plotly_json()))
+HEATMAP_COLORSCALE = go.layout.Coloraxis(colorscale="RdBu").to_plotly_json()["colorscale"]
+VARIANCE_CHUNK = 2048  # genes per block when the PCA has to compute per-gene VST variances itself
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
     participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
     samples = _sample_labels(adata.obs, participants, show_participant_ids)
     contrasts = _sort_contrasts(contrasts, levels)
+    trajectory_scores = [score for score in SCORES if score in scores.columns]
+    units = _participant_means(scores, trajectory_scores, levels) if trajectory_scores else None
     context = {
         "study": study,
         "summary": _summary_sentences(contrasts, levels),
@@ -106,8 +118,7 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
         "qc": _qc_figures(adata, levels, samples),
         "genes_used_summary": _genes_used_summary(genes_used),
         "genes_used": _genes_used_table(genes_used),
-        "trajectories": [_trajectory_figure(score, scores, levels, participants)
-                         for score in SCORES if score in scores.columns],
+        "trajectories": [_trajectory_figure(score, units, levels, participants) for score in trajectory_scores],
         "forest": _forest_figure(contrasts, levels),
         "heatmap": _heatmap_figure(genes, levels),
         "robustness": _robustness_tables(contrasts, participants),
@@ -243,10 +254,31 @@ def _script_safe(text: str) -> str:
     return text
 
 
-def _figure(fig_id: str, fig: go.Figure, caption: str) -> Figure:
-    """Apply the shared look and serialise the figure as script-safe JSON under a fixed div id."""
-    fig.update_layout(template=PLOT_TEMPLATE)
-    return Figure(id=fig_id, json=_script_safe(pio.to_json(fig, validate=False)), caption=caption)
+def _figure(fig_id: str, data: list[dict], layout: dict, caption: str) -> Figure:
+    """Apply the shared look and serialise plain trace/layout dicts as script-safe JSON under a fixed div id."""
+    fig = {"data": data, "layout": {"template": TEMPLATE_JSON, **layout}}
+    return Figure(id=fig_id, json=_script_safe(_to_json(fig)), caption=caption)
+
+
+def _to_json(value: Any) -> str:
+    """Compact JSON as plotly writes it: numpy values as plain numbers, NaN and infinities as null."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default)
+    except ValueError:  # a non-finite float slipped through: write it as null, as plotly.io.to_json does
+        text = json.dumps(value, separators=(",", ":"), default=_json_default)
+        return json.dumps(json.loads(text, parse_constant=lambda _: None), separators=(",", ":"))
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays, which the json module does not know, as Python values."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _title(text: str) -> dict[str, str]:
+    """An axis or legend title in plotly.js's object form (plotly.js 3 dropped plain-string titles)."""
+    return {"text": text}
 
 
 def _arm_colours(levels: Levels) -> dict[str, str]:
@@ -353,19 +385,21 @@ def _library_size_figure(obs: pd.DataFrame, levels: Levels, samples: list[str]) 
     sizes = _numeric_obs(obs, "library_size")
     if not np.isfinite(sizes).any():
         return None
-    colours = _arm_colours(levels)
-    fig = go.Figure()
+    colours, arms = _arm_colours(levels), obs["arm"].astype(str).to_numpy()
+    times, labels = np.array(_plot_text(obs["time"].astype(str)), dtype=object), np.array(samples, dtype=object)
+    data = []
     for arm in levels.arms:
-        mask = (obs["arm"].astype(str) == arm).to_numpy()
-        fig.add_trace(go.Box(
-            x=_plot_text(obs["time"].astype(str)[mask]), y=_round4(sizes[mask]),
-            text=_plot_text(np.array(samples)[mask]), name=_plot_text([arm])[0], boxpoints="all",
-            jitter=0.4, pointpos=0, marker={"color": colours[arm], "size": 4}, line={"width": 1},
-            hovertemplate="%{text}<br>%{y:,.0f} reads"))
-    fig.update_layout(boxmode="group", height=380, yaxis={"type": "log", "title": "Library size (reads)"},
-                      xaxis={"type": "category", "categoryorder": "array",
-                             "categoryarray": _plot_text(levels.times), "title": "Time"})
-    return _figure("fig-library-size", fig, "Total counts per sample, by arm and time.")
+        mask = arms == arm
+        data.append({
+            "type": "box", "x": times[mask].tolist(), "y": _round4(sizes[mask]),
+            "text": _plot_text(labels[mask]), "name": _plot_text([arm])[0], "boxpoints": "all",
+            "jitter": 0.4, "pointpos": 0, "marker": {"color": colours[arm], "size": 4}, "line": {"width": 1},
+            "hovertemplate": "%{text}<br>%{y:,.0f} reads"})
+    layout = {"boxmode": "group", "height": 380,
+              "yaxis": {"type": "log", "title": _title("Library size (reads)")},
+              "xaxis": {"type": "category", "categoryorder": "array", "categoryarray": _plot_text(levels.times),
+                        "title": _title("Time")}}
+    return _figure("fig-library-size", data, layout, "Total counts per sample, by arm and time.")
 
 
 def _size_factor_figure(obs: pd.DataFrame, levels: Levels, samples: list[str]) -> Figure | None:
@@ -373,60 +407,110 @@ def _size_factor_figure(obs: pd.DataFrame, levels: Levels, samples: list[str]) -
     sizes, factors = _numeric_obs(obs, "library_size"), _numeric_obs(obs, "size_factor")
     if not (np.isfinite(sizes) & np.isfinite(factors)).any():
         return None
-    colours = _arm_colours(levels)
-    fig = go.Figure()
+    colours, arms = _arm_colours(levels), obs["arm"].astype(str).to_numpy()
+    labels = np.array(samples, dtype=object)
+    data = []
     for arm in levels.arms:
-        mask = (obs["arm"].astype(str) == arm).to_numpy()
-        fig.add_trace(go.Scatter(
-            x=_round4(sizes[mask]), y=_round4(factors[mask]), mode="markers",
-            text=_plot_text(np.array(samples)[mask]), name=_plot_text([arm])[0],
-            marker={"color": colours[arm], "size": 6, "opacity": 0.8},
-            hovertemplate="%{text}<br>library %{x:,.0f}<br>size factor %{y:.3f}"))
-    fig.update_layout(height=380, xaxis={"type": "log", "title": "Library size (reads)"},
-                      yaxis={"type": "log", "title": "Size factor"})
-    return _figure("fig-size-factors", fig, "Size factors should track library size closely.")
+        mask = arms == arm
+        data.append({
+            "type": "scatter", "x": _round4(sizes[mask]), "y": _round4(factors[mask]), "mode": "markers",
+            "text": _plot_text(labels[mask]), "name": _plot_text([arm])[0],
+            "marker": {"color": colours[arm], "size": 6, "opacity": 0.8},
+            "hovertemplate": "%{text}<br>library %{x:,.0f}<br>size factor %{y:.3f}"})
+    layout = {"height": 380, "xaxis": {"type": "log", "title": _title("Library size (reads)")},
+              "yaxis": {"type": "log", "title": _title("Size factor")}}
+    return _figure("fig-size-factors", data, layout, "Size factors should track library size closely.")
 
 
-def _pca(matrix: np.ndarray, n_genes: int = PCA_GENES) -> tuple[np.ndarray, np.ndarray] | None:
-    """PC1/PC2 scores and % variance of the ``n_genes`` most variable genes (centred, numpy SVD).
+def _pca(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """PC1/PC2 scores and % of variance of a samples x genes matrix (centred), largest loading positive.
 
+    The two leading eigenpairs of the genes x genes cross-product give the same components as an SVD of
+    the centred matrix at a fraction of the cost with many samples; the total variance is its trace.
     Signs are fixed so that each component's largest loading is positive, for run-to-run stability.
     """
-    matrix = matrix[:, np.isfinite(matrix).all(axis=0)]
     if matrix.shape[0] < 3 or matrix.shape[1] < 2:
         return None
-    top = np.argsort(-matrix.var(axis=0, ddof=1), kind="stable")[:n_genes]
-    centred = matrix[:, top] - matrix[:, top].mean(axis=0)
-    u, s, vt = np.linalg.svd(centred, full_matrices=False)
-    if s.size < 2 or (s ** 2).sum() == 0:
+    centred = matrix - matrix.mean(axis=0)
+    cross = centred.T @ centred
+    total = float(np.trace(cross))
+    if not total > 0:
         return None
-    signs = np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)])
-    return u[:, :2] * s[:2] * signs, 100 * s[:2] ** 2 / (s ** 2).sum()
+    n = cross.shape[0]
+    values, vectors = linalg.eigh(cross, subset_by_index=[n - 2, n - 1])
+    values, loadings = np.clip(values[::-1], 0, None), vectors[:, ::-1].T  # PC1 first
+    signs = np.sign(loadings[np.arange(2), np.abs(loadings).argmax(axis=1)])
+    return (centred @ loadings.T) * signs, 100 * values / total
+
+
+def _pca_matrix(adata: anndata.AnnData, n_genes: int = PCA_GENES) -> np.ndarray:
+    """The VST values (samples x genes, float) of the ``n_genes`` most variable genes with no missing value.
+
+    Genes are ranked by VST variance, ties by position; ``var["vst_var"]`` is used when present, so only the
+    chosen genes' columns are read. Otherwise the variances are computed from the layer in blocks of genes.
+    """
+    layer = adata.layers["vst"]
+    if "vst_var" in adata.var.columns:
+        variance = pd.to_numeric(adata.var["vst_var"], errors="coerce").to_numpy(dtype=float)
+    else:
+        variance = _gene_variances(layer, adata.n_obs, adata.n_vars)
+    candidates = np.flatnonzero(np.isfinite(variance))
+    ranked = candidates[np.argsort(-variance[candidates], kind="stable")]
+    blocks, found, start = [np.empty((adata.n_obs, 0))], 0, 0
+    while found < n_genes and start < ranked.size:  # a gene with a missing value is skipped for the next one
+        block = _dense(layer, ranked[start:start + n_genes - found])
+        start += block.shape[1]
+        block = block[:, np.isfinite(block).all(axis=0)]
+        blocks.append(block)
+        found += block.shape[1]
+    return np.hstack(blocks)
+
+
+def _gene_variances(layer: Any, n_obs: int, n_vars: int) -> np.ndarray:
+    """Per-gene variance (ddof 1) of the layer, NaN for genes with a missing or infinite value."""
+    variance = np.full(n_vars, np.nan)
+    if n_obs < 2:
+        return variance
+    with np.errstate(invalid="ignore"):
+        for start in range(0, n_vars, VARIANCE_CHUNK):
+            block = layer[:, start:start + VARIANCE_CHUNK]
+            block = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=float)
+            variance[start:start + block.shape[1]] = block.var(axis=0, ddof=1)
+    return variance
+
+
+def _dense(layer: Any, columns: np.ndarray) -> np.ndarray:
+    """Columns of a dense, sparse or on-disk matrix as a float array, in the order given."""
+    ascending = np.sort(columns)  # on-disk (h5py) matrices only take increasing indices
+    block = layer[:, ascending]
+    block = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=float)
+    return block[:, np.searchsorted(ascending, columns)]
 
 
 def _pca_figure(adata: anndata.AnnData, levels: Levels, samples: list[str]) -> Figure | None:
     """PC1 vs PC2 of the VST layer, colour = arm, symbol = time."""
-    layer = adata.layers["vst"]
-    result = _pca(np.asarray(layer.toarray() if hasattr(layer, "toarray") else layer, dtype=float))
+    result = _pca(_pca_matrix(adata))
     if result is None:
         return None
     coords, percent = result
     colours, obs = _arm_colours(levels), adata.obs
-    fig = go.Figure()
+    arms, times = obs["arm"].astype(str).to_numpy(), obs["time"].astype(str).to_numpy()
+    labels = np.array(samples, dtype=object)
+    data = []
     for arm in levels.arms:
         for t, time in enumerate(levels.times):
-            mask = ((obs["arm"].astype(str) == arm) & (obs["time"].astype(str) == time)).to_numpy()
+            mask = (arms == arm) & (times == time)
             if not mask.any():
                 continue
-            fig.add_trace(go.Scatter(
-                x=_round4(coords[mask, 0]), y=_round4(coords[mask, 1]), mode="markers",
-                text=_plot_text(np.array(samples)[mask]), name=_plot_text([f"{arm} · {time}"])[0],
-                marker={"color": colours[arm], "symbol": TIME_SYMBOLS[t % len(TIME_SYMBOLS)], "size": 8,
-                        "opacity": 0.85, "line": {"width": 0.5, "color": "white"}},
-                hovertemplate="%{text}<br>PC1 %{x:.2f}<br>PC2 %{y:.2f}<extra></extra>"))
-    fig.update_layout(height=460, xaxis={"title": f"PC1 ({percent[0]:.1f}% of variance)"},
-                      yaxis={"title": f"PC2 ({percent[1]:.1f}% of variance)"})
-    return _figure("fig-pca", fig, f"PCA of the {PCA_GENES} most variable genes (VST, centred).")
+            data.append({
+                "type": "scatter", "x": _round4(coords[mask, 0]), "y": _round4(coords[mask, 1]),
+                "mode": "markers", "text": _plot_text(labels[mask]), "name": _plot_text([f"{arm} · {time}"])[0],
+                "marker": {"color": colours[arm], "symbol": TIME_SYMBOLS[t % len(TIME_SYMBOLS)], "size": 8,
+                           "opacity": 0.85, "line": {"width": 0.5, "color": "white"}},
+                "hovertemplate": "%{text}<br>PC1 %{x:.2f}<br>PC2 %{y:.2f}<extra></extra>"})
+    layout = {"height": 460, "xaxis": {"title": _title(f"PC1 ({percent[0]:.1f}% of variance)")},
+              "yaxis": {"title": _title(f"PC2 ({percent[1]:.1f}% of variance)")}}
+    return _figure("fig-pca", data, layout, f"PCA of the {PCA_GENES} most variable genes (VST, centred).")
 
 
 # ---------------------------------------------------------------- genes used
@@ -463,12 +547,18 @@ def _direction(value: Any) -> str:
 
 # ---------------------------------------------------------------- trajectories
 
-def _participant_means(scores: pd.DataFrame, score: str) -> pd.DataFrame:
-    """One value per participant (and period) x arm x time: the mean of that unit's samples."""
+def _participant_means(scores: pd.DataFrame, columns: list[str], levels: Levels) -> pd.DataFrame:
+    """One row per participant (and period) x arm x time: each score's mean over that unit's samples.
+
+    Rows are sorted by participant and period, then by time level (column ``time_level``, 0 = baseline),
+    the order in which the individual lines are drawn, so no per-arm or per-score sort is needed."""
     keys = ["participant", "arm", "time"] + (["period"] if "period" in scores.columns else [])
-    frame = scores[keys + [score]].copy()
+    frame = scores[keys + columns].copy()
     frame[keys] = frame[keys].astype(str)
-    return frame.groupby(keys, sort=True, observed=True)[score].mean().reset_index()
+    units = frame.groupby(keys, sort=True, observed=True)[columns].mean().reset_index()
+    units["time_level"] = units["time"].map({t: i for i, t in enumerate(levels.times)})
+    return units.sort_values([k for k in keys if k not in ("arm", "time")] + ["time_level"],
+                             kind="stable", ignore_index=True)
 
 
 def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
@@ -479,70 +569,78 @@ def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
     mean = float(values.mean())
     if values.size < 2:
         return mean, np.nan, np.nan
-    half = stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    half = stdtrit(values.size - 1, 0.975) * values.std(ddof=1) / np.sqrt(values.size)
     return mean, mean - half, mean + half
 
 
-def _trajectory_figure(score: str, scores: pd.DataFrame, levels: Levels,
+def _trajectory_figure(score: str, units: pd.DataFrame, levels: Levels,
                        participants: dict[str, str]) -> Figure:
-    """Per arm: mean with 95% CI at each time over faint individual lines (pseudonymised hover)."""
-    units = _participant_means(scores, score)
-    time_index = {t: i for i, t in enumerate(levels.times)}
+    """Per arm: mean with 95% CI at each time over faint individual lines (pseudonymised hover).
+
+    ``units`` is ``_participant_means(scores, ...)``: one row per participant (and period) x arm x time."""
     colours = _arm_colours(levels)
     offsets = np.linspace(-0.12, 0.12, len(levels.arms)) if len(levels.arms) > 1 else [0.0]
-    fig = go.Figure()
+    arms = units["arm"].to_numpy()
+    data = []
     for arm, offset in zip(levels.arms, offsets):
-        sub = units[units["arm"] == arm]
+        sub = units[arms == arm]
         if sub.empty:
             continue
-        fig.add_trace(_individual_lines(sub, score, time_index, offset, participants, colours[arm], arm))
-        fig.add_trace(_mean_trace(sub, score, levels, offset, colours[arm], arm))
-    fig.update_layout(
-        height=400, hovermode="closest", yaxis={"title": f"{SCORE_LABELS[score]} score"},
-        xaxis={"tickvals": list(range(len(levels.times))), "ticktext": _plot_text(levels.times),
-               "range": [-0.4, len(levels.times) - 0.6], "title": "Time", "zeroline": False})
-    return _figure(f"fig-trajectory-{score}", fig,
+        data.append(_individual_lines(sub, score, len(levels.times), offset, participants, colours[arm], arm))
+        data.append(_mean_trace(sub, score, levels, offset, colours[arm], arm))
+    layout = {
+        "height": 400, "hovermode": "closest", "yaxis": {"title": _title(f"{SCORE_LABELS[score]} score")},
+        "xaxis": {"tickvals": list(range(len(levels.times))), "ticktext": _plot_text(levels.times),
+                  "range": [-0.4, len(levels.times) - 0.6], "title": _title("Time"), "zeroline": False}}
+    return _figure(f"fig-trajectory-{score}", data, layout,
                    f"{SCORE_LABELS[score]}: mean and 95% CI per arm; faint lines are participants.")
 
 
-def _individual_lines(sub: pd.DataFrame, score: str, time_index: dict[str, int], offset: float,
-                      participants: dict[str, str], colour: str, arm: str) -> go.Scatter:
-    """All participants of one arm as one trace, lines separated by gaps (compact JSON)."""
+def _individual_lines(sub: pd.DataFrame, score: str, n_times: int, offset: float,
+                      participants: dict[str, str], colour: str, arm: str) -> dict:
+    """All participants of one arm as one trace, lines separated by gaps (compact JSON).
+
+    ``sub`` holds one arm's rows of ``_participant_means``, already in drawing order: units (participant,
+    and period when present) in sorted order, each unit's points by time level. Each unit's points are
+    followed by a None gap; built with array indexing, no per-participant work."""
     unit_keys = ["participant"] + (["period"] if "period" in sub.columns else [])
-    x: list[float | None] = []
-    y: list[float | None] = []
-    text: list[str | None] = []
-    for key, unit in sub.groupby(unit_keys, sort=True):
-        unit = unit.assign(order=unit["time"].map(time_index)).sort_values("order")
-        label = " · ".join([participants[unit["participant"].iloc[0]]] + [str(k) for k in key[1:]])
-        x += [float(v) + offset for v in unit["order"]] + [None]
-        y += _round4(unit[score]) + [None]
-        text += _plot_text([label] * len(unit)) + [None]
-    return go.Scatter(x=_round4(x), y=y, text=text, mode="lines", connectgaps=False,
-                      line={"color": colour, "width": 1}, opacity=0.25, showlegend=False,
-                      legendgroup=_plot_text([arm])[0], name=_plot_text([arm])[0],
-                      hovertemplate="%{text}<br>%{y:.3f}")
+    keys = sub[unit_keys].to_numpy(dtype=object)
+    starts = np.ones(len(sub), dtype=bool)  # first row of each unit
+    starts[1:] = (keys[1:] != keys[:-1]).any(axis=1)
+    unit = np.cumsum(starts) - 1
+    labels = np.array(_plot_text(" · ".join([participants[k[0]], *map(str, k[1:])]) for k in keys[starts]),
+                      dtype=object)
+    positions = np.arange(len(sub)) + unit  # each row moves right by one gap per unit before its own
+    x, y, text = (np.full(len(sub) + len(labels), None, dtype=object) for _ in range(3))
+    x[positions] = np.array(_round4(np.arange(n_times) + offset), dtype=object)[sub["time_level"].to_numpy(dtype=int)]
+    y[positions] = _round4(sub[score])
+    text[positions] = labels[unit]
+    return {"type": "scatter", "x": x.tolist(), "y": y.tolist(), "text": text.tolist(), "mode": "lines",
+            "connectgaps": False, "line": {"color": colour, "width": 1}, "opacity": 0.25, "showlegend": False,
+            "legendgroup": _plot_text([arm])[0], "name": _plot_text([arm])[0],
+            "hovertemplate": "%{text}<br>%{y:.3f}"}
 
 
 def _mean_trace(sub: pd.DataFrame, score: str, levels: Levels, offset: float, colour: str,
-                arm: str) -> go.Scatter:
+                arm: str) -> dict:
     """Arm mean per time with asymmetric error bars for the t-based 95% CI."""
     rows = []
+    times, values_all = sub["time"].to_numpy(), sub[score].to_numpy(dtype=float)
     for i, time in enumerate(levels.times):
-        values = sub.loc[sub["time"] == time, score].to_numpy(dtype=float)
+        values = values_all[times == time]
         if values.size:
             rows.append((i + offset, *_mean_ci(values), values.size))
     x, mean, low, high, n = (list(column) for column in zip(*rows))
     mean_a, low_a, high_a = np.array(mean), np.array(low), np.array(high)
-    return go.Scatter(
-        x=_round4(x), y=_round4(mean_a), mode="lines+markers", name=_plot_text([arm])[0],
-        legendgroup=_plot_text([arm])[0], line={"color": colour, "width": 2.5},
-        marker={"color": colour, "size": 8},
-        error_y={"type": "data", "symmetric": False, "array": _round4(high_a - mean_a),
-                 "arrayminus": _round4(mean_a - low_a), "thickness": 1.5, "width": 4},
-        customdata=[[lo, hi, k] for lo, hi, k in zip(_round4(low_a), _round4(high_a), n)],
-        hovertemplate="mean %{y:.3f}<br>95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f}"
-                      "<br>n = %{customdata[2]}")
+    return {
+        "type": "scatter", "x": _round4(x), "y": _round4(mean_a), "mode": "lines+markers",
+        "name": _plot_text([arm])[0], "legendgroup": _plot_text([arm])[0],
+        "line": {"color": colour, "width": 2.5}, "marker": {"color": colour, "size": 8},
+        "error_y": {"type": "data", "symmetric": False, "array": _round4(high_a - mean_a),
+                    "arrayminus": _round4(mean_a - low_a), "thickness": 1.5, "width": 4},
+        "customdata": [[lo, hi, k] for lo, hi, k in zip(_round4(low_a), _round4(high_a), n)],
+        "hovertemplate": "mean %{y:.3f}<br>95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f}"
+                         "<br>n = %{customdata[2]}"}
 
 
 # ---------------------------------------------------------------- contrasts: forest and heatmap
@@ -560,30 +658,31 @@ def _forest_figure(contrasts: pd.DataFrame, levels: Levels) -> Figure | None:
         return None
     block = _rank(main["score"], SCORES).to_numpy()
     position = -(np.arange(len(main)) + 0.8 * (np.concatenate([[0], np.cumsum(np.diff(block) != 0)])))
-    fig = go.Figure()
+    data = []
     for kind, name in (("arm_x_time", f"arm × time (vs {levels.control})"), ("change", "change from baseline")):
         mask = (main["contrast"] == kind).to_numpy()
         if not mask.any():
             continue
         rows = main[mask]
-        fig.add_trace(go.Scatter(
-            x=_round4(rows["estimate"]), y=_round4(position[mask]), mode="markers",
-            name=_plot_text([name])[0], marker={"color": CONTRAST_COLOURS[kind], "size": 8},
-            error_x={"type": "data", "symmetric": False,
-                     "array": _round4(rows["ci_high"] - rows["estimate"]),
-                     "arrayminus": _round4(rows["estimate"] - rows["ci_low"]), "thickness": 1.5},
-            text=_plot_text(rows.apply(_contrast_label, axis=1, levels=levels)),
-            customdata=[[_fmt_num(lo), _fmt_num(hi), _fmt_p(p)]
-                        for lo, hi, p in zip(rows["ci_low"], rows["ci_high"], rows["p_value"])],
-            hovertemplate="%{text}<br>%{x:.3f} (95% CI %{customdata[0]} to %{customdata[1]})"
-                          "<br>p = %{customdata[2]}<extra></extra>"))
-    fig.add_vline(x=0, line={"color": "#444", "width": 1, "dash": "dash"})
-    fig.update_layout(
-        height=120 + 24 * len(main), legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
-        xaxis={"title": "Estimate (score units) with 95% CI", "zeroline": False},
-        yaxis={"tickvals": _round4(position), "showgrid": False, "zeroline": False,
-               "ticktext": _plot_text(main.apply(_contrast_label, axis=1, levels=levels))})
-    return _figure("fig-forest", fig, "Main model (lmm): arm × time and within-arm change, 95% CI.")
+        data.append({
+            "type": "scatter", "x": _round4(rows["estimate"]), "y": _round4(position[mask]), "mode": "markers",
+            "name": _plot_text([name])[0], "marker": {"color": CONTRAST_COLOURS[kind], "size": 8},
+            "error_x": {"type": "data", "symmetric": False,
+                        "array": _round4(rows["ci_high"] - rows["estimate"]),
+                        "arrayminus": _round4(rows["estimate"] - rows["ci_low"]), "thickness": 1.5},
+            "text": _plot_text(rows.apply(_contrast_label, axis=1, levels=levels)),
+            "customdata": [[_fmt_num(lo), _fmt_num(hi), _fmt_p(p)]
+                           for lo, hi, p in zip(rows["ci_low"], rows["ci_high"], rows["p_value"])],
+            "hovertemplate": "%{text}<br>%{x:.3f} (95% CI %{customdata[0]} to %{customdata[1]})"
+                             "<br>p = %{customdata[2]}<extra></extra>"})
+    layout = {
+        "shapes": [{"type": "line", "x0": 0, "x1": 0, "xref": "x", "y0": 0, "y1": 1, "yref": "y domain",
+                    "line": {"color": "#444", "width": 1, "dash": "dash"}}],  # a vertical line at zero
+        "height": 120 + 24 * len(main), "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+        "xaxis": {"title": _title("Estimate (score units) with 95% CI"), "zeroline": False},
+        "yaxis": {"tickvals": _round4(position), "showgrid": False, "zeroline": False,
+                  "ticktext": _plot_text(main.apply(_contrast_label, axis=1, levels=levels))}}
+    return _figure("fig-forest", data, layout, "Main model (lmm): arm × time and within-arm change, 95% CI.")
 
 
 def _heatmap_figure(genes: pd.DataFrame, levels: Levels) -> Figure | None:
@@ -599,21 +698,29 @@ def _heatmap_figure(genes: pd.DataFrame, levels: Levels) -> Figure | None:
     counts = [sub.loc[sub["group"] == g, "gene"].nunique() for g in groups]
     magnitude = np.abs(sub["estimate"].to_numpy(dtype=float))
     limit = float(magnitude[np.isfinite(magnitude)].max(initial=0.0)) or 1.0
-    fig = make_subplots(rows=len(groups), cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        row_heights=[c / sum(counts) for c in counts], subplot_titles=_plot_text(groups))
+    # plotly's subplot grid (axis domains, shared x axis, panel titles) without its per-trace validation
+    layout = make_subplots(rows=len(groups), cols=1, shared_xaxes=True, vertical_spacing=0.04,
+                           row_heights=[c / sum(counts) for c in counts],
+                           subplot_titles=_plot_text(groups)).layout.to_plotly_json()
+    layout.pop("template", None)
+    data = []
     for row, group in enumerate(groups, start=1):
-        fig.add_trace(_heatmap_panel(sub[sub["group"] == group], columns), row=row, col=1)
-        fig.update_yaxes(type="category", autorange="reversed", row=row, col=1)
-    fig.update_xaxes(type="category")
-    fig.update_annotations(font={"size": 13}, xanchor="left", x=0)
-    fig.update_layout(height=140 + 16 * sum(counts) + 30 * len(groups),
-                      coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -limit, "cmax": limit,
-                                 "colorbar": {"title": {"text": "estimate"}}})
+        suffix = "" if row == 1 else str(row)
+        data.append({**_heatmap_panel(sub[sub["group"] == group], columns),
+                     "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"})
+        layout[f"yaxis{suffix}"].update(type="category", autorange="reversed")
+        layout[f"xaxis{suffix}"].update(type="category")
+    for annotation in layout.get("annotations", []):
+        annotation.update(font={**annotation.get("font", {}), "size": 13}, xanchor="left", x=0)
+    layout.update(height=140 + 16 * sum(counts) + 30 * len(groups),
+                  coloraxis={"colorscale": HEATMAP_COLORSCALE, "reversescale": True, "cmin": -limit, "cmax": limit,
+                             "colorbar": {"title": _title("estimate")}})
     what = "arm × time" if kind == "arm_x_time" else "change from baseline"
-    return _figure("fig-heatmap", fig, f"Per-gene {what} estimates on the VST scale; * FDR < {FDR_THRESHOLD}.")
+    return _figure("fig-heatmap", data, layout,
+                   f"Per-gene {what} estimates on the VST scale; * FDR < {FDR_THRESHOLD}.")
 
 
-def _heatmap_panel(sub: pd.DataFrame, columns: list[tuple[str, str]]) -> go.Heatmap:
+def _heatmap_panel(sub: pd.DataFrame, columns: list[tuple[str, str]]) -> dict:
     """One group's genes x (arm:time) estimates, with '*' where FDR < threshold."""
     genes = list(dict.fromkeys(sub["gene"]))
     keyed = sub.set_index(["gene", "arm", "time"])
@@ -621,11 +728,12 @@ def _heatmap_panel(sub: pd.DataFrame, columns: list[tuple[str, str]]) -> go.Heat
     index = pd.MultiIndex.from_tuples([(g, a, t) for g in genes for a, t in columns])
     estimate = keyed["estimate"].reindex(index).to_numpy(dtype=float).reshape(len(genes), len(columns))
     fdr = keyed["fdr"].reindex(index).to_numpy(dtype=float).reshape(len(genes), len(columns))
-    return go.Heatmap(
-        z=[_round4(r) for r in estimate], x=_plot_text(f"{a}:{t}" for a, t in columns), y=_plot_text(genes),
-        coloraxis="coloraxis", text=[["*" if f < FDR_THRESHOLD else "" for f in r] for r in fdr],
-        texttemplate="%{text}", customdata=[[_fmt_p(f) for f in r] for r in fdr], xgap=1, ygap=1,
-        hovertemplate="%{y} · %{x}<br>estimate %{z:.3f}<br>FDR %{customdata}<extra></extra>")
+    return {
+        "type": "heatmap", "z": [_round4(r) for r in estimate], "x": _plot_text(f"{a}:{t}" for a, t in columns),
+        "y": _plot_text(genes), "coloraxis": "coloraxis",
+        "text": [["*" if f < FDR_THRESHOLD else "" for f in r] for r in fdr], "texttemplate": "%{text}",
+        "customdata": [[_fmt_p(f) for f in r] for r in fdr], "xgap": 1, "ygap": 1,
+        "hovertemplate": "%{y} · %{x}<br>estimate %{z:.3f}<br>FDR %{customdata}<extra></extra>"}
 
 
 # ---------------------------------------------------------------- tables
