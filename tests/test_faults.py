@@ -36,7 +36,7 @@ TARGETS = tuple(f"results/{STUDY}/{name}" for name in ("contrasts.tsv", "genes.t
 STAGES = ("validate", "normalize", "score", "model", "null_0", "robustness")
 STAGE_OUTPUTS = {
     "validate": ["validated.h5ad"], "normalize": ["normalized.h5ad"], "score": ["scores.tsv", "genes_used.tsv"],
-    "model": ["work/lmm_contrasts.tsv", "genes.tsv", "model.json"], "null_0": ["work/null_0.tsv"],
+    "model": ["work/model_contrasts.tsv", "genes.tsv", "model.json"], "null_0": ["work/null_0.tsv"],
     "robustness": ["contrasts.tsv"],
 }
 KILL_DELAY = 0.3  # seconds after the stage's log appears: the job is importing or computing

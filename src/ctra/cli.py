@@ -188,16 +188,19 @@ def run_score(args: argparse.Namespace) -> None:
 
 
 def run_model(args: argparse.Namespace) -> None:
+    """Every model fit: the main mixed model (per score and per gene), the gene-level GEE and the
+    sensitivity refits; the resampling checks come after, in ``robustness``."""
+    from .robustness import other_models
     from .stats import fit_study
 
     study = _study(args)
-    scores, usage = read_table(args.scores), read_table(args.genes_used)
-    adata = read_normalized(args.input, _set_and_used_genes(usage))
-    contrasts, genes, model_info = fit_study(adata, scores, usage, study, source=study["samples"])
+    adata, scores, usage = _model_inputs(args)
+    contrasts, genes, model_info = fit_study(adata, scores.rename_axis("sample").reset_index(), usage, study, source=study["samples"])
+    contrasts = pd.concat([contrasts, other_models(adata, scores, usage, study)], ignore_index=True)
     write_tsv(genes, args.genes)
     with atomic_path(args.model) as tmp:
         tmp.write_text(json.dumps(model_info, indent=2, sort_keys=True, default=_plain) + "\n")
-    write_tsv(contrasts, args.lmm)
+    write_tsv(contrasts, args.models)
 
 
 def _model_inputs(args: argparse.Namespace, pool: bool = False) -> tuple:
@@ -226,7 +229,8 @@ def run_robustness(args: argparse.Namespace) -> None:
     adata, scores, usage = _model_inputs(args)
     model_info = json.loads(Path(args.model).read_text())
     nulls = pd.concat([read_table(path) for path in args.nulls], ignore_index=True)
-    table = robustness_table(adata, scores, usage, study, read_table(args.lmm), model_info["relative_variances"], nulls)
+    table = robustness_table(adata, scores, usage, study, read_table(args.models), model_info["relative_variances"],
+                             nulls)
     log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
     write_tsv(table, args.contrasts)
 
@@ -310,10 +314,10 @@ def _parser() -> argparse.ArgumentParser:
     stage("validate", run_validate, "study", "study-config", "gene-set", "markers", "samples-schema", "out")
     stage("normalize", run_normalize, "study-config", "input", "out").add_argument("--threads", type=int, default=1)
     stage("score", run_score, "study-config", "input", "gene-set", "markers", "scores", "genes-used")
-    stage("model", run_model, "study-config", "input", "scores", "genes-used", "lmm", "genes", "model")
+    stage("model", run_model, "study-config", "input", "scores", "genes-used", "models", "genes", "model")
     stage("null", run_null, "study-config", "input", "scores", "genes-used", "out").add_argument(
         "--chunk", type=int, default=0)
-    stage("robustness", run_robustness, "study-config", "input", "scores", "genes-used", "model", "lmm",
+    stage("robustness", run_robustness, "study-config", "input", "scores", "genes-used", "model", "models",
           "contrasts").add_argument("--nulls", nargs="+", required=True)
     stage("report", run_report, "study", "study-config", "input", "scores", "genes-used", "contrasts", "genes",
           "model", "out")

@@ -389,9 +389,10 @@ def _tidy(values: np.ndarray, kind: str, score: str, specs: list[ContrastSpec], 
     return long[["kind", "score", "contrast", "arm", "time", "draw", "value"]]
 
 
-def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, lmm: pd.DataFrame,
+def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, models: pd.DataFrame,
                      gammas: dict, nulls: pd.DataFrame) -> pd.DataFrame:
-    """contrasts.tsv: lmm rows with perm_p, geneset_p and leave-one-out columns, then GEE and sensitivity rows."""
+    """contrasts.tsv: the main-model (lmm) rows of ``models`` with perm_p, geneset_p and leave-one-out
+    columns added, then its other rows (GEE and sensitivity refits) as they are."""
     design, _ = study_design(adata, usage, study, source=study["samples"])
     specs = contrast_specs(design)
     L = np.array([s.vector for s in specs])
@@ -414,9 +415,16 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: di
                 row[column] = empirical_p(np.array([observed]), null[:, None])[0] if len(null) else np.nan
                 row[f"n_{kind}s"] = int(np.sum(~np.isnan(null)))
             extra.append(row)
-    main = lmm.merge(pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
+    is_main = models["model"] == "lmm"
+    main = models[is_main].merge(pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
     main = main.astype({"n_permutations": "Int64", "n_gene_sets": "Int64"})
-    return pd.concat([main, gee_table(adata, usage, design), sensitivity_table(adata, scores, usage, study)],
+    return pd.concat([main, models[~is_main]], ignore_index=True)
+
+
+def other_models(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
+    """The contrast rows of the models beside the main one: gene-level GEE, then the sensitivity refits."""
+    design, _ = study_design(adata, usage, study, source=study["samples"])
+    return pd.concat([gee_table(adata, usage, design), sensitivity_table(adata, scores, usage, study)],
                      ignore_index=True)
 
 

@@ -103,10 +103,7 @@ def export_case(case: str) -> None:
     scores = pd.read_csv(results / "scores.tsv", sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""])
     usage = pd.read_csv(results / "genes_used.tsv", sep="\t", dtype=TEXT, keep_default_na=False)
     usage["used"] = usage["used"].astype(str) == "True"
-    # the lmm rows: work/lmm_contrasts.tsv (rule model) when the workflow has the robustness stage
-    lmm_path = results / "work" / "lmm_contrasts.tsv"
-    if not lmm_path.exists() or lmm_path.stat().st_mtime < (results / "model.json").stat().st_mtime - 60:
-        lmm_path = results / "contrasts.tsv"
+    lmm_path = results / "contrasts.tsv"  # its lmm rows are the main model's
     contrasts = pd.read_csv(lmm_path, sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""])
 
     markers = list(model["markers_used"])

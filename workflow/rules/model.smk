@@ -1,11 +1,11 @@
 rule model:
-    """Linear mixed model per score and per gene: arm x time contrasts with Satterthwaite df."""
+    """Every model: mixed model per score and per gene (Satterthwaite df), gene-level GEE, sensitivity refits."""
     input:
         normalized="results/{study}/normalized.h5ad",
         scores="results/{study}/scores.tsv",
         genes_used="results/{study}/genes_used.tsv",
     output:
-        lmm="results/{study}/work/lmm_contrasts.tsv",
+        models="results/{study}/work/model_contrasts.tsv",
         genes=report("results/{study}/genes.tsv", caption="../report/genes.rst", category="{study}",
                      subcategory="Tables", labels={"study": "{study}", "table": "genes.tsv (per-gene contrasts)"}),
         model="results/{study}/model.json",
@@ -21,7 +21,7 @@ rule model:
     shell:
         "{CTRA} model --study-config {params.study:q} --input {input.normalized:q}"
         " --scores {input.scores:q} --genes-used {input.genes_used:q}"
-        " --lmm {output.lmm:q} --genes {output.genes:q} --model {output.model:q} --log {log:q}"
+        " --models {output.models:q} --genes {output.genes:q} --model {output.model:q} --log {log:q}"
 
 
 rule null_chunk:
@@ -47,13 +47,13 @@ rule null_chunk:
 
 
 rule robustness:
-    """Gather the draws; add GEE, leave-one-out and sensitivity rows: the final contrasts table."""
+    """Gather the draws into permutation and random-gene-set p-values, add leave-one-out: the final contrasts table."""
     input:
         normalized="results/{study}/normalized.h5ad",
         scores="results/{study}/scores.tsv",
         genes_used="results/{study}/genes_used.tsv",
         model="results/{study}/model.json",
-        lmm="results/{study}/work/lmm_contrasts.tsv",
+        models="results/{study}/work/model_contrasts.tsv",
         nulls=null_chunk_files,
     output:
         contrasts=report("results/{study}/contrasts.tsv", caption="../report/contrasts.rst", category="{study}",
@@ -69,4 +69,4 @@ rule robustness:
     shell:
         "{CTRA} robustness --study-config {params.study:q} --input {input.normalized:q}"
         " --scores {input.scores:q} --genes-used {input.genes_used:q} --model {input.model:q}"
-        " --lmm {input.lmm:q} --nulls {input.nulls:q} --contrasts {output.contrasts:q} --log {log:q}"
+        " --models {input.models:q} --nulls {input.nulls:q} --contrasts {output.contrasts:q} --log {log:q}"
