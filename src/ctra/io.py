@@ -2,7 +2,9 @@
 
 Count tables arrive as TSV/CSV (optionally gzipped, gene column header possibly empty as R's
 ``write.table`` writes it), featureCounts output, or AnnData ``.h5ad``. Everything is returned as a
-genes x samples float64 frame indexed by the gene ids as written; id mapping happens in
+:class:`CountTable`: the gene ids as written, the sample names, and one samples x genes float64
+array that text tables are parsed straight into, batch by batch (a table of 10,000 samples is
+~1.6 GB as floats, so no second copy of it is ever made); id mapping happens in
 :mod:`ctra.genesets`, value checks in :mod:`ctra.validate`.
 
 Every problem becomes an :class:`~ctra.errors.InputError` naming the file and the line, column or
@@ -19,11 +21,14 @@ import hashlib
 import io
 import re
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import InputError
@@ -31,6 +36,9 @@ from .errors import InputError
 FEATURECOUNTS_ANNOTATION = ["Chr", "Start", "End", "Strand", "Length"]
 HTSEQ_SPECIAL_PREFIX = "__"
 NULL_VALUES = ["", "NA", "NaN", "nan", "NULL"]
+BOOLEAN_WORDS = {"true", "false", "True", "False", "TRUE", "FALSE"}
+BLOCK_BYTES = 1 << 24  # text per parsed batch: few batches, each small next to the whole matrix
+TEXT_BLOCK_BYTES = 1 << 22  # smaller when values are converted as text (a Python string per cell)
 # magic bytes of files people hand over instead of a text table
 MAGIC = {
     b"PK\x03\x04": "an Excel workbook (.xlsx) or another zip archive; export the sheet as TSV or CSV",
@@ -182,6 +190,18 @@ def locate_rows(path: str | Path, ids: list[str], limit: int = 5) -> dict[str, l
     return found
 
 
+def row_lines(path: str | Path, genes: np.ndarray, row: int) -> list[int]:
+    """The file line of data row ``row`` (0-based, as counted in ``genes``), as a list of 0 or 1.
+
+    Found by its gene id: the k-th line starting with that id when ``row`` is the k-th row that
+    carries it, so the line is right even when an id repeats. Used only to word messages.
+    """
+    gene = str(genes[row])
+    occurrence = int(np.count_nonzero(genes[:row] == gene))
+    lines = locate_rows(path, [gene], limit=occurrence + 1)[gene]
+    return lines[occurrence:occurrence + 1]
+
+
 def line_hint(lines: list[int]) -> str:
     if not lines:
         return ""
@@ -192,11 +212,83 @@ def line_hint(lines: list[int]) -> str:
 # Count tables
 # ----------------------------------------------------------------------------------------------
 
-def read_counts(path: str | Path) -> pd.DataFrame:
-    """Read a gene x sample table (TSV/CSV[.gz], featureCounts, or .h5ad) as float64.
+@dataclass
+class CountTable:
+    """A count table as read: gene ids in file order, sample names, and the values.
 
-    Returns a frame indexed by gene id (str) with one column per sample. Values are not checked
-    here beyond being numeric or empty (NaN), so that validation can list every problem at once.
+    ``values`` is one C-ordered float64 array of samples x genes (``values[i, j]`` is sample
+    ``samples[i]``, gene ``genes[j]``), the orientation of the validated AnnData's X: validation
+    checks, merges and reorders it in place and hands it on, so the process never holds a second
+    copy of the matrix.
+    """
+
+    genes: np.ndarray  # object array of str
+    samples: list[str]
+    values: np.ndarray
+
+    def frame(self) -> pd.DataFrame:
+        """Genes x samples frame indexed by gene id; a view of ``values``, not a copy."""
+        return pd.DataFrame(self.values.T, index=pd.Index(self.genes, dtype=object, name="gene_id"),
+                            columns=self.samples, copy=False)
+
+    def keep_genes(self, keep: np.ndarray) -> None:
+        """Drop the genes where the boolean mask ``keep`` is False (in place)."""
+        self.values = _compact_columns(self.values, keep)
+        self.genes = self.genes[keep]
+
+    def take_samples(self, order: list[int]) -> None:
+        """Keep the samples at positions ``order`` (distinct), in that order, in place."""
+        self.values = _take_rows_in_place(self.values, order)
+        self.samples = [self.samples[i] for i in order]
+
+
+def _compact_columns(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``values[:, keep]`` of a C-ordered 2-D array, built inside the array's own buffer.
+
+    Row i of the result goes to offset ``i * kept``, never past the start of input row i + 1, so
+    every input row is still intact when it is read: no second matrix-sized buffer is needed.
+    """
+    n_rows, n_columns = values.shape
+    kept = int(np.count_nonzero(keep))
+    if kept == n_columns:
+        return values
+    flat = values.reshape(-1)  # a view: values is C-contiguous
+    for i in range(n_rows):
+        flat[i * kept:(i + 1) * kept] = values[i, keep]  # boolean indexing copies the row first
+    return flat[: n_rows * kept].reshape(n_rows, kept)
+
+
+def _take_rows_in_place(values: np.ndarray, order: list[int]) -> np.ndarray:
+    """``values[order]`` (distinct row indices) built inside the array's own buffer.
+
+    The rows not in ``order`` are appended to make a permutation, which is applied one cycle at
+    a time with a single saved row; the first ``len(order)`` rows are then the result.
+    """
+    n_rows = values.shape[0]
+    if list(order) == list(range(n_rows)):
+        return values
+    taken = set(order)
+    source = [*order, *(i for i in range(n_rows) if i not in taken)]  # row k <- row source[k]
+    done = np.zeros(n_rows, dtype=bool)
+    for start in range(n_rows):
+        if done[start] or source[start] == start:
+            continue
+        saved = values[start].copy()
+        k = start
+        while source[k] != start:
+            values[k] = values[source[k]]
+            done[k] = True
+            k = source[k]
+        values[k] = saved
+        done[k] = True
+    return values[: len(order)]
+
+
+def read_count_table(path: str | Path) -> CountTable:
+    """Read a gene x sample table (TSV/CSV[.gz], featureCounts, or .h5ad) into a :class:`CountTable`.
+
+    Values are not checked here beyond being numeric or empty (NaN), so that validation can list
+    every problem at once. HTSeq's ``__`` counter rows of text tables are dropped.
     """
     path = Path(path)
     if path.suffix == ".h5ad":
@@ -208,7 +300,12 @@ def read_counts(path: str | Path) -> pd.DataFrame:
     return _read_delimited_matrix(path, lines)
 
 
-def _read_h5ad_counts(path: Path) -> pd.DataFrame:
+def read_counts(path: str | Path) -> pd.DataFrame:
+    """:func:`read_count_table` as a genes x samples float64 frame indexed by gene id (a view)."""
+    return read_count_table(path).frame()
+
+
+def _read_h5ad_counts(path: Path) -> CountTable:
     import anndata
 
     if not path.exists():
@@ -223,28 +320,26 @@ def _read_h5ad_counts(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: the AnnData file has no X matrix and no 'counts' layer.")
     if hasattr(matrix, "toarray"):
         matrix = matrix.toarray()
-    frame = pd.DataFrame(np.asarray(matrix, dtype=np.float64).T,
-                         index=adata.var_names.astype(str), columns=adata.obs_names.astype(str))
-    _check_unique_columns(path, list(frame.columns), first_position=1)
-    frame.index.name = "gene_id"
-    return frame
+    samples = [str(s) for s in adata.obs_names]
+    _check_unique_columns(path, samples, first_position=1)
+    return CountTable(genes=np.asarray(adata.var_names.astype(str), dtype=object), samples=samples,
+                      values=np.ascontiguousarray(matrix, dtype=np.float64))
 
 
-def _read_featurecounts(path: Path, skip: int) -> pd.DataFrame:
+def _read_featurecounts(path: Path, skip: int) -> CountTable:
     header = _head_lines(path, skip + 1)[skip]
     names = header.split("\t")
-    _check_unique_columns(path, names[len(FEATURECOUNTS_ANNOTATION) + 1:],
-                          first_position=len(FEATURECOUNTS_ANNOTATION) + 2)
-    names[0] = "gene_id"
-    table = _arrow_read(path, delimiter="\t", skip_rows=skip + 1, column_names=names)
-    frame = table.to_pandas()
-    frame = frame.drop(columns=[c for c in FEATURECOUNTS_ANNOTATION if c in frame.columns])
-    frame = frame.set_index("gene_id")
-    _check_gene_column(path, frame, None, first_line=skip + 2)
-    frame.columns = [_featurecounts_sample_name(c) for c in frame.columns]
-    _check_unique_columns(path, list(frame.columns), first_position=len(FEATURECOUNTS_ANNOTATION) + 2,
+    first = len(FEATURECOUNTS_ANNOTATION) + 1  # field index of the first sample
+    if len(names) <= first:
+        raise InputError(f"{path}: featureCounts table without sample columns (the header has only "
+                         f"{', '.join(names)}).")
+    _check_unique_columns(path, names[first:], first_position=first + 1)
+    genes, values, bad = _stream_values(path, "\t", skip + 1, len(names), first)
+    _check_gene_column(path, genes, None, first_line=skip + 2)
+    samples = [_featurecounts_sample_name(c) for c in names[first:]]
+    _check_unique_columns(path, samples, first_position=first + 1,
                           note=" (after reducing BAM paths to file names)")
-    return _to_float_matrix(frame, path)
+    return _count_table(path, genes, samples, values, bad)
 
 
 def _featurecounts_sample_name(column: str) -> str:
@@ -253,37 +348,36 @@ def _featurecounts_sample_name(column: str) -> str:
     return name[:-4] if name.endswith(".bam") else name
 
 
-def _read_delimited_matrix(path: Path, lines: list[str]) -> pd.DataFrame:
+def _read_delimited_matrix(path: Path, lines: list[str]) -> CountTable:
     """Plain gene x sample table; the gene column's header may be missing (R style) or empty."""
     delimiter = _delimiter(path, lines[0], "count table")
     name = DELIMITER_NAMES[delimiter]
     header = next(csv.reader([lines[0]], delimiter=delimiter))
     if len(lines) < 2:
-        raise InputError(f"{path}: has a header line but no gene rows.")
+        raise InputError(f"{path}: has a header but no gene rows.")
     n_fields = _field_count(lines[1], delimiter)
     if n_fields == len(header) + 1:
-        names = ["gene_id", *header]  # R write.table: no label over the row names
+        samples = header  # R write.table: no label over the row names
     elif n_fields == len(header):
-        names = ["gene_id", *header[1:]]
+        samples = header[1:]
     else:
         raise InputError(f"{path}: line 2 has {n_fields} {name}-separated fields but the header (line 1) has "
                          f"{len(header)}; is the delimiter right, or do numbers use thousands separators?")
-    if len(names) < 2:
+    if not samples:
         raise InputError(f"{path}: has no sample columns ({name}-separated, one column only); is it the right "
                          "file and delimiter?")
-    _check_unique_columns(path, names[1:], first_position=2)
-    table = _arrow_read(path, delimiter=delimiter, skip_rows=1, column_names=names)
-    frame = table.to_pandas().set_index("gene_id")
-    _check_gene_column(path, frame, header[0] if n_fields == len(header) else None, first_line=2)
-    return _to_float_matrix(frame, path)
+    _check_unique_columns(path, samples, first_position=2)
+    genes, values, bad = _stream_values(path, delimiter, 1, n_fields, 1)
+    _check_gene_column(path, genes, header[0] if n_fields == len(header) else None, first_line=2)
+    return _count_table(path, genes, samples, values, bad)
 
 
-def _check_gene_column(path: Path, frame: pd.DataFrame, label: str | None, first_line: int) -> None:
+def _check_gene_column(path: Path, genes: np.ndarray, label: str | None, first_line: int) -> None:
     """Gene ids must not be empty, and a first column holding only numbers is not gene ids.
 
     ``first_line`` is the file line of the first data row (blank lines would shift the numbers).
     """
-    ids = frame.index.to_series()
+    ids = pd.Series(genes, dtype=object)
     empty = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
     if empty.any():
         rows = np.flatnonzero(empty)
@@ -320,87 +414,197 @@ def _check_unique_columns(path: Path, samples: list[str], first_position: int = 
         raise InputError(problems)
 
 
-def _arrow_read(path: Path, delimiter: str, skip_rows: int, column_names: list[str]) -> pa.Table:
-    """Multi-threaded CSV parse; every column read as text first is too slow, so only the gene
-    column is forced to string and the rest inferred (then checked to be numeric). Parser errors
-    are turned into messages naming the line (ragged rows) or the cell (non-numbers)."""
-    read_options = pacsv.ReadOptions(skip_rows=skip_rows, column_names=column_names, block_size=1 << 24)
-    convert_options = pacsv.ConvertOptions(column_types={column_names[0]: pa.string()},
-                                           strings_can_be_null=False, null_values=NULL_VALUES)
-    parse_options = pacsv.ParseOptions(delimiter=delimiter)
+# --- streaming the values into one array -------------------------------------------------------
+
+@dataclass
+class _BadColumn:
+    """Cells of one sample column that are not numbers: the first (data row, text) and how many."""
+
+    row: int
+    value: str
+    count: int = 0
+    only_booleans: bool = True
+
+
+class _NotNumeric(Exception):
+    """A sample cell failed the fast float64 conversion: reread the values as text."""
+
+
+def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int,
+                   first_sample: int) -> tuple[np.ndarray, np.ndarray, dict[int, _BadColumn]]:
+    """Parse the table straight into one samples x genes float64 array.
+
+    Fields ``first_sample`` .. ``n_fields - 1`` are samples, field 0 the gene id, anything between
+    is skipped. Returns gene ids, the array (with as many columns as there are data rows) and the
+    non-numeric cells by sample. The array is sized from the number of lines, an upper bound on the
+    rows, because batches are written into it as they are parsed; a first pass parses
+    numbers natively, and only if a cell is not a number is the table parsed again as text, to
+    accept what the slower converter accepts (e.g. spaces around a number) and name every bad cell.
+    """
+    capacity = max(_count_lines(path) - skip_rows, 0)
+    values = np.empty((n_fields - first_sample, capacity), dtype=np.float64)
+    bad: dict[int, _BadColumn] = {}
     try:
-        return pacsv.read_csv(path, read_options=read_options, parse_options=parse_options,
-                              convert_options=convert_options)
+        genes, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, False), bad)
+    except _NotNumeric:
+        genes, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, True), bad)
+    return genes, _compact_columns(values, np.arange(capacity) < n_rows), bad
+
+
+def _count_lines(path: Path) -> int:
+    """Lines of the decompressed file as Arrow's CSV parser splits them (LF, CRLF or a lone CR end
+    a line; a last line without an end counts too); an upper bound on the table's rows."""
+    ends = 0
+    last = b""
+    try:
+        with pa.input_stream(str(path), compression="gzip" if _is_gz(path) else None) as stream:
+            while chunk := stream.read(1 << 22):
+                split_crlf = last == b"\r" and chunk.startswith(b"\n")
+                ends += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n") - split_crlf
+                last = chunk[-1:]
+    except (OSError, pa.ArrowException) as err:
+        raise _read_problem(path, err) from None
+    return ends + (last not in (b"", b"\n", b"\r"))
+
+
+def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sample: int,
+             as_text: bool) -> Iterator[pa.RecordBatch]:
+    """Record batches of the gene column (text) and the sample columns (float64, or text).
+
+    Fields are named by position, so odd or repeated header names cannot clash. A parser's error
+    becomes an :class:`InputError` naming the line; a cell that is not a number raises
+    :class:`_NotNumeric` in the float64 pass.
+    """
+    names = [str(i) for i in range(n_fields)]
+    samples = names[first_sample:]
+    sample_type = pa.string() if as_text else pa.float64()
+    # the skipped lines and whole rows must fit in a block: make it 4x the head and first row
+    head = sum(len(line.encode()) + 2 for line in _head_lines(path, skip_rows + 1))
+    read_options = pacsv.ReadOptions(skip_rows=skip_rows, column_names=names,
+                                     block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head))
+    convert_options = pacsv.ConvertOptions(column_types={"0": pa.string(), **{s: sample_type for s in samples}},
+                                           include_columns=["0", *samples], strings_can_be_null=False,
+                                           null_values=NULL_VALUES)
+    try:
+        with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                            convert_options=convert_options) as reader:
+            yield from reader
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        message = str(err)
-        if "Expected" in message and "columns" in message:
-            bad = _first_bad_line(path, delimiter, len(column_names), skip_rows)
-            if bad is not None:
-                number, fields, text = bad
-                gene = text.split(delimiter, 1)[0]
-                hint = (" A number seems to use thousands separators (e.g. '1,234'): write plain numbers."
-                        if delimiter == "," and fields > len(column_names) and re.search(r"\d,\d{3}\b", text)
-                        else " Is a value missing, or is there an extra delimiter?")
-                raise InputError(f"{path}: line {number} (gene '{gene}') has {fields} fields but the header "
-                                 f"implies {len(column_names)}.{hint}") from None
-        if "conversion error" in message:
-            # a later block did not fit the inferred type: reread as text, name the cell
-            try:
-                convert_options.column_types = {c: pa.string() for c in column_names}
-                return pacsv.read_csv(path, read_options=read_options, parse_options=parse_options,
-                                      convert_options=convert_options)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
-                pass
-        raise InputError(f"{path}: cannot be parsed as a {DELIMITER_NAMES.get(delimiter, delimiter)}-separated "
-                         f"table: {_short_arrow_message(err)}") from None
+        if "conversion error" in str(err) and not as_text:
+            raise _NotNumeric() from None
+        raise _parse_problem(path, err, delimiter, n_fields, skip_rows) from None
     except OSError as err:  # e.g. a truncated gzip stream
-        if _is_gz(path):
-            raise InputError(f"{path}: the gzip stream is truncated or corrupt ({_short_arrow_message(err)}); "
-                             "copy or download the file again.") from None
-        raise InputError(f"{path}: cannot be read: {_short_arrow_message(err)}.") from None
+        raise _read_problem(path, err) from None
+
+
+def _fill(values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, _BadColumn]) -> tuple[np.ndarray, int]:
+    """Write each batch's sample columns into ``values[:, rows]``; returns gene ids and the row count.
+
+    Text batches (sample columns of type string) are converted here, their bad cells noted in ``bad``.
+    """
+    genes: list[np.ndarray] = []
+    start = 0
+    for batch in batches:
+        stop = start + batch.num_rows
+        if stop > values.shape[1]:
+            raise RuntimeError(f"more rows than lines ({stop} > {values.shape[1]})")
+        genes.append(batch.column(0).to_numpy(zero_copy_only=False))
+        columns = batch.columns[1:]
+        if columns and pa.types.is_string(columns[0].type):
+            values[:, start:stop] = _text_to_float(columns, start, bad)
+        else:
+            for i, column in enumerate(columns):
+                values[i, start:stop] = column.to_numpy(zero_copy_only=False)  # nulls become NaN
+        start = stop
+    return (np.concatenate(genes) if genes else np.array([], dtype=object)), start
+
+
+def _text_to_float(columns: list[pa.Array], first_row: int, bad: dict[int, _BadColumn]) -> np.ndarray:
+    """Sample columns read as text -> samples x rows floats, read as pandas reads numbers (spaces
+    around a number allowed, the ``NULL_VALUES`` words missing); cells that are not numbers are
+    noted in ``bad`` by column, with data rows counted from ``first_row``."""
+    shape = (len(columns), len(columns[0]))
+    text = pc.utf8_trim_whitespace(pa.concat_arrays(columns))
+    missing = pc.is_in(text, value_set=pa.array(NULL_VALUES))
+    try:  # the usual batch: every cell a number (or missing) once trimmed; Arrow converts it fast
+        numbers = pc.cast(pc.if_else(missing, pa.scalar(None, pa.string()), text), pa.float64())
+        return numbers.to_numpy(zero_copy_only=False).reshape(shape)
+    except pa.ArrowInvalid:
+        return _text_cells_to_float(text, missing, shape, first_row, bad)
+
+
+def _text_cells_to_float(text: pa.Array, missing: pa.Array, shape: tuple[int, int], first_row: int,
+                         bad: dict[int, _BadColumn]) -> np.ndarray:
+    """The slow path of :func:`_text_to_float` for a batch with cells that are not numbers."""
+    boolean = pc.is_in(text, value_set=pa.array(sorted(BOOLEAN_WORDS))).to_numpy(zero_copy_only=False)
+    text = text.to_numpy(zero_copy_only=False).reshape(shape)
+    numbers = pd.to_numeric(text.reshape(-1), errors="coerce").astype(np.float64, copy=False).reshape(shape)
+    not_number = np.isnan(numbers) & ~missing.to_numpy(zero_copy_only=False).reshape(shape)
+    other_text = (not_number & ~boolean.reshape(shape)).any(axis=1)
+    for column in np.flatnonzero(not_number.any(axis=1)):
+        row = int(not_number[column].argmax())
+        found = bad.setdefault(int(column), _BadColumn(row=first_row + row, value=str(text[column, row])))
+        found.count += int(np.count_nonzero(not_number[column]))
+        found.only_booleans &= not other_text[column]
+    return numbers
+
+
+def _count_table(path: Path, genes: np.ndarray, samples: list[str], values: np.ndarray,
+                 bad: dict[int, _BadColumn]) -> CountTable:
+    """The table without HTSeq counter rows; first raises the non-numeric cells found, if any."""
+    if bad:
+        raise InputError(_not_number_problems(path, genes, samples, bad))
+    table = CountTable(genes=genes, samples=samples, values=values)
+    table.keep_genes(~pd.Series(genes, dtype=object).str.startswith(HTSEQ_SPECIAL_PREFIX).to_numpy(dtype=bool))
+    return table
+
+
+def _not_number_problems(path: Path, genes: np.ndarray, samples: list[str],
+                         bad: dict[int, _BadColumn]) -> list[str]:
+    """One message per column with cells that are not numbers (the first 10 columns), each naming
+    the first such cell by gene, line and value."""
+    problems = [f"{path}: column '{samples[i]}' holds true/false values, not counts."
+                for i, column in sorted(bad.items()) if column.only_booleans]
+    cells = [(samples[i], column) for i, column in sorted(bad.items()) if not column.only_booleans]
+    for sample, column in cells[:10]:
+        value = column.value
+        hint = (" (thousands separators are not allowed: write plain numbers)"
+                if re.fullmatch(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?", value.strip()) else "")
+        lines = row_lines(path, genes, column.row)
+        where = f" on {line_hint(lines)}" if lines else ""
+        problems.append(f"{path}: column '{sample}', gene '{genes[column.row]}'{where}: '{value}' is not a "
+                        f"number{hint}; {column.count} such cell(s) in this column.")
+    if len(cells) > 10:
+        problems.append(f"{path}: ... and {len(cells) - 10} more columns with cells that are not numbers.")
+    return problems
+
+
+def _parse_problem(path: Path, err: Exception, delimiter: str, n_fields: int, skip_rows: int) -> InputError:
+    """A parser error as a message: ragged rows name the line (found by rereading the file)."""
+    message = str(err)
+    if "Expected" in message and "columns" in message:
+        found = _first_bad_line(path, delimiter, n_fields, skip_rows)
+        if found is not None:
+            number, fields, text = found
+            gene = text.split(delimiter, 1)[0]
+            hint = (" A number seems to use thousands separators (e.g. '1,234'): write plain numbers."
+                    if delimiter == "," and fields > n_fields and re.search(r"\d,\d{3}\b", text)
+                    else " Is a value missing, or is there an extra delimiter?")
+            return InputError(f"{path}: line {number} (gene '{gene}') has {fields} fields but the header "
+                              f"implies {n_fields}.{hint}")
+    return InputError(f"{path}: cannot be parsed as a {DELIMITER_NAMES.get(delimiter, delimiter)}-separated "
+                      f"table: {_short_arrow_message(err)}")
+
+
+def _read_problem(path: Path, err: Exception) -> InputError:
+    if _is_gz(path):
+        return InputError(f"{path}: the gzip stream is truncated or corrupt ({_short_arrow_message(err)}); "
+                          "copy or download the file again.")
+    return InputError(f"{path}: cannot be read: {_short_arrow_message(err)}.")
 
 
 def _short_arrow_message(err: Exception) -> str:
     return str(err).split("\n")[0][:300]
-
-
-def _to_float_matrix(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Coerce sample columns to float64, naming the first non-numeric cell of each bad column."""
-    problems = []
-    bad_cells = []
-    out = {}
-    for column in frame.columns:
-        values = frame[column]
-        if pd.api.types.is_bool_dtype(values):
-            problems.append(f"{path}: column '{column}' holds true/false values, not counts.")
-            continue
-        if pd.api.types.is_numeric_dtype(values):
-            out[column] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-            continue
-        text = values.astype("string").str.strip()
-        numeric = pd.to_numeric(text.replace(NULL_VALUES, pd.NA), errors="coerce")
-        bad = numeric.isna() & text.notna() & ~text.isin(NULL_VALUES)
-        if not bad.any():
-            out[column] = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-            continue
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        bad_cells.append((column, str(frame.index[row]), str(values.iloc[row]), int(bad.sum())))
-    if bad_cells:
-        lines = locate_rows(path, [gene for _, gene, _, _ in bad_cells[:10]], limit=1)
-        for column, gene, value, count in bad_cells[:10]:
-            hint = (" (thousands separators are not allowed: write plain numbers)"
-                    if re.fullmatch(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?", value.strip()) else "")
-            where = f" on {line_hint(lines.get(gene, []))}" if lines.get(gene) else ""
-            problems.append(f"{path}: column '{column}', gene '{gene}'{where}: '{value}' is not a number{hint}; "
-                            f"{count} such cell(s) in this column.")
-        if len(bad_cells) > 10:
-            problems.append(f"{path}: ... and {len(bad_cells) - 10} more columns with cells that are not numbers.")
-    if problems:
-        raise InputError(problems)
-    matrix = pd.DataFrame(out, index=frame.index.astype(str))
-    matrix.index.name = "gene_id"
-    matrix = matrix[~matrix.index.str.startswith(HTSEQ_SPECIAL_PREFIX)]
-    return matrix
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 import anndata as ad
 import numpy as np
@@ -24,7 +26,7 @@ import pandas as pd
 
 from .errors import InputError, ProblemList
 from .genesets import SCORE_GROUPS, id_kind, match_genes
-from .io import line_hint, locate_rows, read_counts, read_sample_sheet, sha256sum
+from .io import CountTable, line_hint, locate_rows, read_count_table, read_sample_sheet, row_lines, sha256sum
 
 CANONICAL = ("sample", "participant", "arm", "time", "period")
 MIN_PARTICIPANTS_PER_ARM = 2
@@ -305,39 +307,110 @@ def build_obs(sheet: pd.DataFrame, study: dict, path: Path,
 # Count table
 # ----------------------------------------------------------------------------------------------
 
-def _first_cell(matrix: pd.DataFrame, mask: np.ndarray, path: Path) -> str:
-    """"gene 'X' (line N), sample 'Y' (value)" for the first True cell of mask."""
-    gene_i, sample_i = np.nonzero(mask)
-    gene, sample = str(matrix.index[gene_i[0]]), str(matrix.columns[sample_i[0]])
-    lines = locate_rows(path, [gene], limit=1).get(gene, [])
+SCAN_CELLS = 1 << 21  # cells per block of samples in the value checks (16 MB of float64)
+
+
+@dataclass
+class _Cells:
+    """Cells of one kind found by the value scan: how many, and the first in file order as
+    (gene position, sample position), i.e. the earliest gene, then the leftmost sample."""
+
+    count: int = 0
+    first: tuple[int, int] | None = None
+
+    def add(self, mask: np.ndarray, rows: np.ndarray) -> None:
+        """Count the True cells of ``mask`` (a samples x genes block of the samples ``rows``)."""
+        found = int(np.count_nonzero(mask))
+        if not found:
+            return
+        self.count += found
+        gene = int(mask.any(axis=0).argmax())
+        cell = (gene, int(rows[mask[:, gene].argmax()]))
+        self.first = cell if self.first is None else min(self.first, cell)
+
+
+@dataclass
+class _ValueScan:
+    """What one pass over the checked samples found (see :func:`_scan_values`)."""
+
+    non_finite: _Cells
+    negative: _Cells
+    fractional: _Cells
+    above_log2_max: _Cells
+    totals: np.ndarray  # per checked sample
+    maximum: float
+
+
+def _row_blocks(rows: np.ndarray, n_genes: int) -> Iterator[np.ndarray]:
+    """``rows`` in consecutive pieces of about ``SCAN_CELLS`` cells."""
+    size = max(1, SCAN_CELLS // max(n_genes, 1))
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def _block(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]``: a view when the rows are consecutive, else a copy of just this block."""
+    if rows[-1] - rows[0] == len(rows) - 1:
+        return values[rows[0]:rows[-1] + 1]
+    return values[rows]
+
+
+def _scan_values(values: np.ndarray, rows: np.ndarray, mode: str) -> _ValueScan:
+    """One pass over the samples ``rows`` of a samples x genes array, a block of samples at a time,
+    so that no mask or temporary is the size of the whole matrix. After the first non-finite
+    value only non-finite values are counted (the other findings would be meaningless)."""
+    scan = _ValueScan(_Cells(), _Cells(), _Cells(), _Cells(), np.zeros(len(rows)), -np.inf)
+    done = 0
+    for block_rows in _row_blocks(rows, values.shape[1]):
+        block = _block(values, block_rows)
+        scan.non_finite.add(~np.isfinite(block), block_rows)
+        if not scan.non_finite.count:
+            scan.fractional.add(block != np.round(block), block_rows)
+            if mode == "counts":
+                scan.negative.add(block < 0, block_rows)
+            else:
+                scan.above_log2_max.add(block > LOG2_MAX, block_rows)
+            scan.totals[done:done + len(block_rows)] = block.sum(axis=1)
+            scan.maximum = max(scan.maximum, float(block.max()))
+        done += len(block_rows)
+    return scan
+
+
+def _first_cell(table: CountTable, cells: _Cells, path: Path) -> str:
+    """"gene 'X' (line N), sample 'Y'" for the first cell found."""
+    gene_i, sample_i = cells.first
+    lines = row_lines(path, table.genes, gene_i)
     where = f" ({line_hint(lines)})" if lines else ""
-    return f"gene '{gene}'{where}, sample '{sample}'"
+    return f"gene '{table.genes[gene_i]}'{where}, sample '{table.samples[sample_i]}'"
 
 
-def _check_values(matrix: pd.DataFrame, mode: str, path: Path, problems: ProblemList) -> None:
-    """Counts must be finite non-negative integers; log2 values must be finite and log-scale."""
-    values = matrix.to_numpy()
-    if values.size == 0:
+def _first_value(table: CountTable, cells: _Cells) -> float:
+    gene_i, sample_i = cells.first
+    return float(table.values[sample_i, gene_i])
+
+
+def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList) -> None:
+    """Counts must be finite non-negative integers; log2 values must be finite and log-scale.
+
+    Only the samples at positions ``rows`` are checked (excluded samples are not).
+    """
+    if len(rows) == 0 or len(table.genes) == 0:
         return
-    finite = np.isfinite(values)
-    if not finite.all():
-        problems.add(f"{path}: {int((~finite).sum())} missing or non-finite value(s) (empty, NA, NaN or Inf), "
-                     f"first at {_first_cell(matrix, ~finite, path)}; every cell needs a number.")
+    scan = _scan_values(table.values, rows, mode)
+    if scan.non_finite.count:
+        problems.add(f"{path}: {scan.non_finite.count} missing or non-finite value(s) (empty, NA, NaN or Inf), "
+                     f"first at {_first_cell(table, scan.non_finite, path)}; every cell needs a number.")
         return
-    integral = bool(np.all(values == np.round(values)))
+    integral = scan.fractional.count == 0
     if mode == "counts":
-        negative = values < 0
-        if negative.any():
-            gene_i, sample_i = np.nonzero(negative)
-            problems.add(f"{path}: {len(gene_i)} negative count(s), first at {_first_cell(matrix, negative, path)} "
-                         f"({values[gene_i[0], sample_i[0]]:g}); counts cannot be negative. If these are "
-                         "log-scale values, set `input: log2_expression`.")
+        if scan.negative.count:
+            problems.add(f"{path}: {scan.negative.count} negative count(s), first at "
+                         f"{_first_cell(table, scan.negative, path)} ({_first_value(table, scan.negative):g}); "
+                         "counts cannot be negative. If these are log-scale values, set `input: log2_expression`.")
         if not integral:
-            fractional = values != np.round(values)
-            gene_i, sample_i = np.nonzero(fractional)
-            first = f"first at {_first_cell(matrix, fractional, path)} ({values[gene_i[0], sample_i[0]]:g})"
-            totals = values.sum(axis=0)
-            if np.all(np.abs(totals - TPM_TOTAL) <= 0.01 * TPM_TOTAL):
+            first = (f"first at {_first_cell(table, scan.fractional, path)} "
+                     f"({_first_value(table, scan.fractional):g})")
+            if np.all(np.abs(scan.totals - TPM_TOTAL) <= 0.01 * TPM_TOTAL):
                 what = (f"every sample's values sum to {TPM_TOTAL:,.0f}, so these look like TPM (or CPM), not raw "
                         "counts. ctra needs raw integer counts (featureCounts/HTSeq, or tximport counts); with "
                         "TPM only, give log2(TPM + 1) and set `input: log2_expression`")
@@ -346,28 +419,28 @@ def _check_values(matrix: pd.DataFrame, mode: str, path: Path, problems: Problem
                         "counts (TPM/CPM would sum to 1,000,000 per sample; these do not). Give raw integer "
                         "counts (round estimated counts, e.g. tximport's countsFromAbundance='no' rounded), or "
                         "give log2-scale values and set `input: log2_expression`")
-            problems.add(f"{path}: {len(gene_i)} non-integer value(s), {first}; {what}.")
-        zero = np.flatnonzero(values.sum(axis=0) == 0)
+            problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what}.")
+        zero = rows[scan.totals == 0]
         if len(zero):
-            problems.add(f"{path}: sample(s) {_listing(matrix.columns[zero].tolist())} have zero counts for "
+            problems.add(f"{path}: sample(s) {_listing([table.samples[i] for i in zero])} have zero counts for "
                          "every gene (a failed or empty library); remove them (or list them in `exclude_samples`).")
-    elif integral and values.max() > LOG2_LOOKS_LIKE_COUNTS:
-        problems.add(f"{path}: `input: log2_expression` but the values are integers up to {values.max():g}; "
+    elif integral and scan.maximum > LOG2_LOOKS_LIKE_COUNTS:
+        problems.add(f"{path}: `input: log2_expression` but the values are integers up to {scan.maximum:g}; "
                      "these look like raw counts: set `input: counts`.")
-    elif values.max() > LOG2_MAX:
-        big = values > LOG2_MAX
-        problems.add(f"{path}: `input: log2_expression` but values reach {values.max():g} (first above "
-                     f"{LOG2_MAX:g} at {_first_cell(matrix, big, path)}); log2 expression stays below ~25. "
-                     "Transform them (e.g. log2(TPM + 1)) or, for raw counts, set `input: counts`.")
+    elif scan.maximum > LOG2_MAX:
+        problems.add(f"{path}: `input: log2_expression` but values reach {scan.maximum:g} (first above "
+                     f"{LOG2_MAX:g} at {_first_cell(table, scan.above_log2_max, path)}); log2 expression stays "
+                     "below ~25. Transform them (e.g. log2(TPM + 1)) or, for raw counts, set `input: counts`.")
 
 
-def _match_samples(matrix: pd.DataFrame, obs: pd.DataFrame, ignored: list[str], counts_path: Path,
+def _match_samples(samples: list[str], obs: pd.DataFrame, ignored: set[str], counts_path: Path,
                    samples_path: Path, problems: ProblemList) -> None:
-    missing = [s for s in obs.index if s not in matrix.columns]
-    extra = [s for s in matrix.columns if s not in obs.index and s not in ignored]
+    in_counts = set(samples)
+    missing = [s for s in obs.index if s not in in_counts]
+    extra = [s for s in samples if s not in obs.index and s not in ignored]
     if missing:
         in_lines = obs.loc[missing, LINE].tolist()
-        near = {s: c for s in missing for c in matrix.columns if level_key(c) == level_key(s)}
+        near = {s: c for s in missing for c in samples if level_key(c) == level_key(s)}
         hint = ("; the count table has " + ", ".join(f"'{c}' for '{s}'" for s, c in list(near.items())[:3])
                 + " (ids differ in case or spacing)" if near else "")
         problems.add(f"{samples_path}: {len(missing)} sample(s) of the sheet have no column in {counts_path}: "
@@ -377,15 +450,18 @@ def _match_samples(matrix: pd.DataFrame, obs: pd.DataFrame, ignored: list[str], 
                      f"{_listing(extra)}; add them to the sheet or to `exclude_samples`.")
 
 
-def merge_gene_rows(matrix: pd.DataFrame, gene_table: pd.DataFrame, mode: str, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def merge_gene_rows(table: CountTable, gene_table: pd.DataFrame, mode: str,
+                    path: Path) -> tuple[CountTable, pd.DataFrame]:
     """Rename matched rows to the gene-set names, summing several rows of one gene (counts only).
 
-    Returns the matrix and a var frame with ``input_ids``, ``group`` and ``direction``.
+    Works in place: a merged gene's sum goes to its first row and its other rows are dropped, so
+    only those few rows are touched. Returns the table and a var frame with ``input_ids``,
+    ``group`` and ``direction``.
     """
-    match = match_genes(matrix.index, gene_table, str(path))
-    rows_for_gene = match.rows_for_gene
-    gene_for_row = {row: gene for gene, rows in rows_for_gene.items() for row in rows}
-    merged = {g: rows for g, rows in rows_for_gene.items() if len(rows) > 1}
+    ids = pd.Index(table.genes, dtype=object)
+    match = match_genes(ids, gene_table, str(path))
+    gene_for_row = match.gene_for_row
+    merged = {g: rows for g, rows in match.rows_for_gene.items() if len(rows) > 1}
     if merged and mode != "counts":
         lines = locate_rows(path, [r for rows in merged.values() for r in rows], limit=1)
         shown = "; ".join(f"{g} <- " + " + ".join(f"'{r}'" + (f" ({line_hint(lines[r])})" if lines.get(r) else "")
@@ -393,23 +469,29 @@ def merge_gene_rows(matrix: pd.DataFrame, gene_table: pd.DataFrame, mode: str, p
                           for g, rows in list(merged.items())[:5])
         raise InputError(f"{path}: several rows map to one gene of the gene set after alias mapping ({shown}); "
                          "log2 values cannot be merged by summing: keep one row per gene.")
-    new_index = matrix.index.map(lambda row: gene_for_row.get(row, row))
-    duplicated = new_index.duplicated(keep=False) & ~new_index.isin(list(merged))
+    new_ids = ids.map(lambda row: gene_for_row.get(row, row))
+    duplicated = new_ids.duplicated(keep=False) & ~new_ids.isin(list(merged))
     if duplicated.any():
-        ids = sorted(set(matrix.index[duplicated]))
-        lines = locate_rows(path, ids[:5])
-        shown = ", ".join(f"'{i}'" + (f" ({line_hint(lines[i])})" if lines.get(i) else "") for i in ids[:5])
-        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
-        raise InputError(f"{path}: {len(ids)} gene id(s) appear on more than one row: {shown}{more}; give each "
-                         "gene one row (ambiguous rows are not summed silently).")
-    input_ids = pd.Series(matrix.index, index=new_index).groupby(level=0, sort=False).agg(";".join)
-    matrix = matrix.groupby(new_index, sort=False).sum() if merged else matrix.set_axis(new_index)
+        repeated = sorted(set(ids[duplicated]))
+        lines = locate_rows(path, repeated[:5])
+        shown = ", ".join(f"'{i}'" + (f" ({line_hint(lines[i])})" if lines.get(i) else "") for i in repeated[:5])
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        raise InputError(f"{path}: {len(repeated)} gene id(s) appear on more than one row: {shown}{more}; give "
+                         "each gene one row (ambiguous rows are not summed silently).")
+    input_ids = np.asarray(ids, dtype=object).copy()
+    keep = np.ones(len(ids), dtype=bool)
+    for positions in (np.flatnonzero(ids.isin(rows)) for rows in merged.values()):
+        table.values[:, positions[0]] = table.values[:, positions].sum(axis=1)
+        input_ids[positions[0]] = ";".join(ids[positions])  # in file order
+        keep[positions[1:]] = False
+    table.genes = np.asarray(new_ids, dtype=object)
+    table.keep_genes(keep)
     info = gene_table.set_index("gene")
-    var = pd.DataFrame(index=matrix.index)
-    var["input_ids"] = input_ids.reindex(matrix.index).to_numpy()
-    var["group"] = info["group"].reindex(matrix.index).fillna("").to_numpy()
-    var["direction"] = info["direction"].reindex(matrix.index).fillna(0).astype(int).to_numpy()
-    return matrix, var
+    var = pd.DataFrame(index=pd.Index(table.genes, dtype=object))
+    var["input_ids"] = input_ids[keep]
+    var["group"] = info["group"].reindex(var.index).fillna("").to_numpy()
+    var["direction"] = info["direction"].reindex(var.index).fillna(0).astype(int).to_numpy()
+    return table, var
 
 
 def _check_set_coverage(var: pd.DataFrame, gene_set: pd.DataFrame, kind: str, path: Path) -> None:
@@ -423,13 +505,13 @@ def _check_set_coverage(var: pd.DataFrame, gene_set: pd.DataFrame, kind: str, pa
                          "column holds human HGNC symbols or human Ensembl gene ids.")
 
 
-def _check_genes(matrix: pd.DataFrame, gene_set: pd.DataFrame, markers: pd.DataFrame, mode: str,
-                 path: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def _check_genes(table: CountTable, gene_set: pd.DataFrame, markers: pd.DataFrame, mode: str,
+                 path: Path) -> tuple[CountTable, pd.DataFrame, str]:
     gene_table = pd.concat([gene_set, markers[~markers["gene"].isin(gene_set["gene"])]], ignore_index=True)
-    kind = id_kind(matrix.index, str(path))
-    matrix, var = merge_gene_rows(matrix, gene_table, mode, path)
+    kind = id_kind(pd.Index(table.genes, dtype=object), str(path))
+    table, var = merge_gene_rows(table, gene_table, mode, path)
     _check_set_coverage(var, gene_set, kind, path)
-    return matrix, var, kind
+    return table, var, kind
 
 
 # ----------------------------------------------------------------------------------------------
@@ -441,37 +523,41 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
 
     ``study`` is the study's config block after schema defaults. The returned object carries the
     canonical obs columns, ``var`` gene annotation, and in ``uns`` the level order, what was
-    excluded or merged, and input checksums. All problems found are raised together.
+    excluded or merged, and input checksums. All problems found are raised together. Its X is the
+    array the count table was read into (checked, merged and reordered in place), not a copy.
     """
     counts_path, samples_path = Path(study["counts"]), Path(study["samples"])
     problems = ProblemList()
     sheet = _attempt(read_sample_sheet, samples_path, problems=problems)
-    matrix = _attempt(read_counts, counts_path, problems=problems)
+    table = _attempt(read_count_table, counts_path, problems=problems)
     obs, record = build_obs(sheet, study, samples_path, problems) if sheet is not None else (None, None)
     config_excluded = list(study.get("exclude_samples", []))
-    if matrix is not None and matrix.shape[0] == 0:
+    if table is not None and len(table.genes) == 0:
         problems.add(f"{counts_path}: has a header but no gene rows.")
-        matrix = None
+        table = None
     genes = None
-    if matrix is not None:
-        ignored = config_excluded + (record["dropped_incomplete"] if record else [])
+    if table is not None:
+        ignored = set(config_excluded + (record["dropped_incomplete"] if record else []))
+        in_counts = set(table.samples)
         if obs is not None:
-            _match_samples(matrix, obs, ignored, counts_path, samples_path, problems)
+            _match_samples(table.samples, obs, ignored, counts_path, samples_path, problems)
         if sheet is not None and obs is not None:
             sheet_samples = set(sheet[(study.get("columns") or {}).get("sample", "sample")])
-            unknown = [s for s in config_excluded if s not in matrix.columns and s not in sheet_samples]
+            unknown = [s for s in config_excluded if s not in in_counts and s not in sheet_samples]
             if unknown:
                 problems.add(f"config: `exclude_samples` names sample(s) found in neither {samples_path} nor "
                              f"{counts_path}: {_listing(unknown)}.")
-        checked = [c for c in matrix.columns if c not in ignored and (obs is None or c in obs.index)]
-        _check_values(matrix[checked], study["input"], counts_path, problems)
-        genes = _attempt(_check_genes, matrix, gene_set, markers, study["input"], counts_path, problems=problems)
+        checked = np.array([i for i, s in enumerate(table.samples)
+                            if s not in ignored and (obs is None or s in obs.index)], dtype=np.intp)
+        _check_values(table, checked, study["input"], counts_path, problems)
+        genes = _attempt(_check_genes, table, gene_set, markers, study["input"], counts_path, problems=problems)
     problems.raise_if_any()
     assert obs is not None and record is not None and genes is not None
-    matrix, var, kind = genes
-    matrix = matrix[obs.index]
+    table, var, kind = genes
+    position = {s: i for i, s in enumerate(table.samples)}
+    table.take_samples([position[s] for s in obs.index])
     obs = obs.drop(columns=[LINE])
-    adata = ad.AnnData(X=matrix.T.to_numpy(dtype=np.float64), obs=obs, var=var)
+    adata = ad.AnnData(X=table.values, obs=obs, var=var)
     adata.uns["levels"] = record["levels"]
     adata.uns["excluded_samples"] = record["excluded_samples"]
     adata.uns["dropped_incomplete"] = record["dropped_incomplete"]
