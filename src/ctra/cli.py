@@ -273,12 +273,14 @@ def normalization_text(info: dict, study: dict) -> str:
         return "The input was already log2-scale expression and was used as given (no DESeq2 normalization)." + scoring
     trend = (f"a parametric dispersion trend (asymptotic dispersion {info['a0_asymptotic_dispersion']:.4g}, "
              f"extra-Poisson {info['a1_extra_poisson']:.4g})")
-    if info.get("method") == "fast":
-        how = (f"fitted with PyDESeq2's genewise dispersion and trend routines on {info['trend_genes']} genes chosen "
-               "evenly over the mean ranks of genes with mean normalized count above 5, as R DESeq2's vst() does, "
-               "and applied to all genes")
+    if info.get("method") == "vst_subset":
+        how = (f"fitted on {info['trend_genes']} genes chosen evenly over the mean ranks of genes with mean "
+               "normalized count above 5, as R DESeq2's vst() does, and applied to all genes")
     else:
-        how = f"fitted on all {info['trend_genes']} non-zero genes by PyDESeq2's full vst (use_design=False)"
+        engine = ("PyDESeq2's own DeseqDataSet" if info.get("method") == "pydeseq2" else
+                  "ctra's vectorized implementation of PyDESeq2's genewise dispersion and trend routines")
+        how = (f"fitted on all {info['trend_genes']} non-zero genes above the dispersion floor (PyDESeq2's full "
+               f"vst, R's varianceStabilizingTransformation) by {engine}")
     return ("Size factors: DESeq2 median of ratios (PyDESeq2). Expression: blind variance-stabilizing "
             f"transformation (log2 scale) with {trend}, {how}." + scoring)
 
