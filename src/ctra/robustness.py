@@ -305,12 +305,17 @@ def gene_long_format(adata, usage: pd.DataFrame, design: Design, score: str) -> 
 
 def fit_gene_gee(adata, usage: pd.DataFrame, design: Design, score: str = "ctra"):
     """statsmodels GEE (Gaussian, exchangeable, robust SE) of the long-format gene model."""
-    import statsmodels.api as sm  # imported here: slow to import, and only this check needs it
+    # imported here, and only the GEE module (statsmodels.api takes seconds to import)
+    from statsmodels.genmod.cov_struct import Exchangeable
+    from statsmodels.genmod.families import Gaussian
+    from statsmodels.genmod.generalized_estimating_equations import GEE
 
     endog, exog, groups, names = gene_long_format(adata, usage, design, score)
-    model = sm.GEE(endog, exog, groups=groups, cov_struct=sm.cov_struct.Exchangeable(),
-                   family=sm.families.Gaussian())
-    result = model.fit(maxiter=100, ddof_scale=0)  # divide scale and alpha by N, as geepack does
+    model = GEE(endog, exog, groups=groups, cov_struct=Exchangeable(), family=Gaussian())
+    # start from least squares by the normal equations: the same solution as statsmodels' own start
+    # (a GLM fit of the long table), without its SVDs
+    start = np.linalg.solve(exog.T @ exog, exog.T @ endog)
+    result = model.fit(maxiter=100, ddof_scale=0, start_params=start)  # scale and alpha over N, as geepack
     return result, names
 
 
