@@ -127,6 +127,15 @@ def vst_deviation(adata: ad.AnnData, reference: pd.DataFrame) -> pd.Series:
     return (ours - reference).abs().max(axis=1)
 
 
+def assert_vst_close(case: str, method: str, function: str, atol: float) -> None:
+    """ctra's VST by ``method`` within ``atol`` (log2) of R's (``vst`` or ``vsT``) on every reference gene."""
+    deviation = vst_deviation(normalized(case, method), r_vst(case, function))
+    names = {"vst": "vst(blind=TRUE)", "vsT": "varianceStabilizingTransformation(blind=TRUE)"}
+    assert deviation.max() < atol, (
+        f"{case}: method='{method}' differs from {names[function]} by {deviation.max():.4f} (gene "
+        f"{deviation.idxmax()}); worst: {deviation.nlargest(5).round(4).to_dict()}")
+
+
 # ----------------------------------------------------------------------------------------------
 # DESeq2: size factors, gene matching, VST
 # ----------------------------------------------------------------------------------------------
@@ -172,29 +181,18 @@ def test_vst_pydeseq2_matches_variance_stabilizing_transformation(case):
     reference_sf = read_fixture(case, "size_factors.tsv").set_index("sample")["size_factor"]
     assert np.abs(adata.obs["size_factor"].to_numpy() / reference_sf.loc[adata.obs_names].to_numpy() - 1).max() \
         < SIZE_FACTOR_RTOL
-    deviation = vst_deviation(adata, r_vst(case, "vsT"))
-    assert deviation.max() < VST_PYDESEQ2_ATOL, (
-        f"{case}: method='pydeseq2' differs from varianceStabilizingTransformation(blind=TRUE) by "
-        f"{deviation.max():.4f} (gene {deviation.idxmax()}); worst: {deviation.nlargest(5).round(4).to_dict()}")
+    assert_vst_close(case, "pydeseq2", "vsT", VST_PYDESEQ2_ATOL)
 
 
 @pytest.mark.parametrize("case", COUNT_CASES)
 def test_vst_fast_matches_variance_stabilizing_transformation(case):
     """The default: R's full blind VST, on the real cohort too (where the floor rule matters)."""
-    adata = normalized(case, "fast")
-    deviation = vst_deviation(adata, r_vst(case, "vsT"))
-    assert deviation.max() < VST_PYDESEQ2_ATOL, (
-        f"{case}: method='fast' differs from varianceStabilizingTransformation(blind=TRUE) by "
-        f"{deviation.max():.4f} (gene {deviation.idxmax()}); worst: {deviation.nlargest(5).round(4).to_dict()}")
+    assert_vst_close(case, "fast", "vsT", VST_PYDESEQ2_ATOL)
 
 
 @pytest.mark.parametrize("case", COUNT_CASES)
 def test_vst_subset_matches_vst(case):
-    adata = normalized(case, "vst_subset")
-    deviation = vst_deviation(adata, r_vst(case, "vst"))
-    assert deviation.max() < VST_SUBSET_ATOL, (
-        f"{case}: method='vst_subset' differs from vst(blind=TRUE) by {deviation.max():.4f} (gene "
-        f"{deviation.idxmax()}); worst: {deviation.nlargest(5).round(4).to_dict()}")
+    assert_vst_close(case, "vst_subset", "vst", VST_SUBSET_ATOL)
 
 
 @pytest.mark.parametrize("case", COUNT_CASES)
