@@ -151,6 +151,11 @@ def study_config(wildcards):
     return config["studies"][wildcards.study]
 
 
+def normalize_memory_factor(wildcards):
+    """MB of memory per MB of validated.h5ad that the normalize stage needs (see normalize.smk)."""
+    return 20 if study_config(wildcards)["normalization"] == "pydeseq2" else 3
+
+
 def study_json(wildcards):
     return json.dumps(study_config(wildcards), sort_keys=True)
 

@@ -8,8 +8,9 @@ rule normalize:
         study=study_json,
     threads: 2
     resources:
-        # PyDESeq2 holds several float64 copies of the matrix: ~20 MB per MB of .h5ad; doubled on a retry.
-        mem_mb=lambda wildcards, input, attempt: (1000 + 20 * int(input.size_mb)) * attempt,
+        # measured peak: ~2.2 MB per MB of validated.h5ad (the counts and the VST); PyDESeq2's own code
+        # (normalization: pydeseq2) holds several float64 copies, ~20 MB per MB. Doubled on a retry.
+        mem_mb=lambda wildcards, input, attempt: (1000 + normalize_memory_factor(wildcards) * int(input.size_mb)) * attempt,
         runtime=lambda wildcards, input, attempt: (30 + int(input.size_mb) // 5) * attempt,
     log:
         "results/{study}/logs/normalize.log",
