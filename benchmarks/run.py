@@ -1,6 +1,6 @@
 """Performance benchmark of ctra: normalization vs PyDESeq2, reading, the whole workflow, scaling.
 
-    python benchmarks/run.py            # everything (trial, 2x, 4x and biobank scale; ~30-60 min)
+    python benchmarks/run.py            # everything (trial, 2x, 4x and biobank scale; ~15 min)
     python benchmarks/run.py --quick    # without the biobank-scale cohort
 
 Cohorts are generated on first use by ``benchmarks/make_cohort.py`` into ``benchmarks/data/``
