@@ -87,6 +87,8 @@ def test_gene_summaries_apply_the_expression_rule_gene_by_gene():
     factors = rng.uniform(0.5, 2.0, 10)
     vst = np.log2(counts / factors[:, None] + 1)
     vst[:, 4] = 3.0  # expressed, but a constant VST: not used
+    counts[:, 7] = np.where(np.arange(10) < 6, 2.0 * factors, 0.0)  # normalized count exactly 2 in 60 %
+    vst[:, 7] = np.log2(counts[:, 7] / factors + 1)
     adata = ad.AnnData(obs=pd.DataFrame({"size_factor": factors}, index=[f"s{i}" for i in range(10)]),
                        layers={"counts": counts, "vst": vst})
     got = gene_summaries(adata, min_count=2, min_fraction=0.6, block_genes=5)
@@ -96,4 +98,4 @@ def test_gene_summaries_apply_the_expression_rule_gene_by_gene():
         assert bool(got["expressed"].iloc[j]) == expected, j
         assert got["vst_mean"].iloc[j] == pytest.approx(statistics.fmean(vst[:, j]))
         assert got["vst_var"].iloc[j] == pytest.approx(statistics.variance(vst[:, j]))
-    assert not got["expressed"].iloc[4] and 0 < got["expressed"].sum() < 23
+    assert not got["expressed"].iloc[4] and got["expressed"].iloc[7] and 0 < got["expressed"].sum() < 23

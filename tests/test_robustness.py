@@ -172,3 +172,8 @@ def test_batched_solve_flags_singular_and_near_singular_items():
     beta, _, ok = rb._solve_batched(xtx, xty)
     assert ok.tolist() == [True, False, False]
     assert np.allclose(beta[0], np.linalg.solve(xtx[0], xty[0])) and np.isnan(beta[1:]).all()
+    # without a numerically singular item the batched inverse succeeds and the condition bound decides:
+    # a column equal to another up to 1e-7 (2-norm condition ~5e14) is refused, the sound design kept
+    X[2, :, 3] = X[2, :, 0] + 1e-7 * rng.normal(size=30)
+    xtx = np.einsum("bnp,bnq->bpq", X, X)
+    assert rb._solve_batched(xtx[[0, 2]], xty[[0, 2]])[2].tolist() == [True, False]
