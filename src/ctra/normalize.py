@@ -351,15 +351,6 @@ def fit_trend_from_dispersions(dispersions: np.ndarray, base_mean: np.ndarray) -
     return float(coeffs[0]), float(coeffs[1])
 
 
-def fit_trend(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 1) -> tuple[float, float]:
-    """Parametric dispersion trend ``a0 + a1 / mean`` on the given genes (columns).
-
-    The size factors are those of the whole table (as R does for its subset), not re-estimated.
-    """
-    dispersions, _ = genewise_dispersions(counts, factors, n_cpus=n_cpus)
-    return fit_trend_from_dispersions(dispersions, normalized_means(counts, factors))
-
-
 def vst_transform(normed: np.ndarray, a0: float, a1: float, out: np.ndarray | None = None) -> np.ndarray:
     """DESeq2's closed-form VST for a parametric trend (log2 scale); ``out`` may be ``normed``."""
     if out is None:

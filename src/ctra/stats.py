@@ -397,39 +397,40 @@ def study_design(adata, usage: pd.DataFrame, study: dict, source: str,
     return design, marker_genes
 
 
+def _score_fits(design: Design, scores: pd.DataFrame):
+    """(score, REML fit) for every score column that has values, sharing one block structure."""
+    structure = BlockStructure(design)
+    for score in SCORES:
+        y = scores[score].to_numpy(dtype=float)
+        if not np.isnan(y).all():
+            yield score, fit_reml(design, y, structure)
+
+
+def _relative_variances(fit: Fit) -> list[float]:
+    return (fit.component_variances / fit.sigma2).tolist()
+
+
 def fit_scores(design: Design, scores: pd.DataFrame, model: str) -> tuple[pd.DataFrame, dict[str, list[float]]]:
     """Contrast rows for every score column that has values, and each fit's relative variances.
 
     The relative variances (component variance / residual variance) let the robustness checks
     reuse the fitted covariance structure in closed-form refits.
     """
-    structure = BlockStructure(design)
     specs = contrast_specs(design)
     tables, gammas = [], {}
-    for score in SCORES:
-        y = scores[score].to_numpy(dtype=float)
-        if np.isnan(y).all():
-            continue
-        fit = fit_reml(design, y, structure)
+    for score, fit in _score_fits(design, scores):
         table = contrast_table(fit, design, specs)
         table.insert(0, "score", score)
         table.insert(1, "model", model)
         tables.append(table)
-        gammas[score] = (fit.component_variances / fit.sigma2).tolist()
+        gammas[score] = _relative_variances(fit)
     return pd.concat(tables, ignore_index=True), gammas
 
 
 def relative_variances(design: Design, scores: pd.DataFrame) -> dict[str, list[float]]:
     """Each score's REML variance components over its residual variance (as ``fit_scores`` records
     them), for the checks that refit with fixed variance components without waiting for the model."""
-    structure = BlockStructure(design)
-    gammas = {}
-    for score in SCORES:
-        y = scores[score].to_numpy(dtype=float)
-        if not np.isnan(y).all():
-            fit = fit_reml(design, y, structure)
-            gammas[score] = (fit.component_variances / fit.sigma2).tolist()
-    return gammas
+    return {score: _relative_variances(fit) for score, fit in _score_fits(design, scores)}
 
 
 def fit_genes(design: Design, adata, usage: pd.DataFrame) -> pd.DataFrame:
