@@ -2,7 +2,8 @@
 
 Model (lme4 notation)::
 
-    score ~ arm * time + covariates [+ marker VST] + (1 | participant) [+ (1 | participant:period)]
+    score ~ arm * time [+ period + period:time] + covariates [+ marker VST]
+            + (1 | participant) [+ (1 | participant:period)]
 
 with treatment coding, the control arm and baseline time as references (from the config, never
 alphabetical). The random effects are nested in participant, so V is block-diagonal by participant
@@ -15,13 +16,14 @@ parameters and numerical gradient of the contrast variance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
 from scipy.special import stdtr, stdtrit  # Student t cdf and quantile (scipy.stats costs ~1 s to import)
 
+from .endpoints import primary_endpoint
 from .errors import InputError
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -61,16 +63,34 @@ def interaction_column(arm: str, time: str) -> str:
     return f"{arm_column(arm)}:{time_column(time)}"
 
 
+def period_column(period: str) -> str:
+    return f"period[T.{period}]"
+
+
 def _indicator(values: np.ndarray, level: str) -> np.ndarray:
     return (values == level).astype(np.float64)
 
 
+def period_levels(values: pd.Series) -> list[str]:
+    """Periods in natural order (numerically when every label is a number, so '10' follows '9')."""
+    labels = sorted(set(values.astype(str)))
+    numeric = pd.to_numeric(pd.Series(labels), errors="coerce")
+    if numeric.notna().all():
+        labels = [labels[i] for i in np.argsort(numeric.to_numpy(), kind="stable")]
+    return labels
+
+
 def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: list[str],
                  extra: pd.DataFrame | None = None) -> Design:
-    """Treatment-coded ``arm * time`` plus covariates and extra numeric columns (marker VST).
+    """Treatment-coded ``arm * time`` [+ ``period + period:time``] plus covariates and extra numeric
+    columns (marker VST).
 
-    Numeric covariates and extra columns are centered (the contrasts do not change; conditioning
-    improves). Categorical covariates use their first level (order of appearance) as reference.
+    With a ``period`` column (crossover), period and period x time are fixed effects, the standard
+    crossover analysis: without them an unbalanced sequence allocation confounds the arm x time
+    contrast with the period effect. Numeric covariates and extra columns are centered (the
+    contrasts do not change; conditioning improves). A covariate column holding text is categorical
+    (``ctra.validate`` types them: numbers unless listed in ``categorical``), with its first level
+    (order of appearance) as reference.
     """
     arms, times = [str(a) for a in levels["arm"]], [str(t) for t in levels["time"]]
     arm_values, time_values = obs["arm"].to_numpy(str), obs["time"].to_numpy(str)
@@ -83,6 +103,17 @@ def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: li
         for time in times[1:]:
             columns[interaction_column(arm, time)] = columns[arm_column(arm)] * columns[time_column(time)]
     terms = []
+    has_period = "period" in obs
+    if has_period:
+        period_values = obs["period"].to_numpy(str)
+        periods = period_levels(obs["period"])
+        for period in periods[1:]:
+            columns[period_column(period)] = _indicator(period_values, period)
+        for period in periods[1:]:
+            for time in times[1:]:
+                columns[f"{period_column(period)}:{time_column(time)}"] = (columns[period_column(period)]
+                                                                           * columns[time_column(time)])
+        terms.append("period + period:time")
     for name in covariates:
         values = obs[name]
         if pd.api.types.is_numeric_dtype(values):
@@ -98,7 +129,7 @@ def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: li
             terms.append(name)
     participant = pd.factorize(obs["participant"], sort=True)[0]
     components, names = [participant], ["participant"]
-    if "period" in obs:
+    if has_period:
         components.append(pd.factorize(obs["participant"].astype(str) + "\x1f" + obs["period"].astype(str), sort=True)[0])
         names.append("participant:period")
     fixed = "arm * time" if len(arms) > 1 else "time"
@@ -107,7 +138,16 @@ def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: li
     return Design(X=np.column_stack(list(columns.values())), columns=list(columns), participant=participant,
                   components=components, component_names=names, arms=arms, times=times, formula=formula,
                   arm_of_sample=arm_values, time_of_sample=time_values,
-                  period_of_sample=obs["period"].to_numpy(str) if "period" in obs else None)
+                  period_of_sample=obs["period"].to_numpy(str) if has_period else None)
+
+
+def without_arm_terms(design: Design, arms: list[str] | None = None) -> Design:
+    """The design with the arm and arm x time columns of ``arms`` (default: every active arm) removed:
+    the null model of the permutation test, whose variance components cannot depend on the arm labels."""
+    arms = design.arms[1:] if arms is None else arms
+    prefixes = tuple(arm_column(a) for a in arms)
+    keep = [j for j, c in enumerate(design.columns) if not c.startswith(prefixes)]
+    return replace(design, X=design.X[:, keep], columns=[design.columns[j] for j in keep])
 
 
 def check_full_rank(X: np.ndarray, columns: list[str], source: str) -> None:
@@ -245,6 +285,204 @@ def fit_reml(design: Design, y: np.ndarray, structure: BlockStructure | None = N
     sigma2 = float((yhy[0] - beta @ xhy[:, 0]) / (structure.n - structure.p))
     return Fit(beta=beta, cov_beta=sigma2 * xhx_inv, sigma2=sigma2, component_variances=sigma2 * gamma,
                deviance=float(objective(theta)), structure=structure, X=design.X, y=y)
+
+
+GOLDEN_STEPS = 64  # golden-section steps on log10(theta) in [-6, 3]: a final bracket of ~4e-13
+
+
+def fit_reml_batch(design: Design, Y: np.ndarray, structure: BlockStructure | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """REML fits of many responses (columns of ``Y``), each with its own variance components.
+
+    Returns beta (responses x p) and its covariance (responses x p x p), the same numbers as
+    ``fit_reml`` per column. With one random intercept the REML criterion of every response is
+    evaluated at once from block sums (``X'H^-1X`` differs by response only through one weight per
+    block size), and minimised by a vectorized golden-section search on log10(theta) over the same
+    interval as ``fit_reml``, then compared with the boundary theta = 0. Nested components
+    (crossover) use closed-form block inverses (``_NestedSums``) and a vectorized projected Newton
+    search (``_projected_newton``).
+    """
+    structure = structure or BlockStructure(design)
+    Y = np.asarray(Y, dtype=float)
+    m, k = Y.shape[1], len(design.components)
+    sums = _InterceptSums(structure, design.X, Y) if k == 1 else _NestedSums(structure, design.X, Y, design)
+    if k == 1:
+        theta = _golden_log_theta(lambda values: sums.deviance(values[:, None]), m, GOLDEN_STEPS, None)
+        return sums.estimates(theta[:, None] ** 2)
+    return sums.estimates(_projected_newton(sums.criterion, m, k))
+
+
+NEWTON_GRID = np.array([0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0])  # starting values of each gamma
+NEWTON_ITERATIONS = 40
+
+
+def _projected_newton(deviance, m: int, k: int) -> np.ndarray:
+    """Per response, the relative variances gamma >= 0 (responses x k) minimising ``deviance``
+    (vectorized over responses): the best point of a grid, then Newton steps with central-difference
+    derivatives, components at the bound gamma = 0 with an outward gradient held there, and step
+    halving until the criterion does not increase."""
+    grid = np.stack(np.meshgrid(*[NEWTON_GRID] * k, indexing="ij"), axis=-1).reshape(-1, k)
+    values = np.array([deviance(np.broadcast_to(point, (m, k))) for point in grid])
+    gamma = grid[np.argmin(values, axis=0)].copy()
+    eye = np.eye(k)
+    for _ in range(NEWTON_ITERATIONS):
+        f0 = deviance(gamma)
+        h = 1e-4 * np.maximum(gamma, 1e-2)                     # responses x k
+        grad, hess = np.zeros((m, k)), np.zeros((m, k, k))
+        for a in range(k):
+            up, down = deviance(gamma + h[:, a, None] * eye[a]), deviance(gamma - h[:, a, None] * eye[a])
+            grad[:, a] = (up - down) / (2 * h[:, a])
+            hess[:, a, a] = (up - 2 * f0 + down) / h[:, a] ** 2
+            for b in range(a):
+                shift = lambda sa, sb: deviance(gamma + sa * h[:, a, None] * eye[a] + sb * h[:, b, None] * eye[b])
+                hess[:, a, b] = hess[:, b, a] = ((shift(1, 1) - shift(1, -1) - shift(-1, 1) + shift(-1, -1))
+                                                 / (4 * h[:, a] * h[:, b]))
+        free = ~((gamma <= 0) & (grad > 0))                     # held at the bound: gamma = 0, pushing out
+        reduced = np.where(free[:, :, None] & free[:, None, :], hess, eye)
+        reduced_grad = np.where(free, grad, 0.0)
+        curvature_ok = np.all(np.linalg.eigvalsh(reduced) > 0, axis=1)
+        newton = -np.linalg.solve(np.where(curvature_ok[:, None, None], reduced, eye), reduced_grad[:, :, None])[:, :, 0]
+        diagonal = -reduced_grad / np.maximum(np.abs(np.diagonal(reduced, axis1=1, axis2=2)), 1e-8)
+        step = np.where(curvature_ok[:, None], newton, diagonal)
+        accepted = np.zeros(m, dtype=bool)
+        candidate = gamma
+        for _ in range(30):
+            trial = np.clip(gamma + step, 0.0, MAX_THETA ** 2)
+            better = ~accepted & (deviance(trial) <= f0)
+            candidate = np.where(better[:, None], trial, candidate)
+            accepted |= better
+            if accepted.all():
+                break
+            step = np.where(accepted[:, None], step, step / 2)
+        moved = np.abs(candidate - gamma).max(axis=1)
+        gamma = candidate
+        if np.all(moved <= 1e-10 * (1 + gamma.max(axis=1))):
+            break
+    return gamma
+
+
+def _golden_log_theta(deviance, m: int, steps: int, centre: np.ndarray | None) -> np.ndarray:
+    """Per response, the theta minimising ``deviance`` (vectorized): golden-section search on
+    log10(theta) over [-6, 3] (or a bracket of +/- 1 around ``centre``), then the boundary theta = 0
+    if it is at least as good, as ``_minimize_one`` does."""
+    top = np.log10(MAX_THETA)
+    low = np.full(m, -6.0) if centre is None else np.clip(centre - 1, -6, top)
+    high = np.full(m, top) if centre is None else np.clip(centre + 1, -6, top)
+    ratio = (np.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    fa, fb = deviance(10.0 ** a), deviance(10.0 ** b)
+    for _ in range(steps):
+        left = fa <= fb  # the minimum lies in [low, b]; else in [a, high]
+        high, low = np.where(left, b, high), np.where(left, low, a)
+        kept, f_kept = np.where(left, a, b), np.where(left, fa, fb)  # the interior point that stays
+        new = np.where(left, high - ratio * (high - low), low + ratio * (high - low))
+        f_new = deviance(10.0 ** new)
+        a, fa = np.where(left, new, kept), np.where(left, f_new, f_kept)
+        b, fb = np.where(left, kept, new), np.where(left, f_kept, f_new)
+    theta = np.where(fa <= fb, 10.0 ** a, 10.0 ** b)
+    return np.where(deviance(np.zeros(m)) <= np.minimum(fa, fb), 0.0, theta)
+
+
+class _InterceptSums:
+    """Block sums of X and Y per block size, for REML of many responses with one random intercept."""
+
+    def __init__(self, structure: BlockStructure, X: np.ndarray, Y: np.ndarray):
+        self.n, self.p = X.shape
+        self.xtx, self.xty, self.yty = X.T @ X, (X.T @ Y).T, np.einsum("nm,nm->m", Y, Y)
+        self.parts = []
+        for index, _ in structure.groups:
+            x_sum, y_sum = X[index].sum(axis=1), Y[index].sum(axis=1)
+            self.parts.append((index.shape[1], len(index), x_sum.T @ x_sum, (x_sum.T @ y_sum).T,
+                               np.einsum("bm,bm->m", y_sum, y_sum)))
+
+    def crossprods(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """log|H|, X'H^-1X, X'H^-1y and y'H^-1y per response, for its own relative variance gamma."""
+        logdet = np.zeros(len(gamma))
+        xhx = np.broadcast_to(self.xtx, (len(gamma), self.p, self.p)).copy()
+        xhy, yhy = self.xty.copy(), self.yty.copy()
+        gamma = gamma[:, 0]
+        for size, count, xx, xy, yy in self.parts:
+            weight = gamma / (1 + size * gamma)
+            logdet += count * np.log1p(size * gamma)
+            xhx -= weight[:, None, None] * xx
+            xhy -= weight[:, None] * xy
+            yhy -= weight * yy
+        return logdet, xhx, xhy, yhy
+
+    def deviance(self, theta: np.ndarray) -> np.ndarray:
+        """The profiled REML criterion of ``_profiled_deviance`` for every response at once
+        (``theta``: responses x components)."""
+        return self.criterion(theta ** 2)
+
+    def criterion(self, gamma: np.ndarray) -> np.ndarray:
+        """The same at relative variances ``gamma`` (slightly negative values are allowed, for
+        central differences at the bound)."""
+        logdet, xhx, xhy, yhy = self.crossprods(gamma)
+        try:
+            chol = np.linalg.cholesky(xhx)
+        except np.linalg.LinAlgError:  # numerically singular far out in theta, as in fit_reml
+            return np.full(len(theta), 1e300)
+        part = np.linalg.solve(chol, xhy[:, :, None])[:, :, 0]
+        rss = yhy - np.einsum("mp,mp->m", part, part)
+        dof = self.n - self.p
+        log_diag = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        return dof * (1 + LOG_2PI + np.log(rss / dof)) + logdet + 2 * log_diag
+
+    def estimates(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """beta and its covariance per response at its relative variances."""
+        _, xhx, xhy, yhy = self.crossprods(gamma)
+        inverse = np.linalg.inv(xhx)
+        beta = np.einsum("mpq,mq->mp", inverse, xhy)
+        sigma2 = (yhy - np.einsum("mp,mp->m", beta, xhy)) / (self.n - self.p)
+        return beta, sigma2[:, None, None] * inverse
+
+
+class _NestedSums(_InterceptSums):
+    """The same criterion for a participant intercept with participant:period intercepts nested in it.
+
+    Per participant block, H = I + g1 11' + g2 sum_p J_p: with D = I + g2 sum_p J_p,
+    D^-1 = I - sum_p w_p J_p (w_p = g2 / (1 + m_p g2)), D^-1 1 = s_p on period p (s_p = 1 / (1 + m_p g2)),
+    and Sherman-Morrison gives H^-1 = D^-1 - f (D^-1 1)(D^-1 1)' with f = g1 / (1 + g1 sum_p m_p s_p),
+    log|H| = sum_p log(1 + m_p g2) + log(1 + g1 sum_p m_p s_p). So only per-period sums of X and Y
+    are needed, and every response's criterion costs a few small products.
+    """
+
+    def __init__(self, structure: BlockStructure, X: np.ndarray, Y: np.ndarray, design: Design):
+        self.n, self.p = X.shape
+        self.xtx, self.xty, self.yty = X.T @ X, (X.T @ Y).T, np.einsum("nm,nm->m", Y, Y)
+        person, unit = design.components
+        units = np.unique(unit)
+        owner = np.zeros(len(units), dtype=int)
+        owner[unit] = person
+        slot = np.asarray(pd.Series(owner).groupby(owner).cumcount())
+        shape = (person.max() + 1, slot.max() + 1)
+        self.sizes = np.zeros(shape)
+        np.add.at(self.sizes, (owner[unit], slot[unit]), 1.0)
+        self.x = np.zeros((*shape, self.p))
+        np.add.at(self.x, (owner[unit], slot[unit]), X)
+        self.y = np.zeros((*shape, Y.shape[1]))
+        np.add.at(self.y, (owner[unit], slot[unit]), Y)
+        self.y = np.moveaxis(self.y, -1, 0)                   # responses x participants x periods
+        self.x_flat = self.x.reshape(-1, self.p)
+        self.xx_flat = np.einsum("ui,uj->uij", self.x_flat, self.x_flat).reshape(len(self.x_flat), -1)
+
+    def crossprods(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        m = len(gamma)
+        g1, g2 = gamma[:, 0, None], gamma[:, 1, None, None]
+        sizes = self.sizes[None]                                # 1 x participants x periods
+        w = (g2 / (1 + sizes * g2)).reshape(m, -1)              # responses x units
+        s = 1 / (1 + sizes * g2)
+        c = (sizes * s).sum(axis=2)                             # responses x participants
+        f = g1 / (1 + g1 * c)
+        logdet = np.log1p(sizes * g2).reshape(m, -1).sum(axis=1) + np.log1p(g1 * c).sum(axis=1)
+        v = np.einsum("mbp,bpi->mbi", s, self.x, optimize=True)
+        vy = (s * self.y).sum(axis=2)
+        y_flat = self.y.reshape(m, -1)
+        xhx = self.xtx[None] - (w @ self.xx_flat).reshape(m, self.p, self.p) - np.matmul(
+            (f[:, :, None] * v).transpose(0, 2, 1), v)
+        xhy = self.xty - (w * y_flat) @ self.x_flat - np.einsum("mb,mbi->mi", f * vy, v)
+        yhy = self.yty - (w * y_flat * y_flat).sum(axis=1) - (f * vy * vy).sum(axis=1)
+        return logdet, xhx, xhy, yhy
+
 
 
 def _deviance_at(variances: np.ndarray, fit: Fit) -> float:
@@ -400,7 +638,7 @@ def study_design(adata, usage: pd.DataFrame, study: dict, source: str,
 def _score_fits(design: Design, scores: pd.DataFrame):
     """(score, REML fit) for every score column that has values, sharing one block structure."""
     structure = BlockStructure(design)
-    for score in SCORES:
+    for score in [s for s in SCORES if s in scores]:
         y = scores[score].to_numpy(dtype=float)
         if not np.isnan(y).all():
             yield score, fit_reml(design, y, structure)
@@ -458,7 +696,13 @@ def fit_study(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, sou
     design, marker_genes = study_design(adata, usage, study, source)
     contrasts, gammas = fit_scores(design, scores, "lmm")
     genes = fit_genes(design, adata, usage)
+    base, _ = study_design(adata, usage, study, source, covariates=False, markers=False)
     info = {"formula": design.formula, "coefficients": design.columns, "df_method": DF_METHOD,
+            "primary": primary_endpoint(study.get("primary", {}), len(design.arms) > 1),
+            "adjustment": {"columns": design.X.shape[1] - base.X.shape[1],
+                           "residual_df_without": int(len(design.X) - base.X.shape[1]),
+                           "participants": int(design.participant.max() + 1)},
+            "covariate_warnings": list(adata.uns.get("covariate_warnings", [])),
             "covariates": list(study.get("covariates", [])), "markers_used": marker_genes,
             "reference_levels": {"arm": design.arms[0], "time": design.times[0]},
             "levels": {"arm": design.arms, "time": design.times},
