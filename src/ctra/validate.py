@@ -217,10 +217,24 @@ def _check_design(obs: pd.DataFrame, study: dict, names: dict[str, str], path: P
     return {"arm": arms, "time": times}
 
 
-def _covariates(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList) -> tuple[pd.DataFrame, list[str]]:
-    """Type covariates (numeric if every value parses) and handle missing values per the config."""
+MAX_CODE_LEVELS = 5  # a numeric covariate with this many distinct integers or fewer may be a code
+
+
+def _covariates(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Type covariates and handle missing values per the config.
+
+    A covariate listed in ``categorical`` is categorical; any other is numeric if every value parses
+    as a number, else categorical. A numeric covariate with at most ``MAX_CODE_LEVELS`` distinct
+    integer values (site or batch codes 1/2/3?) is kept numeric, one linear term, and a warning is
+    returned for the log and the report.
+    """
     dropped: list[str] = []
+    warnings: list[str] = []
     covariates = list(dict.fromkeys(study.get("covariates", [])))
+    categorical = set(study.get("categorical", []))
+    for name in sorted(categorical - set(covariates)):
+        problems.add(f"config: `categorical` lists '{name}', which is not in `covariates`; list it there too "
+                     "(or remove it from `categorical`).")
     for name in covariates:
         missing = obs[name].fillna("").str.strip().isin(MISSING_COVARIATE)
         if missing.any():
@@ -238,8 +252,15 @@ def _covariates(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemLis
         present = ~text.isin(MISSING_COVARIATE)
         numeric = pd.to_numeric(text.where(present), errors="coerce")
         not_numeric = present & numeric.isna()
-        if present.any() and not not_numeric.any():
+        if name in categorical:
+            obs[name] = text
+        elif present.any() and not not_numeric.any():
             obs[name] = numeric.astype(float)
+            distinct = obs[name].dropna().unique()
+            if len(distinct) <= MAX_CODE_LEVELS and np.all(distinct == np.round(distinct)):
+                warnings.append(f"covariate '{name}' is numeric with only {len(distinct)} distinct integer values "
+                                f"({', '.join(f'{v:g}' for v in sorted(distinct))}); it enters the model as one "
+                                "linear term. If it is a code (site, batch, group), list it under `categorical`.")
         elif not_numeric.sum() < present.sum() / 2:
             problems.add(f"{path}: covariate '{name}' is numeric except on {_rows(not_numeric, obs[LINE])} "
                          f"(e.g. '{text[not_numeric].iloc[0]}'); write numbers there (leave a cell empty if the "
@@ -250,7 +271,7 @@ def _covariates(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemLis
         if obs.loc[present, name].nunique() < 2:
             problems.add(f"{path}: covariate '{name}' has the same value for every sample; it cannot be "
                          "estimated: remove it from `covariates`.")
-    return obs, dropped
+    return obs, dropped, warnings
 
 
 def _check_rank(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: list[str], path: Path,
@@ -293,9 +314,10 @@ def build_obs(sheet: pd.DataFrame, study: dict, path: Path,
     excluded = [s for s in study.get("exclude_samples", []) if s in obs.index]
     obs = obs.drop(index=excluded)
     n_covariate = len(problems.problems)
-    obs, dropped = _covariates(obs, study, path, problems)
+    obs, dropped, warnings = _covariates(obs, study, path, problems)
     covariates_ok = len(problems.problems) == n_covariate
-    record = {"levels": None, "excluded_samples": excluded, "dropped_incomplete": dropped}
+    record = {"levels": None, "excluded_samples": excluded, "dropped_incomplete": dropped,
+              "covariate_warnings": warnings}
     n_design = len(problems.problems)
     record["levels"] = _check_design(obs, study, names, path, problems)
     if covariates_ok and len(problems.problems) == n_design:
@@ -561,6 +583,7 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     adata.uns["levels"] = record["levels"]
     adata.uns["excluded_samples"] = record["excluded_samples"]
     adata.uns["dropped_incomplete"] = record["dropped_incomplete"]
+    adata.uns["covariate_warnings"] = record["covariate_warnings"]
     adata.uns["merged_genes"] = json.dumps({g: ids for g, ids in zip(var.index, var["input_ids"]) if ";" in ids})
     # stored as JSON text: h5py would read '/' in dict keys (file paths) as nested groups
     adata.uns["input_checksums"] = json.dumps({str(counts_path): sha256sum(counts_path),

@@ -425,6 +425,38 @@ def covariate_constant(w):
     w.write_cohort(sheet=sheet, covariates=["age", "sex", "site"])
 
 
+@case(["config", "`categorical`", "'site'", "not in `covariates`"])
+def categorical_not_a_covariate(w):
+    w.write_cohort(categorical=["site"])
+
+
+def _site_code_warned(w, result):
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "covariate 'site' is numeric with only 3 distinct integer values" in log and "`categorical`" in log
+
+
+@case([], ok=True, check=_site_code_warned)
+def covariate_integer_codes_warned(w):
+    _, sheet = base_cohort()
+    sheet["site"] = [str(1 + i % 3) for i in range(len(sheet))]
+    w.write_cohort(sheet=sheet, covariates=["age", "sex", "site"])
+
+
+def _site_categorical(w, result):
+    import anndata as ad
+
+    obs = ad.read_h5ad(w.results / "s" / "validated.h5ad").obs
+    assert not pd.api.types.is_numeric_dtype(obs["site"]) and set(obs["site"].astype(str)) == {"1", "2", "3"}
+    assert "site" not in (w.results / "s" / "logs" / "validate.log").read_text()
+
+
+@case([], ok=True, check=_site_categorical)
+def covariate_listed_categorical(w):
+    _, sheet = base_cohort()
+    sheet["site"] = [str(1 + i % 3) for i in range(len(sheet))]
+    w.write_cohort(sheet=sheet, covariates=["age", "sex", "site"], categorical=["site"])
+
+
 @case(["s_samples.tsv", "'treat' (1)", "fewer than 2 participants"])
 def arm_with_one_participant(w):
     _, sheet = base_cohort()
