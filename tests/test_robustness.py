@@ -60,36 +60,89 @@ def test_leave_one_out_equals_dense_refit_without_that_participant():
     assert np.allclose(loo[5], L @ beta)
 
 
-def test_permutations_move_whole_participants_and_are_chunk_invariant():
-    obs = cohort()
-    design = build_design(obs, LEVELS, [])
-    whole = rb.permuted_arms(design, seed=7, draws=range(10))
-    split = np.vstack([rb.permuted_arms(design, 7, range(0, 4)), rb.permuted_arms(design, 7, range(4, 10))])
+def test_parallel_scheme_moves_only_the_tested_arm_and_control_and_is_chunk_invariant():
+    obs = cohort(n=18)
+    obs.loc[obs["participant"].str[1:].astype(int) % 3 == 2, "arm"] = "b"
+    design = build_design(obs, {"arm": ["control", "a", "b"], "time": ["pre", "post"]}, [])
+    schemes = rb.permutation_schemes(design)
+    assert [s.arm for s in schemes] == ["a", "b"]
+    scheme = schemes[0]
+    whole = scheme.sample_arms(scheme.sample(seed=7, scheme_index=0, draws=range(10)))
+    split = np.vstack([scheme.sample_arms(scheme.sample(7, 0, range(0, 4))),
+                       scheme.sample_arms(scheme.sample(7, 0, range(4, 10)))])
     assert np.array_equal(whole, split)
-    original = pd.Series(pd.Index(design.arms).get_indexer(design.arm_of_sample)).groupby(design.participant).first()
+    observed = pd.Index(design.arms).get_indexer(design.arm_of_sample)
+    b = observed == 2
     for draw in whole:
+        assert np.array_equal(draw[b], observed[b])             # arm b's participants never move
         per_person = pd.Series(draw).groupby(design.participant)
-        assert (per_person.nunique() == 1).all()          # a participant's draws move together
-        assert sorted(per_person.first()) == sorted(original)  # participants per arm unchanged
+        assert (per_person.nunique() == 1).all()                 # a participant's draws move together
+        assert sorted(per_person.first()) == sorted(pd.Series(observed).groupby(design.participant).first())
     assert len({tuple(d) for d in whole}) > 5
 
 
-def test_crossover_permutations_stay_within_period():
-    obs = cohort(period=True)
+def test_exact_enumeration_lists_every_distinct_allocation_once():
+    obs = cohort(n=10)  # 5 control, 5 'a' participants: C(10, 5) = 252 allocations
     design = build_design(obs, LEVELS, [])
-    draws = rb.permuted_arms(design, seed=1, draws=range(20))
-    original = pd.Index(design.arms).get_indexer(design.arm_of_sample)
-    for draw in draws:
-        for period in ("1", "2"):
-            in_period = design.period_of_sample == period
-            units = pd.Series(draw[in_period]).groupby(design.components[1][in_period]).first()
-            before = pd.Series(original[in_period]).groupby(design.components[1][in_period]).first()
-            assert sorted(units) == sorted(before)  # same arm counts within the period
+    (scheme,) = rb.permutation_schemes(design)
+    assert scheme.n_allocations == 252
+    allocations = scheme.enumerate(range(252))
+    assert len({tuple(a) for a in allocations}) == 252
+    assert (np.bincount(allocations.ravel()) == 5 * 252).all()        # five of each label in every one
+    assert any(np.array_equal(a, scheme.labels) for a in allocations)  # the observed allocation is one
+    assert np.array_equal(scheme.enumerate(range(100, 130)), allocations[100:130])
+
+
+def test_crossover_scheme_moves_whole_sequences_within_attendance_strata():
+    obs = cohort(n=12, period=True)
+    obs = obs[~((obs["participant"] == "p05") & (obs["period"] == "2"))]  # p05 attended period 1 only
+    design = build_design(obs, LEVELS, [])
+    (scheme,) = rb.permutation_schemes(design)
+    assert scheme.arm is None
+    observed = pd.Index(design.arms).get_indexer(design.arm_of_sample)
+
+    def sequences(codes):
+        frame = pd.DataFrame({"p": design.participant, "period": design.period_of_sample, "arm": codes})
+        return frame.drop_duplicates(["p", "period"]).pivot(index="p", columns="period", values="arm")
+
+    before = sequences(observed)
+    allowed = {tuple(r) for r in before.fillna(-1).to_numpy()}
+    lonely = design.participant[obs["participant"].to_numpy() == "p05"][0]
+    for draw in scheme.sample_arms(scheme.sample(3, 0, range(30))):
+        after = sequences(draw)
+        assert {tuple(r) for r in after.fillna(-1).to_numpy()} <= allowed   # only sequences the design has
+        assert sorted(map(tuple, after.fillna(-1).to_numpy())) == sorted(map(tuple, before.fillna(-1).to_numpy()))
+        assert after.loc[lonely, "1"] == before.loc[lonely, "1"]           # alone in its stratum
+        both = after.dropna()
+        assert (both["1"] != both["2"]).all()                              # never the same arm twice
 
 
 def test_empirical_p_counts_ties_and_adds_one():
     null = np.array([[1.0], [-2.0], [3.0], [np.nan]])
     assert rb.empirical_p(np.array([2.0]), null)[0] == pytest.approx((1 + 2) / (1 + 3))
+    assert rb.empirical_p(np.array([2.0]), null, exact=True)[0] == pytest.approx(2 / 3)
+
+
+def test_exact_permutation_p_includes_the_observed_allocation_and_uses_null_model_variances():
+    obs = cohort(n=10)
+    design = build_design(obs, LEVELS, [])
+    scores = pd.DataFrame({"ctra": obs["y"].to_numpy()}, index=obs.index)
+    frames = rb.permutation_draws(design, scores, permutations=300, seed=1, chunk=0, n_chunks=1)
+    table = pd.concat(frames)
+    null = table[table["kind"] == "permutation_exact"]
+    observed = table.loc[table["kind"] == "permutation_observed", "value"].to_numpy()
+    assert len(null) == 252 and len(observed) == 1
+    assert np.isclose(null["value"], observed[0], rtol=1e-9).sum() >= 1  # the identity allocation
+    (scheme,) = rb.permutation_schemes(design)
+    gamma = rb.null_relative_variances(design, obs["y"].to_numpy(), scheme)
+    null_fit = fit_reml(build_design(obs.assign(arm="control"), {"arm": ["control"], "time": LEVELS["time"]}, []),
+                        obs["y"].to_numpy())
+    assert np.allclose(gamma, null_fit.component_variances / null_fit.sigma2)  # arm terms dropped
+    spec = [s for s in contrast_specs(design) if s.contrast == "arm_x_time"]
+    _, t = rb.gls_estimates(design, obs["y"].to_numpy()[:, None], gamma, np.array([s.vector for s in spec]))
+    assert np.isclose(observed[0], t[0, 0])
+    few = pd.concat(rb.permutation_draws(design, scores, permutations=100, seed=1, chunk=0, n_chunks=1))
+    assert set(few["kind"]) == {"permutation", "permutation_observed"}  # 252 > 100: Monte Carlo
 
 
 def test_gls_t_with_reml_variances_matches_the_reml_fit():
@@ -127,10 +180,11 @@ def test_null_draws_gathered_from_chunks_equal_one_chunk():
              "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11}}
     one = rb.null_draws(adata, scores, usage, study, 0, 1)
     split = pd.concat([rb.null_draws(adata, scores, usage, study, k, 3) for k in range(3)])
+    assert set(one["kind"]) == {"permutation", "permutation_observed", "gene_set"}
     key = ["kind", "score", "contrast", "arm", "time", "draw"]
     pd.testing.assert_frame_equal(one.sort_values(key).reset_index(drop=True),
                                   split.sort_values(key).reset_index(drop=True))
-    assert set(one["kind"]) == {"permutation", "gene_set"} and one["draw"].max() == 29
+    assert one["draw"].max() == 29
 
 
 @pytest.mark.parametrize("crossover", [False, True])
@@ -145,7 +199,8 @@ def test_permutation_t_equals_dense_gls_refit_of_each_permuted_design(crossover)
     y = obs["y"].to_numpy()
     gamma = np.array([0.6, 0.2]) if crossover else np.array([0.6])
     specs = [s for s in contrast_specs(design) if s.contrast == "arm_x_time"]
-    arm_codes = rb.permuted_arms(design, seed=4, draws=range(12))
+    scheme = rb.permutation_schemes(design)[0]
+    arm_codes = scheme.sample_arms(scheme.sample(seed=4, scheme_index=0, draws=range(12)))
     t = rb.permutation_null(design, y, gamma, specs, arm_codes)
 
     V = dense_v(design, gamma)
@@ -177,3 +232,56 @@ def test_batched_solve_flags_singular_and_near_singular_items():
     X[2, :, 3] = X[2, :, 0] + 1e-7 * rng.normal(size=30)
     xtx = np.einsum("bnp,bnq->bpq", X, X)
     assert rb._solve_batched(xtx[[0, 2]], xty[[0, 2]])[2].tolist() == [True, False]
+
+
+@pytest.mark.parametrize("crossover", [False, True])
+def test_batched_reml_equals_one_fit_per_response(crossover):
+    """fit_reml_batch (vectorized golden section / projected Newton) against fit_reml per response,
+    including a response with no participant variance (the boundary)."""
+    from ctra.stats import fit_reml_batch
+
+    obs = cohort(seed=4, n=24, period=crossover)
+    design = build_design(obs, LEVELS, [])
+    rng = np.random.default_rng(9)
+    person, unit = design.participant, design.components[-1]
+    Y = rng.normal(size=(len(obs), 12)) + rng.normal(size=(person.max() + 1, 12))[person] * np.linspace(0, 2, 12)
+    if crossover:
+        Y += rng.normal(size=(unit.max() + 1, 12))[unit] * np.linspace(1, 0, 12)
+    beta, cov = fit_reml_batch(design, Y)
+    for j in range(Y.shape[1]):
+        fit = fit_reml(design, Y[:, j])
+        np.testing.assert_allclose(beta[j], fit.beta, atol=1e-6)
+        np.testing.assert_allclose(cov[j], fit.cov_beta, atol=1e-6 * np.abs(fit.cov_beta).max())
+
+
+def test_random_gene_set_t_of_the_real_set_is_the_main_model_t():
+    """A 'random' set that is the real set gets exactly the main model's t: same scoring function,
+    its own REML fit."""
+    from ctra.scoring import compute_scores
+    from ctra.stats import contrast_table
+
+    obs = cohort(n=20)
+    rng = np.random.default_rng(1)
+    vst = rng.normal(8, 1, (len(obs), 6)) + obs["y"].to_numpy()[:, None]
+    used = pd.DataFrame({"gene": [f"g{j}" for j in range(6)], "group": ["inflammatory"] * 3 + ["antiviral"] * 3,
+                         "direction": [1, 1, 1, -1, -1, -1]})
+    adata = __import__("anndata").AnnData(obs=obs, layers={"vst": vst},
+                                          var=pd.DataFrame(index=used["gene"].to_list()))
+    random = rb.random_set_scores(adata, np.array([np.arange(6)]), used)
+    real = compute_scores(vst, used["direction"].to_numpy(float), used["group"].to_numpy())
+    design = build_design(obs, LEVELS, [])
+    specs = contrast_specs(design)
+    L = np.array([s.vector for s in specs])
+    for score in ("ctra", "inflammatory", "antiviral"):
+        np.testing.assert_allclose(random[score][:, 0], real[score])
+        table = contrast_table(fit_reml(design, real[score].to_numpy()), design, specs)
+        np.testing.assert_allclose(rb.reml_t(design, random[score], L)[0], table["estimate"] / table["se"], rtol=1e-6)
+
+
+def test_gene_set_null_says_why_without_a_pool():
+    obs = cohort(n=12)
+    var = pd.DataFrame({"group": ["inflammatory"] * 4 + [""] * 5, "expressed": True, "vst_mean": np.arange(9.0)},
+                       index=[f"g{j}" for j in range(9)])
+    usage = pd.DataFrame({"gene": var.index[:4], "group": "inflammatory", "direction": 1, "used": True})
+    picks, _, reason = rb.gene_set_draws(var, usage, seed=1, draws=range(5))
+    assert picks is None and "5 expressed genes outside the set" in reason

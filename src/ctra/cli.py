@@ -86,6 +86,15 @@ def read_normalized(path: str | Path, genes: Callable[[pd.DataFrame], np.ndarray
                           layers=data)
 
 
+def read_var(path: str | Path) -> pd.DataFrame:
+    """The gene annotation (``var``) of every gene of an ``.h5ad``, without any expression values."""
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        return read_elem(handle["var"])
+
+
 def _read_columns(dataset, columns: np.ndarray) -> np.ndarray:
     """``dataset[:, columns]`` of a dense 2-D HDF5 dataset, read in row blocks of ``READ_BLOCK_BYTES``."""
     n_rows, n_columns = dataset.shape
@@ -105,7 +114,7 @@ def _set_and_used_genes(usage: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndar
 
 
 TEXT_COLUMNS = ("sample", "participant", "arm", "time", "period", "gene", "group", "matched_id", "reason",
-                "score", "model", "contrast", "loo_participant")
+                "score", "model", "role", "contrast", "loo_participant", "note", "kind")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -134,6 +143,8 @@ def run_validate(args: argparse.Namespace) -> None:
     gene_set = load_gene_set(args.gene_set)
     markers = load_gene_set(args.markers, allowed_groups=("marker",))
     adata = validate_study(args.study, study, gene_set, markers)
+    for warning in adata.uns["covariate_warnings"]:
+        log.warning("%s", warning)
     if args.samples_schema:
         validate_sample_schema(adata.obs, args.samples_schema, study["samples"])
     checksums = json.loads(adata.uns["input_checksums"])
@@ -223,6 +234,7 @@ def run_null(args: argparse.Namespace) -> None:
 
 
 def run_robustness(args: argparse.Namespace) -> None:
+    from .endpoints import mark_endpoints
     from .robustness import robustness_table
 
     study = _study(args)
@@ -230,7 +242,8 @@ def run_robustness(args: argparse.Namespace) -> None:
     model_info = json.loads(Path(args.model).read_text())
     nulls = pd.concat([read_table(path) for path in args.nulls], ignore_index=True)
     table = robustness_table(adata, scores, usage, study, read_table(args.models), model_info["relative_variances"],
-                             nulls)
+                             nulls, var=read_var(args.input))
+    table = mark_endpoints(table, model_info["primary"])
     log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
     write_tsv(table, args.contrasts)
 

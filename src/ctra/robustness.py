@@ -2,36 +2,49 @@
 
 * ``gee_genes``: the gene-level multivariate model of the Cole lab, in long format over the used
   genes, ``z ~ gene + arm * time + covariates [+ markers]``, GEE with exchangeable correlation within
-  participant and robust (sandwich) standard errors (statsmodels).
-* permutation test: arm labels shuffled between participants (whole participants move; within
-  period for crossover designs); the statistic is the contrast's t from the GLS fit with the
-  observed variance components, so every permutation is one batched least-squares solve.
+  participant, bias-reduced (Mancl-DeRouen) sandwich covariance and a t reference on
+  participants - fixed effects df (the terms of the participant-level design, not the per-gene
+  intercepts); not fitted below ``MIN_GEE_PARTICIPANTS`` participants or ``MIN_GEE_DF`` df.
+* permutation test: for each active arm, the arm labels of that arm's and control's participants
+  are re-allocated (whole participants move); in a crossover, whole sequences move between
+  participants who attended the same periods. The statistic is the contrast's t from the GLS fit
+  with the variance components of the null model (the tested arm terms dropped), so the observed
+  and every permuted statistic are the same function of the data and the test is exact. All distinct
+  allocations are enumerated when there are at most ``permutations`` of them.
 * random-gene-set null: gene sets of the same group sizes, each gene replaced by a random expressed
-  gene of the same mean-expression decile, scored exactly like the real set; where the observed
-  contrast's t falls among theirs answers "would any 53 genes do?" (t rather than the estimate, so
-  that sets of less correlated genes, whose scores vary less, are compared on the same footing).
+  gene of the same mean-expression decile, scored by ``ctra.scoring.set_scores`` (as the real set)
+  and fitted by REML with their own variance components; where the real set's t falls among theirs
+  answers "would any 53 genes do?".
 * leave-one-participant-out: the largest change of each estimate when one participant is dropped,
   by downdating the GLS normal equations (variance components held at the full-data values).
 * sensitivity: every contrast without covariates, without markers, and without both.
 
-Random draws use one generator per draw, seeded by ``(seed, stream, draw)``, so results do not
-depend on how the draws are split into chunks (cluster jobs) and are identical on rerun.
+Random draws use one generator per draw, seeded by ``(seed, stream, [scheme,] draw)``, so results do
+not depend on how the draws are split into chunks (cluster jobs) and are identical on rerun.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.special import ndtr, ndtri  # normal cdf and quantile
+from scipy.special import stdtr, stdtrit  # Student t cdf and quantile
 
-from .scoring import zscore
-from .stats import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_scores,
-                    interaction_column, relative_variances, study_design)
+from .scoring import set_scores, zscore
+from .stats import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_reml,
+                    fit_reml_batch, fit_scores, interaction_column, period_levels, study_design,
+                    without_arm_terms)
 
 PERMUTATION_STREAM, GENE_SET_STREAM = 0, 1
 BATCH = 250
 MAX_CONDITION = 1e12  # a design this ill-conditioned is treated as singular
+MIN_GEE_PARTICIPANTS = 10  # below this a sandwich covariance is not trusted, corrected or not
+MIN_GEE_DF = 4             # participants - fixed effects; the t reference needs a few df
+TIE_TOLERANCE = 1e-10      # relative: |t| this close to the observed counts as at least as extreme
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,32 +104,120 @@ def _inverse_or_nan(matrix: np.ndarray) -> np.ndarray:
 # Permutation test
 # ----------------------------------------------------------------------------------------------
 
-def _units(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Randomisation units (participant, or participant x period), their arm codes and strata."""
-    unit = design.components[-1]
-    arm_codes = pd.Index(design.arms).get_indexer(design.arm_of_sample)
-    first = np.unique(unit, return_index=True)[1]
-    unit_arm = arm_codes[first]
-    if len(design.components) > 1:  # crossover: permute within period
-        period = np.asarray(design.period_of_sample)[first]
-        strata = pd.factorize(period, sort=True)[0]
-    else:
-        strata = np.zeros(len(first), dtype=int)
-    return unit, unit_arm, strata
+@dataclass
+class PermutationScheme:
+    """How arm labels may be re-allocated for one permutation test.
+
+    Parallel design: one scheme per active arm; its participants and the control participants
+    exchange arm labels, everyone else keeps theirs. Crossover: one scheme; each participant's label
+    is their sequence (arm per period) and sequences move between participants who attended the same
+    periods (``strata``), so every allocation is one the design could have produced.
+    """
+
+    arm: str | None              # the tested arm; None: every arm moves (crossover)
+    labels: np.ndarray           # label code of each moving participant
+    strata: np.ndarray           # labels move only within a stratum
+    label_arms: np.ndarray       # label code x period slot -> arm code
+    sample_mover: np.ndarray     # per sample: index of its participant among the movers, -1 if fixed
+    sample_slot: np.ndarray      # per sample: its period slot (0 without periods)
+    observed_arms: np.ndarray    # arm code of each sample as observed
+
+    @property
+    def n_allocations(self) -> int:
+        """Distinct allocations: the product over strata of multinomial coefficients."""
+        total = 1
+        for stratum in np.unique(self.strata):
+            _, counts = np.unique(self.labels[self.strata == stratum], return_counts=True)
+            total *= math.factorial(int(counts.sum())) // math.prod(math.factorial(int(c)) for c in counts)
+        return total
+
+    def tests(self, spec: ContrastSpec) -> bool:
+        return spec.contrast == "arm_x_time" and (self.arm is None or spec.arm == self.arm)
+
+    def sample_arms(self, allocations: np.ndarray) -> np.ndarray:
+        """Arm code per sample (allocations x samples) for label allocations (allocations x movers)."""
+        out = np.broadcast_to(self.observed_arms, (len(allocations), len(self.observed_arms))).copy()
+        moving = self.sample_mover >= 0
+        out[:, moving] = self.label_arms[allocations[:, self.sample_mover[moving]], self.sample_slot[moving]]
+        return out
+
+    def enumerate(self, draws: range) -> np.ndarray:
+        """The allocations numbered ``draws`` of the full enumeration (every distinct allocation, the
+        observed one included), in a fixed order."""
+        members = [np.flatnonzero(self.strata == s) for s in np.unique(self.strata)]
+        per_stratum = [_arrangements(self.labels[m]) for m in members]
+        out = np.empty((len(draws), len(self.labels)), dtype=int)
+        for row, combination in enumerate(itertools.islice(itertools.product(*per_stratum), draws.start, draws.stop)):
+            for m, arrangement in zip(members, combination):
+                out[row, m] = arrangement
+        return out
+
+    def sample(self, seed: int, scheme_index: int, draws: range) -> np.ndarray:
+        """Random allocations (uniform within strata), one seeded generator per draw."""
+        out = np.empty((len(draws), len(self.labels)), dtype=int)
+        for row, draw in enumerate(draws):
+            rng = np.random.default_rng([seed, PERMUTATION_STREAM, scheme_index, draw])
+            allocation = self.labels.copy()
+            for stratum in np.unique(self.strata):
+                members = np.flatnonzero(self.strata == stratum)
+                allocation[members] = self.labels[rng.permutation(members)]
+            out[row] = allocation
+        return out
 
 
-def permuted_arms(design: Design, seed: int, draws: range) -> np.ndarray:
-    """Arm code per sample for each draw (draws x samples), one seeded generator per draw."""
-    unit, unit_arm, strata = _units(design)
-    out = np.empty((len(draws), len(unit)), dtype=int)
-    for row, draw in enumerate(draws):
-        rng = np.random.default_rng([seed, PERMUTATION_STREAM, draw])
-        shuffled = unit_arm.copy()
-        for stratum in np.unique(strata):
-            members = np.flatnonzero(strata == stratum)
-            shuffled[members] = unit_arm[rng.permutation(members)]
-        out[row] = shuffled[unit]
+def _arrangements(labels: np.ndarray) -> list[np.ndarray]:
+    """Every distinct ordering of a multiset of labels, in a fixed (lexicographic) order."""
+    values, counts = np.unique(labels, return_counts=True)
+    out: list[np.ndarray] = []
+
+    def place(free: tuple[int, ...], level: int, current: np.ndarray) -> None:
+        if level == len(values) - 1:
+            current[list(free)] = values[level]
+            out.append(current.copy())
+            return
+        for chosen in itertools.combinations(free, int(counts[level])):
+            current[list(chosen)] = values[level]
+            place(tuple(i for i in free if i not in chosen), level + 1, current)
+
+    place(tuple(range(len(labels))), 0, np.empty(len(labels), dtype=int))
     return out
+
+
+def permutation_schemes(design: Design) -> list[PermutationScheme]:
+    """The permutation tests of a study: one per active arm (parallel), or one for all (crossover)."""
+    if len(design.arms) < 2:
+        return []
+    arm_codes = pd.Index(design.arms).get_indexer(design.arm_of_sample)
+    person = design.participant
+    n_people = person.max() + 1
+    if design.period_of_sample is None:
+        person_arm = np.zeros(n_people, dtype=int)
+        person_arm[person] = arm_codes
+        schemes = []
+        for code, arm in enumerate(design.arms[1:], start=1):
+            movers = np.flatnonzero(np.isin(person_arm, [0, code]))
+            index = np.full(n_people, -1)
+            index[movers] = np.arange(len(movers))
+            schemes.append(PermutationScheme(
+                arm=arm, labels=person_arm[movers], strata=np.zeros(len(movers), dtype=int),
+                label_arms=np.arange(len(design.arms))[:, None], sample_mover=index[person],
+                sample_slot=np.zeros(len(person), dtype=int), observed_arms=arm_codes))
+        return schemes
+    slot = pd.Index(period_levels(pd.Series(design.period_of_sample))).get_indexer(design.period_of_sample)
+    sequence = np.full((n_people, slot.max() + 1), -1)
+    sequence[person, slot] = arm_codes
+    label_rows, labels = np.unique(sequence, axis=0, return_inverse=True)
+    _, strata = np.unique(sequence >= 0, axis=0, return_inverse=True)
+    return [PermutationScheme(arm=None, labels=labels.ravel(), strata=strata.ravel(), label_arms=label_rows,
+                              sample_mover=person, sample_slot=slot, observed_arms=arm_codes)]
+
+
+def null_relative_variances(design: Design, y: np.ndarray, scheme: PermutationScheme) -> np.ndarray:
+    """Relative variance components of the permutation test's null model: the REML fit without the
+    arm terms that the scheme's allocations change."""
+    null = without_arm_terms(design, None if scheme.arm is None else [scheme.arm])
+    fit = fit_reml(null, y)
+    return fit.component_variances / fit.sigma2
 
 
 class PermutedColumns:
@@ -193,10 +294,17 @@ def permutation_null(design: Design, y: np.ndarray, gamma: np.ndarray, specs: li
     return np.concatenate(out) if out else np.empty((0, len(specs)))
 
 
-def empirical_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
-    """Two-sided Monte Carlo p, (1 + #|null| >= |obs|) / (1 + #valid draws), per column."""
+def empirical_p(observed: np.ndarray, null: np.ndarray, exact: bool = False) -> np.ndarray:
+    """Two-sided p per column from null statistics (draws x columns; NaN draws are not counted).
+
+    Monte Carlo draws: (1 + #|null| >= |obs|) / (1 + #valid draws). Exact enumeration (the observed
+    allocation is one of the draws): #|null| >= |obs| / #valid draws.
+    """
     valid = ~np.isnan(null)
-    exceed = (np.abs(null) >= np.abs(observed)[None, :] - 1e-12) & valid
+    bound = np.abs(observed)[None, :] * (1 - TIE_TOLERANCE) - 1e-12
+    exceed = (np.abs(null) >= bound) & valid
+    if exact:
+        return exceed.sum(axis=0) / np.maximum(valid.sum(axis=0), 1)
     return (1 + exceed.sum(axis=0)) / (1 + valid.sum(axis=0))
 
 
@@ -204,18 +312,23 @@ def empirical_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
 # Random gene sets matched on expression decile
 # ----------------------------------------------------------------------------------------------
 
-def gene_set_draws(adata, usage: pd.DataFrame, seed: int, draws: range) -> tuple[np.ndarray, pd.DataFrame]:
-    """Indices (draws x used genes) of decile-matched random genes replacing each used gene.
+def gene_set_draws(var: pd.DataFrame, usage: pd.DataFrame, seed: int, draws: range) -> tuple[np.ndarray | None, pd.DataFrame, str]:
+    """Indices into ``var`` (draws x used genes) of decile-matched random genes replacing each used
+    gene, the used genes, and why there are no draws ('' when there are).
 
     The pool is every expressed gene outside the gene sets and markers; deciles are of the mean VST
-    (``var['expressed']`` and ``var['vst_mean']``, from ``ctra.scoring.gene_summaries``).
+    (``var['expressed']`` and ``var['vst_mean']``, from ``ctra.scoring.gene_summaries``). Without a
+    pool (an input holding only the set and marker genes) there is no random-gene-set null.
     """
     used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")].reset_index(drop=True)
-    pool = np.flatnonzero(adata.var["expressed"].to_numpy(bool) & (adata.var["group"].to_numpy() == ""))
-    means = adata.var["vst_mean"].to_numpy(float)
+    pool = np.flatnonzero(var["expressed"].to_numpy(bool) & (var["group"].to_numpy() == ""))
+    if len(pool) < 10 * len(used):
+        return None, used, (f"no random gene sets: {len(pool)} expressed genes outside the set and markers, fewer "
+                            f"than 10 per used gene ({len(used)})")
+    means = var["vst_mean"].to_numpy(float)
     edges = np.quantile(means[pool], np.linspace(0.1, 0.9, 9))
     pool_bin = np.searchsorted(edges, means[pool], side="right")
-    used_bin = np.searchsorted(edges, means[adata.var_names.get_indexer(used["gene"])], side="right")
+    used_bin = np.searchsorted(edges, means[var.index.get_indexer(used["gene"])], side="right")
     out = np.empty((len(draws), len(used)), dtype=int)
     for row, draw in enumerate(draws):
         rng = np.random.default_rng([seed, GENE_SET_STREAM, draw])
@@ -223,29 +336,32 @@ def gene_set_draws(adata, usage: pd.DataFrame, seed: int, draws: range) -> tuple
             slots = np.flatnonzero(used_bin == b)
             candidates = pool[pool_bin == b]
             out[row, slots] = rng.choice(candidates, len(slots), replace=len(candidates) < len(slots))
-    return out, used
+    return out, used, ""
 
 
 def random_set_scores(adata, picks: np.ndarray, used: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Scores (samples x draws) of each random set, computed like ctra.scoring (z, sign, mean)."""
+    """Scores (samples x draws) of each random set, by ``ctra.scoring.set_scores`` (the real set's
+    groups and directions, the random set's genes)."""
     vst = adata.layers["vst"]
     directions = used["direction"].to_numpy(float)
     groups = used["group"].to_numpy()
     out = {score: np.empty((adata.n_obs, len(picks))) for score in SCORES}
     for row, genes in enumerate(picks):
-        z = zscore(np.asarray(vst[:, genes], dtype=float))
-        out["ctra"][:, row] = (z * directions).mean(axis=1)
-        for group in SCORES[1:]:
-            in_group = groups == group
-            out[group][:, row] = z[:, in_group].mean(axis=1) if in_group.any() else np.nan
+        for score, values in set_scores(np.asarray(vst[:, genes], dtype=float), directions, groups).items():
+            out[score][:, row] = values
     return out
+
+
+def reml_t(design: Design, Y: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """t of each contrast (responses x contrasts) from each response's own REML fit."""
+    beta, cov = fit_reml_batch(design, Y)
+    return (beta @ L.T) / np.sqrt(np.einsum("cp,mpq,cq->mc", L, cov, L))
 
 
 def gls_estimates(design: Design, Y: np.ndarray, gamma: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Contrast estimates and t for many responses sharing fixed relative variances (one solve).
 
-    Each response keeps its own residual variance, so t is scale-free: a random gene set whose
-    genes are less correlated (a score with less variance) is not favoured or penalised by scale.
+    Each response keeps its own residual variance, so t is scale-free.
     """
     _, xhx, xhy, yhy = BlockStructure(design).crossprods(gamma, design.X, Y)
     inverse = np.linalg.inv(xhx)
@@ -303,8 +419,12 @@ def gene_long_format(adata, usage: pd.DataFrame, design: Design, score: str) -> 
     return z[sample, gene], exog, design.participant[sample], names
 
 
-def fit_gene_gee(adata, usage: pd.DataFrame, design: Design, score: str = "ctra"):
-    """statsmodels GEE (Gaussian, exchangeable, robust SE) of the long-format gene model."""
+def fit_gene_gee(adata, usage: pd.DataFrame, design: Design, score: str = "ctra", cov_type: str = "bias_reduced"):
+    """statsmodels GEE (Gaussian, exchangeable) of the long-format gene model.
+
+    ``cov_type="bias_reduced"`` also computes the Mancl-DeRouen covariance (``cov_robust_bc``);
+    the plain sandwich (``cov_robust``) is there either way (and is what geepack reports).
+    """
     # imported here, and only the GEE module (statsmodels.api takes seconds to import)
     from statsmodels.genmod.cov_struct import Exchangeable
     from statsmodels.genmod.families import Gaussian
@@ -315,31 +435,55 @@ def fit_gene_gee(adata, usage: pd.DataFrame, design: Design, score: str = "ctra"
     # start from least squares by the normal equations: the same solution as statsmodels' own start
     # (a GLM fit of the long table), without its SVDs
     start = np.linalg.solve(exog.T @ exog, exog.T @ endog)
-    result = model.fit(maxiter=100, ddof_scale=0, start_params=start)  # scale and alpha over N, as geepack
+    result = model.fit(maxiter=100, ddof_scale=0, start_params=start, cov_type=cov_type)  # scale, alpha over N
     return result, names
 
 
-def gee_table(adata, usage: pd.DataFrame, design: Design) -> pd.DataFrame:
-    """Contrast rows (model gee_genes) for each score with at least two genes; normal-theory CI."""
+def gee_df(design: Design) -> int:
+    """Reference df of the GEE's t: participants (clusters) minus the fixed effects of the
+    participant-level design (arm x time, covariates, markers; the per-gene intercepts are not
+    counted, as they are estimated from every participant's many genes)."""
+    return int(design.participant.max() + 1 - design.X.shape[1])
+
+
+def gee_table(adata, usage: pd.DataFrame, design: Design, scores: tuple[str, ...] = SCORES) -> pd.DataFrame:
+    """Contrast rows (model gee_genes) for each score with at least two genes: bias-reduced sandwich
+    SE, t reference on ``gee_df`` df. Too few participants or df: the rows are kept, empty, with the
+    reason in ``note``."""
     specs = contrast_specs(design)
+    people, df = design.participant.max() + 1, gee_df(design)
+    skip = ""
+    if people < MIN_GEE_PARTICIPANTS:
+        skip = (f"GEE not fitted: {people} participants, fewer than {MIN_GEE_PARTICIPANTS} (a sandwich covariance "
+                "needs many participants)")
+    elif df < MIN_GEE_DF:
+        skip = (f"GEE not fitted: {people} participants - {design.X.shape[1]} fixed effects = {df} df, fewer than "
+                f"{MIN_GEE_DF} (drop covariates or markers)")
     tables = []
-    for score in SCORES:
+    for score in scores:
         groups = usage.loc[usage["used"].astype(bool) & (usage["group"] != "marker"), "group"]
         n_genes = len(groups) if score == "ctra" else int((groups == score).sum())
         if n_genes < 2:
             continue
-        result, names = fit_gene_gee(adata, usage, design, score)
-        L = np.array([np.concatenate([s.vector, np.zeros(len(names) - len(s.vector))]) for s in specs])
-        estimate = L @ result.params
-        se = np.sqrt(np.einsum("cp,pq,cq->c", L, result.cov_robust, L))
-        z = ndtri(0.975)
+        estimate = se = np.full(len(specs), np.nan)
+        note = np.full(len(specs), skip, dtype=object)
+        if not skip:
+            result, names = fit_gene_gee(adata, usage, design, score)
+            L = np.array([np.concatenate([s.vector, np.zeros(len(names) - len(s.vector))]) for s in specs])
+            estimate = L @ result.params
+            with np.errstate(invalid="ignore"):
+                se = np.sqrt(np.einsum("cp,pq,cq->c", L, result.cov_robust_bc, L))
+            note[~np.isfinite(se)] = "GEE not estimable: the bias-reduced covariance is degenerate"
+        t_crit = stdtrit(df, 0.975) if df > 0 else np.nan
+        with np.errstate(invalid="ignore"):
+            p_value = 2 * stdtr(df, -np.abs(estimate / se)) if df > 0 else np.full(len(specs), np.nan)
         tables.append(pd.DataFrame({
             "score": score, "model": "gee_genes", "contrast": [s.contrast for s in specs],
             "arm": [s.arm for s in specs], "time": [s.time for s in specs], "estimate": estimate, "se": se,
-            "ci_low": estimate - z * se, "ci_high": estimate + z * se, "df": np.inf,
-            "p_value": 2 * ndtr(-np.abs(estimate / se)),
+            "ci_low": estimate - t_crit * se, "ci_high": estimate + t_crit * se, "df": float(df),
+            "p_value": p_value,
             "n_participants": [len(np.unique(design.participant[s.samples])) for s in specs],
-            "n_samples": [int(s.samples.sum()) for s in specs]}))
+            "n_samples": [int(s.samples.sum()) for s in specs], "note": note}))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
@@ -347,42 +491,12 @@ def gee_table(adata, usage: pd.DataFrame, design: Design) -> pd.DataFrame:
 # Null draws (chunkable) and the final table
 # ----------------------------------------------------------------------------------------------
 
-def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, chunk: int,
-               n_chunks: int) -> pd.DataFrame:
-    """Permutation t and random-gene-set t for this chunk's share of the draws (tidy).
-
-    The variance components are the main model's REML ones, refitted here (the same computation as
-    the model stage, so this stage need not wait for it).
-    """
-    settings = study["robustness"]
-    design, _ = study_design(adata, usage, study, source=study["samples"])
-    gammas = relative_variances(design, scores)
-    specs = contrast_specs(design)
-    L = np.array([s.vector for s in specs])
-    perm_draws = _chunk(settings["permutations"], chunk, n_chunks) if len(design.arms) > 1 else range(0)
-    set_draws = _chunk(settings["gene_sets"], chunk, n_chunks)
-    picks, used = gene_set_draws(adata, usage, settings["seed"], set_draws)
-    random_scores = random_set_scores(adata, picks, used)
-    arm_codes = permuted_arms(design, settings["seed"], perm_draws)  # the same shuffles for every score
-    frames = []
-    for score, gamma in gammas.items():
-        gamma = np.asarray(gamma)
-        y = scores[score].to_numpy(float)
-        interaction = [i for i, s in enumerate(specs) if s.contrast == "arm_x_time"]
-        if len(perm_draws) and interaction:
-            t = permutation_null(design, y, gamma, [specs[i] for i in interaction], arm_codes)
-            frames.append(_tidy(t, "permutation", score, [specs[i] for i in interaction], perm_draws))
-        _, t = gls_estimates(design, random_scores[score], gamma, L)
-        frames.append(_tidy(t, "gene_set", score, specs, set_draws))
-    return pd.concat(frames, ignore_index=True)
-
-
 def _chunk(total: int, chunk: int, n_chunks: int) -> range:
     bounds = np.linspace(0, total, n_chunks + 1).round().astype(int)
     return range(bounds[chunk], bounds[chunk + 1])
 
 
-def _tidy(values: np.ndarray, kind: str, score: str, specs: list[ContrastSpec], draws: range) -> pd.DataFrame:
+def _tidy(values: np.ndarray, kind: str, score: str, specs: list[ContrastSpec], draws: range | list[int]) -> pd.DataFrame:
     frame = pd.DataFrame(values, columns=range(len(specs)))
     frame["draw"] = list(draws)
     long = frame.melt(id_vars="draw", var_name="spec", value_name="value")
@@ -394,36 +508,131 @@ def _tidy(values: np.ndarray, kind: str, score: str, specs: list[ContrastSpec], 
     return long[["kind", "score", "contrast", "arm", "time", "draw", "value"]]
 
 
+def _score_columns(scores: pd.DataFrame) -> list[str]:
+    return [score for score in SCORES if score in scores and not scores[score].isna().all()]
+
+
+def permutation_draws(design: Design, scores: pd.DataFrame, permutations: int, seed: int, chunk: int,
+                      n_chunks: int) -> list[pd.DataFrame]:
+    """Tidy permutation t of this chunk's share of the allocations, per scheme and score; chunk 0 also
+    writes the observed t (kind ``permutation_observed``, same null-model variance components).
+
+    Kind ``permutation_exact`` when every distinct allocation is enumerated (at most ``permutations``
+    of them), else ``permutation`` (Monte Carlo, ``permutations`` seeded draws)."""
+    specs = contrast_specs(design)
+    frames = []
+    for index, scheme in enumerate(permutation_schemes(design)):
+        tested = [s for s in specs if scheme.tests(s)]
+        total = scheme.n_allocations
+        exact = total <= permutations
+        draws = _chunk(total if exact else permutations, chunk, n_chunks)
+        allocations = scheme.enumerate(draws) if exact else scheme.sample(seed, index, draws)
+        arm_codes = scheme.sample_arms(allocations)
+        L = np.array([s.vector for s in tested])
+        for score in _score_columns(scores):
+            y = scores[score].to_numpy(float)
+            gamma = null_relative_variances(design, y, scheme)
+            if len(draws):
+                t = permutation_null(design, y, gamma, tested, arm_codes)
+                frames.append(_tidy(t, "permutation_exact" if exact else "permutation", score, tested, draws))
+            if chunk == 0:
+                _, observed = gls_estimates(design, y[:, None], gamma, L)
+                frames.append(_tidy(observed, "permutation_observed", score, tested, [0]))
+    return frames
+
+
+def gene_set_null(adata, usage: pd.DataFrame, design: Design, scores: pd.DataFrame, gene_sets: int, seed: int,
+                  chunk: int, n_chunks: int) -> tuple[list[pd.DataFrame], str]:
+    """Tidy t of this chunk's random gene sets (each set's own REML fit), and why there are none."""
+    specs = contrast_specs(design)
+    draws = _chunk(gene_sets, chunk, n_chunks)
+    picks, used, reason = gene_set_draws(adata.var, usage, seed, draws)
+    if picks is None or not len(draws):
+        return [], reason
+    random_scores = random_set_scores(adata, picks, used)
+    L = np.array([s.vector for s in specs])
+    return [_tidy(reml_t(design, random_scores[score], L), "gene_set", score, specs, draws)
+            for score in _score_columns(scores)], ""
+
+
+NULL_COLUMNS = ["kind", "score", "contrast", "arm", "time", "draw", "value"]
+
+
+def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, chunk: int,
+               n_chunks: int) -> pd.DataFrame:
+    """Permutation and random-gene-set t for this chunk's share of the draws (tidy); the design is
+    the main model's, so this stage need not wait for the model stage."""
+    settings = study["robustness"]
+    design, _ = study_design(adata, usage, study, source=study["samples"])
+    frames = permutation_draws(design, scores, settings["permutations"], settings["seed"], chunk, n_chunks)
+    gene_sets, _ = gene_set_null(adata, usage, design, scores, settings["gene_sets"], settings["seed"], chunk,
+                                 n_chunks)
+    frames += gene_sets
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=NULL_COLUMNS)
+
+
 def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, models: pd.DataFrame,
-                     gammas: dict, nulls: pd.DataFrame) -> pd.DataFrame:
-    """contrasts.tsv: the main-model (lmm) rows of ``models`` with perm_p, geneset_p and leave-one-out
-    columns added, then its other rows (GEE and sensitivity refits) as they are."""
+                     gammas: dict, nulls: pd.DataFrame, var: pd.DataFrame | None = None) -> pd.DataFrame:
+    """contrasts.tsv before the endpoint columns: the main-model (lmm) rows of ``models`` with
+    perm_p, geneset_p and leave-one-out columns added, then its other rows as they are.
+
+    The random-gene-set p compares the main model's t (the real set's own REML fit, as every random
+    set's) with the random sets' t; the permutation p compares the permutation test's observed t.
+    ``var`` is every gene's annotation (default ``adata.var``), for the reason when there is no
+    random-gene-set pool."""
     design, _ = study_design(adata, usage, study, source=study["samples"])
     specs = contrast_specs(design)
     L = np.array([s.vector for s in specs])
     key = ["score", "contrast", "arm", "time"]
-    extra = []
     people = np.asarray(sorted(set(adata.obs["participant"])))  # the order of design.participant codes
     draws = {k: g.sort_values("draw")["value"].to_numpy() for k, g in nulls.groupby(["kind", *key], sort=False)}
+    main_t = models[models["model"] == "lmm"].set_index(key)
+    main_t = (main_t["estimate"] / main_t["se"]).to_dict()
+    gene_set_reason = _gene_set_reason(adata.var if var is None else var, usage, study)
+    extra = []
     for score, gamma in gammas.items():
-        gamma = np.asarray(gamma)
         y = scores[score].to_numpy(float)
-        estimate, t = gls_estimates(design, y[:, None], gamma, L)
-        observed_est, t_obs = estimate[0], t[0]
-        loo = leave_one_out(design, y, gamma, L) - observed_est[None, :]
+        estimate, _ = gls_estimates(design, y[:, None], np.asarray(gamma), L)
+        loo = leave_one_out(design, y, np.asarray(gamma), L) - estimate[0][None, :]
         worst = np.nanargmax(np.abs(loo), axis=0)
         for i, spec in enumerate(specs):
+            where = (score, spec.contrast, spec.arm, spec.time)
             row = {"score": score, "contrast": spec.contrast, "arm": spec.arm, "time": spec.time,
                    "loo_max_change": loo[worst[i], i], "loo_participant": people[worst[i]]}
-            for kind, observed, column in (("permutation", t_obs[i], "perm_p"), ("gene_set", t_obs[i], "geneset_p")):
-                null = draws.get((kind, score, spec.contrast, spec.arm, spec.time), np.empty(0))
-                row[column] = empirical_p(np.array([observed]), null[:, None])[0] if len(null) else np.nan
-                row[f"n_{kind}s"] = int(np.sum(~np.isnan(null)))
+            row.update(_permutation_columns(draws, where))
+            null = draws.get(("gene_set", *where), np.empty(0))
+            observed = main_t.get(where, np.nan)
+            row["geneset_p"] = empirical_p(np.array([observed]), null[:, None])[0] if len(null) else np.nan
+            row["n_gene_sets"] = int(np.sum(~np.isnan(null)))
+            notes = [row.pop("perm_note")] + ([gene_set_reason] if gene_set_reason else [])
+            row["note"] = "; ".join(n for n in notes if n)
             extra.append(row)
     is_main = models["model"] == "lmm"
-    main = models[is_main].merge(pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
+    main = models[is_main].drop(columns=["note"], errors="ignore").merge(
+        pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
     main = main.astype({"n_permutations": "Int64", "n_gene_sets": "Int64"})
     return pd.concat([main, models[~is_main]], ignore_index=True)
+
+
+def _permutation_columns(draws: dict, where: tuple) -> dict:
+    """perm_p, n_permutations and a note for one main-model row (empty for within-arm changes)."""
+    for kind, exact in (("permutation_exact", True), ("permutation", False)):
+        null = draws.get((kind, *where))
+        if null is not None:
+            observed = draws[("permutation_observed", *where)]
+            valid = int(np.sum(~np.isnan(null)))
+            note = f"perm_p exact: all {len(null)} distinct allocations enumerated" if exact else ""
+            if valid < len(null):
+                note = "; ".join(n for n in (note, f"{len(null) - valid} allocations not estimable (left out)") if n)
+            return {"perm_p": empirical_p(observed, null[:, None], exact=exact)[0], "n_permutations": valid,
+                    "perm_note": note}
+    return {"perm_p": np.nan, "n_permutations": 0, "perm_note": ""}
+
+
+def _gene_set_reason(var: pd.DataFrame, usage: pd.DataFrame, study: dict) -> str:
+    if study["robustness"]["gene_sets"] == 0:
+        return ""
+    return gene_set_draws(var, usage, study["robustness"]["seed"], range(0))[2]
 
 
 def other_models(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) -> pd.DataFrame:

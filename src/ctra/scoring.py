@@ -82,17 +82,24 @@ def zscore(values: np.ndarray) -> np.ndarray:
     return (values - values.mean(axis=0)) / values.std(axis=0, ddof=1)
 
 
-def compute_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
-    """ctra and subscores per sample from the VST of the used genes (samples x genes).
+def set_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """The CTRA score and its subscores per sample from the VST of a gene set (samples x genes): the
+    one definition used for ``scores.tsv`` and for every random gene set of the safeguards.
 
-    A group with no used gene gets NaN for its subscore; ``ctra`` averages whatever genes are used.
+    ``ctra`` is the mean of the direction-signed z-scores; each subscore the unsigned mean z of its
+    group, NaN when the group has no gene.
     """
     z = zscore(vst)
     scores = {"ctra": (z * directions).mean(axis=1)}
     for group in SCORE_GROUPS:
         in_group = groups == group
         scores[group] = z[:, in_group].mean(axis=1) if in_group.any() else np.full(len(z), np.nan)
-    frame = pd.DataFrame(scores)
+    return scores
+
+
+def compute_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
+    """``set_scores`` as a table, with the number of genes scored."""
+    frame = pd.DataFrame(set_scores(vst, directions, groups))
     frame["n_genes"] = vst.shape[1]
     return frame
 

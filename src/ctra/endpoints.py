@@ -1,0 +1,50 @@
+"""The pre-specified primary endpoint, its family of tests and the Holm adjustment over it.
+
+A trial's confirmatory question is one score and one contrast (default: the CTRA score's arm x time
+contrast). With two active arms or several follow-up times that question is several tests (every
+active arm x non-baseline time): the *primary family*, whose main-model p-values get a
+Holm-adjusted ``p_holm`` (family-wise error at the nominal level, no assumption about the
+dependence between the tests). Every other main-model row (subscores, within-arm changes) is
+``exploratory``; the rows of the other models (gene-level GEE, refits without covariates or markers)
+are ``sensitivity`` analyses of the main one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+MAIN_MODEL = "lmm"
+
+
+def primary_endpoint(primary: dict, has_control: bool) -> dict[str, str]:
+    """The primary score and contrast; a single-arm study (no control) has only within-arm changes,
+    so its primary contrast is ``change`` whatever the config says (recorded in the report)."""
+    contrast = primary.get("contrast", "arm_x_time") if has_control else "change"
+    return {"score": primary.get("score", "ctra"), "contrast": contrast}
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (monotone, capped at 1); NaN stays NaN and is not counted."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(len(p), np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = len(order)
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def mark_endpoints(contrasts: pd.DataFrame, endpoint: dict[str, str]) -> pd.DataFrame:
+    """``role`` (primary / exploratory / sensitivity) and ``p_holm`` (primary rows only) columns."""
+    main = contrasts["model"] == MAIN_MODEL
+    primary = main & (contrasts["score"] == endpoint["score"]) & (contrasts["contrast"] == endpoint["contrast"])
+    out = contrasts.copy()
+    out.insert(out.columns.get_loc("model") + 1, "role",
+               np.where(primary, "primary", np.where(main, "exploratory", "sensitivity")))
+    out.insert(out.columns.get_loc("p_value") + 1, "p_holm", np.nan)
+    out.loc[primary, "p_holm"] = holm(out.loc[primary, "p_value"].to_numpy())
+    notes = out.pop("note").fillna("") if "note" in out else pd.Series("", index=out.index)
+    out["note"] = notes
+    return out
