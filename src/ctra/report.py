@@ -40,9 +40,9 @@ SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "An
 CONTRASTS = ("arm_x_time", "change")
 GENE_GROUPS = ("inflammatory", "antiviral", "antibody", "marker")
 MAIN_MODEL = "lmm"
-STANDARD_COLUMNS = ("score", "model", "contrast", "arm", "time", "estimate", "se", "ci_low", "ci_high",
+STANDARD_COLUMNS = ("score", "model", "role", "contrast", "arm", "time", "estimate", "se", "ci_low", "ci_high",
                     "df", "p_value", "n_participants", "n_samples")
-P_COLUMNS = ("p_value", "fdr")
+P_COLUMNS = ("p_value", "p_holm", "fdr")
 KEY_COLUMNS = ("participant", "arm", "time", "period")
 PCA_GENES = 500
 FDR_THRESHOLD = 0.05
@@ -123,6 +123,7 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
         "heatmap": _heatmap_figure(genes, levels),
         "robustness": _robustness_tables(contrasts, participants),
         "verdicts": _robustness_verdicts(contrasts, participants),
+        "adjustment": _adjustment_sentences(methods),
         "methods": _methods_context(methods),
         "contrasts": _contrasts_table(contrasts, participants),
         "plotly_js": plotly.offline.get_plotlyjs(),
@@ -306,21 +307,31 @@ def _sort_contrasts(contrasts: pd.DataFrame, levels: Levels) -> pd.DataFrame:
     return contrasts.loc[order].reset_index(drop=True)
 
 
+def _primary_rows(contrasts: pd.DataFrame) -> pd.DataFrame:
+    """The main model's primary-endpoint rows (``role`` = primary; before that column existed, the
+    CTRA arm x time rows, else the CTRA changes)."""
+    main = contrasts[contrasts["model"] == MAIN_MODEL]
+    if "role" in main:
+        return main[main["role"] == "primary"]
+    ctra = main[main["score"] == "ctra"]
+    kind = "arm_x_time" if (ctra["contrast"] == "arm_x_time").any() else "change"
+    return ctra[ctra["contrast"] == kind]
+
+
 def _summary_sentences(contrasts: pd.DataFrame, levels: Levels) -> list[str]:
-    """Plain-language CTRA results of the main model: arm x time per arm and time, else own change."""
-    main = contrasts[(contrasts["model"] == MAIN_MODEL) & (contrasts["score"] == "ctra")]
-    kind = "arm_x_time" if (main["contrast"] == "arm_x_time").any() else "change"
-    arms = levels.arms[1:] if kind == "arm_x_time" else levels.arms
-    sentences = []
-    for arm in arms:
-        for time in levels.times[1:]:
-            row = main[(main["contrast"] == kind) & (main["arm"] == arm) & (main["time"] == time)]
-            if row.empty:
-                sentences.append(f"No CTRA estimate is available for {arm} at {time}.")
-            else:
-                sentences.append(_describe(row.iloc[0], kind, levels))
+    """Plain-language results of the primary endpoint (main model), one per primary test, then one
+    sentence on multiplicity and what is exploratory."""
+    primary = _primary_rows(contrasts)
+    sentences = [_describe(row, row["contrast"], levels) for _, row in primary.iterrows()]
     if not sentences:
-        sentences.append("The main model produced no CTRA estimate after baseline.")
+        return ["The main model produced no estimate of the primary endpoint."]
+    score = SCORE_LABELS.get(primary["score"].iloc[0], primary["score"].iloc[0])
+    if len(primary) > 1 and "p_holm" in primary:
+        held = [f"{row['arm']} at {row['time']}: {_fmt_p(row['p_holm'])}" for _, row in primary.iterrows()]
+        sentences.append(f"The primary endpoint ({score}, {len(primary)} tests) is one family: Holm-adjusted p "
+                         f"({'; '.join(held)}) keep the chance of any false positive among them at 5%.")
+    sentences.append(f"Everything else (subscores, within-arm changes, other scores) is exploratory: "
+                     "unadjusted p-values, to be read as hypothesis-generating.")
     return sentences
 
 
@@ -333,14 +344,15 @@ def _describe(row: pd.Series, kind: str, levels: Levels) -> str:
               f"{_fmt_num(row['ci_high'])}; {p_phrase}; "
               f"{_fmt_num(row['n_participants'])} participants, {_fmt_num(row['n_samples'])} samples)")
     span = f"From {levels.baseline} to {row['time']}"
+    score = SCORE_LABELS.get(row["score"], row["score"])
     if not np.isfinite(row["estimate"]):
-        return f"{span}, the CTRA {kind.replace('_x_', ' × ')} effect in {row['arm']} could not be estimated."
+        return f"{span}, the {score} {kind.replace('_x_', ' × ')} effect in {row['arm']} could not be estimated."
     if kind == "arm_x_time":
         relation = "less" if row["estimate"] < 0 else "more"
-        return (f"{span}, CTRA in {row['arm']} changed by {size} SD {relation} than in "
+        return (f"{span}, {score} in {row['arm']} changed by {size} SD {relation} than in "
                 f"{levels.control} {detail}.")
     direction = "fell" if row["estimate"] < 0 else "rose"
-    return f"{span}, CTRA in {row['arm']} {direction} by {size} SD {detail}."
+    return f"{span}, {score} in {row['arm']} {direction} by {size} SD {detail}."
 
 
 def _design_table(obs: pd.DataFrame, levels: Levels) -> Table:
@@ -758,48 +770,90 @@ def _robustness_tables(contrasts: pd.DataFrame, participants: dict[str, str]) ->
 
 
 def _robustness_verdicts(contrasts: pd.DataFrame, participants: dict[str, str]) -> list[tuple[str, list[str]]]:
-    """For each main CTRA arm x time contrast, one plain sentence per check: does the result survive it?"""
-    main = contrasts[(contrasts["model"] == MAIN_MODEL) & (contrasts["score"] == "ctra")
-                     & (contrasts["contrast"] == "arm_x_time")]
+    """For each primary test, one plain sentence per check: does it agree with the main model?"""
     out = []
-    for _, row in main.iterrows():
-        title = f"CTRA, {row['arm']} vs control at {row['time']}: estimate {_estimate_cell(row)}"
+    for _, row in _primary_rows(contrasts).iterrows():
+        score = SCORE_LABELS.get(row["score"], row["score"])
+        versus = f"{row['arm']} vs control" if row["contrast"] == "arm_x_time" else f"change in {row['arm']}"
+        title = f"{score}, {versus} at {row['time']} (primary): estimate {_estimate_cell(row)}"
         out.append((title, [s for s in _verdict_sentences(row, contrasts, participants) if s]))
     return out
 
 
+def _agreement(check_significant: bool, significant: bool) -> str:
+    """How a check's conclusion relates to the main model's, in words that claim no more than that."""
+    if significant:
+        return "agrees (also significant at 5%)." if check_significant else "does not confirm it (not significant at 5%)."
+    return ("agrees (not significant either)." if not check_significant else
+            "disagrees: it is significant at 5% where the main model is not; see Methods for what it tests.")
+
+
 def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: dict[str, str]) -> list[str]:
-    significant = row["p_value"] < 0.05
-    said = [f"Main model: {'significant' if significant else 'not significant'} at the 5% level."]
+    p_main = row["p_holm"] if pd.notna(row.get("p_holm")) else row["p_value"]
+    significant = bool(p_main < 0.05)
+    adjusted = " after Holm adjustment over the primary tests" if pd.notna(row.get("p_holm")) and \
+        row.get("p_holm") != row["p_value"] else ""
+    said = [f"Main model: {'significant' if significant else 'not significant'} at the 5% level{adjusted} "
+            f"(p = {_fmt_p(p_main)})."]
     if pd.notna(row.get("perm_p")):
-        said.append(f"Permutation test (arms shuffled between participants, {_count(row, 'n_permutations')} "
-                    f"permutations): p = {_fmt_p(row['perm_p'])}; the result "
-                    f"{'survives' if row['perm_p'] < 0.05 else 'does not survive'} it.")
+        exact = "exact" in str(row.get("note", ""))
+        what = (f"all {_count(row, 'n_permutations')} possible allocations" if exact else
+                f"{_count(row, 'n_permutations')} random allocations")
+        said.append(f"Permutation test (arm labels re-allocated between participants, {what}): "
+                    f"p = {_fmt_p(row['perm_p'])}; it " + _agreement(row["perm_p"] < 0.05, significant))
     if pd.notna(row.get("geneset_p")):
-        better = row["geneset_p"] < 0.05
-        said.append(f"Random gene sets ({_count(row, 'n_gene_sets')} sets of the same size, matched on "
-                    f"expression decile): p = {_fmt_p(row['geneset_p'])}; "
-                    + ("the CTRA genes respond more than random genes do." if better else
-                       "random genes give a contrast at least as strong in more than 5% of sets, so this contrast "
-                       "is not specific to the CTRA genes."))
+        said.append(f"Random gene sets ({_count(row, 'n_gene_sets')} sets of the same size, matched on expression "
+                    f"decile, each with its own model fit): p = {_fmt_p(row['geneset_p'])}; it "
+                    + _agreement(row["geneset_p"] < 0.05, significant)
+                    + (" The contrast is not specific to these genes: random genes respond as much."
+                       if significant and row["geneset_p"] >= 0.05 else ""))
     if pd.notna(row.get("loo_max_change")):
         moved = row["estimate"] + row["loo_max_change"]
         flips = np.sign(moved) != np.sign(row["estimate"])
         who = participants.get(str(row["loo_participant"]), str(row["loo_participant"]))
         said.append(f"Leaving one participant out: the largest change is {_fmt_num(row['loo_max_change'])} "
-                    f"(without {who}); " + ("this flips the sign, so the result hinges on one participant."
-                                            if flips else "no single participant reverses the direction."))
+                    f"(without {who})" + ("; this flips the sign of a significant estimate, so the result "
+                                          "hinges on one participant." if flips and significant else "."))
     key = (contrasts["score"] == row["score"]) & (contrasts["contrast"] == row["contrast"]) & \
           (contrasts["arm"] == row["arm"]) & (contrasts["time"] == row["time"])
-    for model, label in (("gee_genes", "Gene-level GEE (exchangeable, robust SE)"),
+    for model, label in (("gee_genes", "Gene-level GEE (exchangeable, bias-reduced sandwich SE, t reference)"),
                          ("lmm_no_covariates", "Without covariates"), ("lmm_no_markers", "Without cell markers"),
                          ("lmm_unadjusted", "Without covariates or markers")):
         other = contrasts[key & (contrasts["model"] == model)]
-        if len(other):
-            o = other.iloc[0]
-            agrees = np.sign(o["estimate"]) == np.sign(row["estimate"]) and (o["p_value"] < 0.05) == significant
-            said.append(f"{label}: {_estimate_cell(o)}; " + ("same direction and conclusion." if agrees else
-                                                            "the conclusion differs."))
+        if not len(other):
+            continue
+        o = other.iloc[0]
+        if pd.isna(o["p_value"]):
+            said.append(f"{label}: no estimate ({o.get('note') or 'not estimable'}).")
+            continue
+        same_sign = np.sign(o["estimate"]) == np.sign(row["estimate"])
+        said.append(f"{label}: {_estimate_cell(o)}; it " + _agreement(o["p_value"] < 0.05, significant)
+                    + ("" if same_sign else " The estimate has the opposite sign."))
+    return said
+
+
+def _adjustment_sentences(methods: dict) -> list[str]:
+    """What the marker and covariate adjustment means, and warnings about it (model.json's record)."""
+    markers = [str(m) for m in methods.get("markers_used", [])]
+    said = []
+    if markers:
+        said.append(f"The main model adjusts for the VST of {len(markers)} leukocyte marker genes ({', '.join(markers)}). "
+                    "Its contrast is then the change in CTRA at fixed cell composition (a direct effect); the "
+                    "model without markers (lmm_no_markers) estimates the total change, including any part that "
+                    "runs through a shift in cell composition. The two answer different questions; a difference "
+                    "between them is not a failure of either.")
+    else:
+        said.append("The main model does not adjust for leukocyte markers: its contrast is the total change, "
+                    "including any part that runs through a shift in cell composition.")
+    adjustment = methods.get("adjustment") or {}
+    used, residual = adjustment.get("columns", 0), adjustment.get("residual_df_without", 0)
+    if used and residual and used > residual / 4:
+        said.append(f"Warning: covariates and markers use {used} model terms, more than a quarter of the "
+                    f"{residual} residual degrees of freedom the model has without them "
+                    f"({adjustment.get('participants', '?')} participants). Estimates become noisy and depend on "
+                    "the adjustment set; consider fewer markers or covariates, and compare with lmm_unadjusted.")
+    for warning in methods.get("covariate_warnings", []):
+        said.append(f"Warning: {warning}")
     return said
 
 
@@ -852,6 +906,7 @@ def _methods_context(methods: dict) -> dict[str, Any]:
         "normalization_settings": _key_value_table(normalization if isinstance(normalization, dict) else {},
                                                    "Setting", "Value"),
         "formula": str(methods.get("formula", "")),
+        "primary": _primary_text(methods.get("primary") or {"score": "ctra", "contrast": "arm_x_time"}),
         "coefficients": [str(c) for c in methods.get("coefficients", [])],
         "df_method": str(methods.get("df_method", "")),
         "covariates": [str(c) for c in methods.get("covariates", [])],
@@ -861,6 +916,13 @@ def _methods_context(methods: dict) -> dict[str, Any]:
         "input_checksums": _key_value_table(methods.get("input_checksums", {}), "File", "SHA-256"),
         "generated": str(methods.get("generated", "")),
     }
+
+
+def _primary_text(primary: dict) -> str:
+    score = SCORE_LABELS.get(primary.get("score"), str(primary.get("score")))
+    what = ("each active arm's change from baseline minus control's (arm × time)" if primary.get("contrast") == "arm_x_time"
+            else "each arm's own change from baseline")
+    return f"the {score} score, {what}"
 
 
 def _key_value_table(mapping: dict, key_name: str, value_name: str) -> Table:
