@@ -1,0 +1,285 @@
+"""Calibration of every p-value ctra prints: rejection rates under the null, power and CI coverage.
+
+Simulates seeded cohorts on the log2 (VST) scale and runs each through the same library calls as
+the workflow's model, null and robustness stages (``analyse``): the main mixed model, the gene-level
+GEE, the permutation test, the random-gene-set null and the endpoint columns. Prints, per design,
+the rejection rate at 5 % with a Clopper-Pearson 95 % CI for each p-value column, and with a true
+effect the power and the 95 % CI coverage of the primary estimate.
+
+Cohort model (per gene j, sample s of participant i): ``mu_j + u_ij + kappa_j . g_i + lambda_j . f_s
++ e_sj`` with a participant effect u, three participant-level and three draw-level latent factors
+(g, f) that make genes correlated (within the set and with the pool), and noise e; gene parameters
+are drawn per cohort from one distribution for the 53 set genes, the 8 markers and 800 pool genes
+alike, so the set is exchangeable with the pool. About 10 % of participants miss their last draw.
+Crossover cohorts add a participant:period effect and a period effect on level and on change
+(period x time), with 16 AB / 8 BA sequences. Under the alternative, every set gene moves by
+``-effect x direction`` at the treated draws (the last arm at post), which lowers the CTRA score.
+
+    python benchmarks/calibration.py                   # 400 null + 200 effect cohorts per design
+    python benchmarks/calibration.py --cohorts 100 --effect-cohorts 50 --designs parallel_10
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ctra.endpoints import mark_endpoints, primary_endpoint  # noqa: E402
+from ctra.genesets import load_gene_set  # noqa: E402
+from ctra.robustness import gee_table, gene_set_null, permutation_draws, robustness_table  # noqa: E402
+from ctra.scoring import gene_summaries, score_study  # noqa: E402
+from ctra.stats import fit_scores, study_design  # noqa: E402
+
+N_POOL = 800
+N_FACTORS = 3
+MISSING = 0.10         # share of participants missing their last draw
+PERMUTATIONS = 1000    # fewer than the workflow's 5,000: the size of a permutation test does not depend on it
+GENE_SETS = 200
+COLUMNS = ("p_value", "p_holm", "perm_p", "geneset_p", "gee_p")
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """One simulated study design."""
+
+    arms: tuple[str, ...]
+    per_arm: int = 15
+    covariates: tuple[str, ...] = ("age",)
+    markers: bool = True
+    crossover: tuple[int, int] | None = None  # participants per sequence (AB, BA)
+    effect: float = 0.2                        # log2 shift of each set gene at the treated draws (alternative)
+    stable_set: bool = True                    # False: set genes less person-stable than the pool
+    notes: str = ""
+
+
+DESIGNS = {
+    "parallel_30": DesignSpec(arms=("control", "active"), notes="2 arms x 15, age + 8 markers"),
+    "parallel_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=False, effect=0.35,
+                              notes="2 arms x 5, age, no markers (exact permutations: 252)"),
+    "three_arm_45": DesignSpec(arms=("control", "self", "others"), notes="3 arms x 15, age + 8 markers"),
+    "crossover_24": DesignSpec(arms=("control", "active"), crossover=(16, 8), effect=0.12,
+                               notes="AB/BA 16/8, pre/post per period, period effects, age + 8 markers"),
+    "unstable_set_30": DesignSpec(arms=("control", "active"), stable_set=False,
+                                  notes="as parallel_30, set genes less person-stable than the pool"),
+}
+
+
+def _genes() -> pd.DataFrame:
+    """The 53 CTRA genes (group, direction), the 8 markers and the pool, in that order."""
+    ctra = load_gene_set(REPO / "resources" / "gene_sets" / "ctra53.tsv")[["gene", "group", "direction"]]
+    markers = load_gene_set(REPO / "resources" / "gene_sets" / "leukocyte_markers.tsv",
+                            allowed_groups=("marker",))[["gene", "group", "direction"]]
+    pool = pd.DataFrame({"gene": [f"POOL{j:04d}" for j in range(N_POOL)], "group": "", "direction": 0})
+    genes = pd.concat([ctra, markers[~markers["gene"].isin(ctra["gene"])], pool], ignore_index=True)
+    genes["direction"] = pd.to_numeric(genes["direction"], errors="coerce").fillna(0).astype(int)
+    return genes
+
+
+GENES = _genes()
+
+
+def sample_sheet(spec: DesignSpec, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per draw: participant, arm, time, [period], age."""
+    rows = []
+    if spec.crossover:
+        sequences = [("control", "active")] * spec.crossover[0] + [("active", "control")] * spec.crossover[1]
+        people = len(sequences)
+    else:
+        people = spec.per_arm * len(spec.arms)
+    missing = set(rng.choice(people, int(round(MISSING * people)), replace=False))
+    for i in range(people):
+        age = rng.normal(50, 10)
+        if spec.crossover:
+            for p, arm in enumerate(sequences[i]):
+                for t in ("pre", "post"):
+                    if not (i in missing and p == 1 and t == "post"):
+                        rows.append((f"P{i:03d}", arm, t, str(p + 1), age))
+        else:
+            arm = spec.arms[i % len(spec.arms)]
+            for t in ("pre", "post"):
+                if not (i in missing and t == "post"):
+                    rows.append((f"P{i:03d}", arm, t, None, age))
+    obs = pd.DataFrame(rows, columns=["participant", "arm", "time", "period", "age"])
+    if not spec.crossover:
+        obs = obs.drop(columns="period")
+    obs.index = [f"S{j:04d}" for j in range(len(obs))]
+    return obs
+
+
+def simulate(spec: DesignSpec, seed: int, effect: float = 0.0):
+    """A cohort as the model stage sees it: AnnData (layer ``vst``, var with group/expressed/vst_mean),
+    the genes-used table, and the true primary effect on the CTRA score scale."""
+    import anndata as ad
+
+    rng = np.random.default_rng(seed)
+    obs = sample_sheet(spec, rng)
+    n, n_genes = len(obs), len(GENES)
+    person = pd.factorize(obs["participant"])[0]
+    n_people = person.max() + 1
+    mu = rng.normal(8, 1.5, n_genes)
+    sd_person, sd_noise = rng.uniform(0.2, 0.6, n_genes), rng.uniform(0.2, 0.5, n_genes)
+    in_set = GENES["group"].isin(["inflammatory", "antiviral", "antibody"]).to_numpy()
+    if not spec.stable_set:  # the reviewer's case: a set whose genes vary less between people than the pool
+        sd_person[in_set] = rng.uniform(0.02, 0.15, in_set.sum())
+    kappa, lam = rng.normal(0, 0.3, (N_FACTORS, n_genes)), rng.normal(0, 0.35, (N_FACTORS, n_genes))
+    values = (mu + rng.normal(size=(n_people, n_genes))[person] * sd_person
+              + rng.normal(size=(n_people, N_FACTORS))[person] @ kappa + rng.normal(size=(n, N_FACTORS)) @ lam
+              + rng.normal(size=(n, n_genes)) * sd_noise)
+    fixed = np.zeros((n, n_genes))
+    random_var = sd_person**2 + sd_noise**2 + (kappa**2).sum(0) + (lam**2).sum(0)
+    if spec.crossover:
+        unit = pd.factorize(obs["participant"] + ":" + obs["period"])[0]
+        sd_unit = rng.uniform(0.1, 0.3, n_genes)
+        values += rng.normal(size=(unit.max() + 1, n_genes))[unit] * sd_unit
+        random_var += sd_unit**2
+        second = (obs["period"] == "2").to_numpy(float)
+        post = (obs["time"] == "post").to_numpy(float)
+        fixed += np.outer(second, rng.normal(0.4, 0.2, n_genes)) + np.outer(second * post, rng.normal(0.3, 0.1, n_genes))
+    treated = ((obs["arm"] == spec.arms[-1]) & (obs["time"] == "post")).to_numpy(float)
+    shift = -effect * GENES["direction"].to_numpy(float)
+    fixed += np.outer(treated, shift)
+    values += fixed
+    var = GENES.set_index("gene")[["group"]].copy()
+    adata = ad.AnnData(obs=obs, var=var, layers={"vst": values})
+    adata.var[["expressed", "vst_mean", "vst_var"]] = gene_summaries(adata)
+    adata.uns["levels"] = {"arm": list(spec.arms), "time": ["pre", "post"]}
+    usage = GENES[GENES["group"] != ""].assign(used=True).reset_index(drop=True)
+    sd = np.sqrt(random_var + fixed.var(axis=0))
+    truth = float(np.mean((shift * GENES["direction"].to_numpy(float) / sd)[in_set]))
+    return adata, usage, truth
+
+
+def study_config(spec: DesignSpec, seed: int) -> dict:
+    return {"samples": "simulated", "covariates": list(spec.covariates), "adjust_for_cell_markers": spec.markers,
+            "primary": {"score": "ctra", "contrast": "arm_x_time"},
+            "robustness": {"permutations": PERMUTATIONS, "gene_sets": GENE_SETS, "seed": seed, "chunks": 1}}
+
+
+def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
+    """contrasts.tsv's CTRA rows, by the calls the model, null and robustness stages make."""
+    scores = score_study(adata, usage).set_index("sample")[["ctra"]]
+    design, _ = study_design(adata, usage, study, study["samples"])
+    main, gammas = fit_scores(design, scores, "lmm")
+    models = pd.concat([main, gee_table(adata, usage, design, scores=("ctra",))], ignore_index=True)
+    settings = study["robustness"]
+    nulls = permutation_draws(design, scores, settings["permutations"], settings["seed"], 0, 1)
+    nulls += gene_set_null(adata, usage, design, scores, settings["gene_sets"], settings["seed"], 0, 1)[0]
+    table = robustness_table(adata, scores, usage, study, models, gammas, pd.concat(nulls, ignore_index=True))
+    return mark_endpoints(table, primary_endpoint(study["primary"], True))
+
+
+def one_cohort(args: tuple[str, int, float]) -> dict:
+    """The primary rows' p-values, estimate, SE and CI of one cohort, and whether Holm rejected any."""
+    name, seed, effect = args
+    spec = DESIGNS[name]
+    adata, usage, truth = simulate(spec, seed, effect)
+    table = analyse(adata, usage, study_config(spec, seed))
+    primary = table[table["role"] == "primary"].set_index("arm")
+    gee = table[(table["model"] == "gee_genes") & (table["contrast"] == "arm_x_time")].set_index("arm")
+    arm = spec.arms[-1]  # the first-listed test per cohort (one test per cohort: independent replicates)
+    row = primary.loc[arm]
+    return {"design": name, "seed": seed, "effect": effect, "truth": truth, "estimate": row["estimate"],
+            "se": row["se"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p_value": row["p_value"],
+            "p_holm": float(primary["p_holm"].min()), "perm_p": row["perm_p"], "geneset_p": row["geneset_p"],
+            "gee_p": gee.loc[arm, "p_value"], "perm_note": row["note"]}
+
+
+def clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    """Exact binomial 95 % CI for k successes in n."""
+    from scipy.stats import beta
+
+    low = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+    high = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+    return float(low), float(high)
+
+
+def run(designs: list[str], cohorts: int, effect_cohorts: int, processes: int = 2) -> pd.DataFrame:
+    """Every cohort's primary-row results (null cohorts seeded 1.., effect cohorts 100001..)."""
+    jobs = [(d, seed, 0.0) for d in designs for seed in range(1, cohorts + 1)]
+    jobs += [(d, 100_000 + seed, DESIGNS[d].effect) for d in designs for seed in range(1, effect_cohorts + 1)]
+    if processes > 1:
+        from multiprocessing import get_context
+
+        with get_context("fork").Pool(processes) as pool:
+            rows = pool.map(one_cohort, jobs, chunksize=4)
+    else:
+        rows = [one_cohort(job) for job in jobs]
+    return pd.DataFrame(rows)
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """Per design and p-value column: rejection rate at 5 % under the null with its 95 % CI (for
+    p_holm: the family-wise rate, any primary test rejected), and with the effect: power; plus the
+    primary estimate's mean in SE units under the null and its CI coverage under the effect."""
+    out = []
+    for name, group in results.groupby("design", sort=False):
+        null, alt = group[group["effect"] == 0], group[group["effect"] > 0]
+        for column in COLUMNS:
+            values = null[column].dropna()
+            k, n = int((values < 0.05).sum()), len(values)
+            low, high = clopper_pearson(k, n) if n else (math.nan, math.nan)
+            power = float((alt[column].dropna() < 0.05).mean()) if len(alt[column].dropna()) else math.nan
+            out.append({"design": name, "column": column, "cohorts": n, "rejected": k,
+                        "rate": k / n if n else math.nan, "ci_low": low, "ci_high": high, "power": power})
+        covered = ((alt["ci_low"] <= alt["truth"]) & (alt["truth"] <= alt["ci_high"]))
+        out.append({"design": name, "column": "estimate", "cohorts": len(null),
+                    "rate": float((null["estimate"] / null["se"]).mean()), "ci_low": math.nan, "ci_high": math.nan,
+                    "power": float(covered.mean()) if len(alt) else math.nan})
+    return pd.DataFrame(out)
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    """The README's calibration table."""
+    lines = ["| design | cohorts | lmm `p_value` | `p_holm` (any primary) | `perm_p` | `geneset_p` | GEE `p_value` "
+             "| mean estimate / SE under H0 | power (`p_value`) | 95 % CI coverage |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, group in summary.groupby("design", sort=False):
+        cell = group.set_index("column")
+
+        def rate(column: str) -> str:
+            r = cell.loc[column]
+            return "not fitted" if not r["cohorts"] else (
+                f"{100 * r['rate']:.1f} ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})")
+
+        lines.append(f"| {name}: {DESIGNS[name].notes} | {int(cell.loc['p_value', 'cohorts'])} | "
+                     + " | ".join(rate(c) for c in COLUMNS)
+                     + f" | {cell.loc['estimate', 'rate']:+.3f} | {100 * cell.loc['p_value', 'power']:.0f} % "
+                     f"| {100 * cell.loc['estimate', 'power']:.1f} % |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--designs", nargs="+", default=list(DESIGNS), choices=list(DESIGNS))
+    parser.add_argument("--cohorts", type=int, default=400, help="null cohorts per design")
+    parser.add_argument("--effect-cohorts", type=int, default=200, help="cohorts with a true effect per design")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--out", help="also write every cohort's row to this TSV")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    results = run(args.designs, args.cohorts, args.effect_cohorts, args.processes)
+    if args.out:
+        results.to_csv(args.out, sep="\t", index=False)
+    summary = summarise(results)
+    print(summary.to_string(index=False))
+    print()
+    print(markdown(summary))
+    print(f"\n{len(results)} cohorts in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
