@@ -315,31 +315,58 @@ def run_example(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctra", description=__doc__.splitlines()[0])
+    option_help = {
+        "study": "study name (its key under `studies:` in the config)",
+        "study-config": "the study's config block as JSON, defaults filled in (as the workflow passes it)",
+        "gene-set": "gene set TSV (gene, group, direction, ...), e.g. resources/gene_sets/ctra53.tsv",
+        "markers": "leukocyte marker set TSV, e.g. resources/gene_sets/leukocyte_markers.tsv",
+        "samples-schema": "also check the sample sheet against this YAML schema (workflow/schemas/samples.schema.yaml)",
+        "input": "the previous stage's .h5ad (validated.h5ad for normalize, else normalized.h5ad)",
+        "scores": "scores.tsv (written by score, read by the later stages)",
+        "genes-used": "genes_used.tsv (written by score, read by the later stages)",
+        "models": "work/model_contrasts.tsv: every model's contrasts before the resampling checks (model writes it)",
+        "genes": "per-gene contrasts TSV to write (genes.tsv)",
+        "model": "model.json: formula, reference levels, variance components (model writes it, the others read it)",
+        "contrasts": "contrasts.tsv to write, with the robustness columns",
+        "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV or report.html)",
+    }
+    parser = argparse.ArgumentParser(
+        prog="ctra", description=__doc__.splitlines()[0],
+        epilog="Each stage reads and writes the files the workflow's rule of the same name does; `snakemake -n -p` "
+               "prints the exact commands. `ctra <command> --help` lists a command's options.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def stage(name: str, func: Callable, *options: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name)
+    def stage(name: str, func: Callable, summary: str, *options: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary, description=summary)
         p.set_defaults(func=func)
         p.add_argument("--log", help="also write messages to this file")
         for option in options:
-            p.add_argument(f"--{option}", required=option not in ("samples-schema", "threads"))
+            p.add_argument(f"--{option}", required=option not in ("samples-schema", "threads"),
+                           help=option_help[option])
         return p
 
-    stage("validate", run_validate, "study", "study-config", "gene-set", "markers", "samples-schema", "out")
-    stage("normalize", run_normalize, "study-config", "input", "out").add_argument("--threads", type=int, default=1)
-    stage("score", run_score, "study-config", "input", "gene-set", "markers", "scores", "genes-used")
-    stage("model", run_model, "study-config", "input", "scores", "genes-used", "models", "genes", "model")
-    stage("null", run_null, "study-config", "input", "scores", "genes-used", "out").add_argument(
-        "--chunk", type=int, default=0)
-    stage("robustness", run_robustness, "study-config", "input", "scores", "genes-used", "model", "models",
-          "contrasts").add_argument("--nulls", nargs="+", required=True)
-    stage("report", run_report, "study", "study-config", "input", "scores", "genes-used", "contrasts", "genes",
-          "model", "out")
-    example = sub.add_parser("example", help="write the bundled example cohort")
+    stage("validate", run_validate, "check the count table, sample sheet and study config; write validated.h5ad",
+          "study", "study-config", "gene-set", "markers", "samples-schema", "out")
+    stage("normalize", run_normalize, "size factors and blind VST; write normalized.h5ad",
+          "study-config", "input", "out").add_argument(
+        "--threads", type=int, default=1, help="threads for normalization (default 1)")
+    stage("score", run_score, "CTRA score and subscores per sample; write scores.tsv and genes_used.tsv",
+          "study-config", "input", "gene-set", "markers", "scores", "genes-used")
+    stage("model", run_model, "fit the mixed models, gene-level GEE and sensitivity refits",
+          "study-config", "input", "scores", "genes-used", "models", "genes", "model")
+    stage("null", run_null, "one chunk of the permutation and random-gene-set null draws",
+          "study-config", "input", "scores", "genes-used", "out").add_argument(
+        "--chunk", type=int, default=0, help="which chunk of the draws (0 to robustness: chunks - 1; default 0)")
+    stage("robustness", run_robustness, "turn the null draws into p-values, add leave-one-out; write contrasts.tsv",
+          "study-config", "input", "scores", "genes-used", "model", "models", "contrasts").add_argument(
+        "--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)")
+    stage("report", run_report, "write the self-contained HTML report",
+          "study", "study-config", "input", "scores", "genes-used", "contrasts", "genes", "model", "out")
+    example = sub.add_parser("example", help="write the bundled example cohort",
+                             description="write the bundled example cohort (counts.tsv.gz, samples.tsv, truth.tsv)")
     example.set_defaults(func=run_example)
-    example.add_argument("--out", default="resources/example")
-    example.add_argument("--seed", type=int, default=20261122)
+    example.add_argument("--out", default="resources/example", help="directory to write to (default %(default)s)")
+    example.add_argument("--seed", type=int, default=20261122, help="random seed (default %(default)s)")
     return parser
 
 
