@@ -365,3 +365,58 @@ def test_ten_thousand_samples_render_one_line_per_participant():
     text = render_report(**inputs)
     lines = _figures(text)["fig-trajectory-ctra"]["data"][0]
     assert lines["y"].count(None) == 1667  # one line per control participant (5000 over 3 arms)
+
+
+# ---------------------------------------------------------------- verdicts about the primary endpoint
+
+def _primary_inputs(p_value: float, perm_p: float, loo_change: float, estimate: float = 0.4) -> dict:
+    """Two-arm inputs whose primary CTRA row has the given main-model p, permutation p and leave-one-out."""
+    inputs = make_inputs(arms=("control", "a"))
+    contrasts = inputs["contrasts"]
+    contrasts["role"] = np.where((contrasts["score"] == "ctra") & (contrasts["contrast"] == "arm_x_time"),
+                                 "primary", "exploratory")
+    primary = contrasts["role"] == "primary"
+    contrasts.loc[primary, ["estimate", "p_value", "perm_p", "loo_max_change", "p_holm"]] = \
+        [estimate, p_value, perm_p, loo_change, p_value]
+    contrasts["loo_participant"] = "subj-01"
+    contrasts["note"] = ""
+    inputs["contrasts"] = contrasts
+    return inputs
+
+
+def _robustness_text(inputs: dict) -> str:
+    text = render_report(**inputs)
+    return text[text.index('id="robustness"'):text.index('id="methods"')]
+
+
+def test_verdicts_never_say_survive_and_describe_agreement():
+    not_significant = _robustness_text(_primary_inputs(p_value=0.4, perm_p=0.5, loo_change=-0.6))
+    assert "surviv" not in not_significant
+    assert "Main model: not significant" in not_significant and "agrees (not significant either)" in not_significant
+    assert "hinges" not in not_significant  # a sign flip of a non-significant estimate is not flagged
+    significant = _robustness_text(_primary_inputs(p_value=0.01, perm_p=0.2, loo_change=-0.6))
+    assert "does not confirm it" in significant and "hinges on one participant" in significant
+    assert "(primary)" in significant
+
+
+def test_markers_section_explains_direct_vs_total_and_warns_on_df():
+    inputs = make_inputs()
+    inputs["methods"]["adjustment"] = {"columns": 9, "residual_df_without": 20, "participants": 12}
+    inputs["methods"]["covariate_warnings"] = ["covariate 'site' is numeric with only 3 distinct integer values"]
+    text = _robustness_text(inputs)
+    assert "direct effect" in text and "total change" in text
+    assert "more than a quarter of the 20 residual degrees of freedom" in text
+    assert "covariate &#39;site&#39; is numeric" in text
+    inputs["methods"]["adjustment"]["columns"] = 4
+    assert "more than a quarter" not in _robustness_text(inputs)
+
+
+def test_headline_is_about_the_primary_family_with_holm():
+    inputs = make_inputs()  # three arms: two primary tests
+    contrasts = inputs["contrasts"]
+    contrasts["role"] = np.where((contrasts["score"] == "ctra") & (contrasts["contrast"] == "arm_x_time"),
+                                 "primary", "exploratory")
+    contrasts["p_holm"] = np.where(contrasts["role"] == "primary", 0.03, np.nan)
+    text = render_report(**inputs)
+    lead = text[:text.index('id="design"')]
+    assert "Holm-adjusted p" in lead and "exploratory" in lead
