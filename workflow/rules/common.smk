@@ -1,4 +1,4 @@
-# Helpers shared by the rules: config checks, study lookup, gene-set paths and the ctra command.
+# Helpers shared by the rules: ctra's own files, config checks, study lookup, gene-set paths and the ctra command.
 #
 # The checks below run when the workflow is parsed, so that a bad config, an unknown study on the
 # command line or an unusable results/ directory stop the run with one message (WorkflowError,
@@ -12,8 +12,26 @@ from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.sourcecache import LocalSourceFile
 
-CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# Files shipped with ctra (schemas, gene sets) are found relative to this file (ctra's workflow/rules/), never
+# through workflow.basedir: that is the main Snakefile's directory, the user's own one when ctra is a module.
+RULES_DIR = workflow.current_basedir  # only valid while this file is parsed, hence kept
+
+
+def shipped_file(relative):
+    """Local path of a file shipped with ctra, given relative to ctra's repository root.
+
+    From a checkout (a clone, `--snakefile /path/to/ctra/Snakefile`, or a module imported by a local path): the
+    file itself, so the path is the same in every run and Snakemake's params/input tracking sees no change. From
+    a module imported from a git repository (`github(...)`, `gitlab(...)`, `gitfile(...)`): Snakemake's local copy
+    (`workflow.source_path`; kept across runs for a tag or commit, which snakedeploy always sets)."""
+    if isinstance(RULES_DIR, LocalSourceFile):
+        return os.path.normpath(os.path.join(RULES_DIR.get_path_or_uri(secret_free=False), "..", "..", relative))
+    return workflow.source_path(f"../../{relative}")
+
+
+CONFIG_SCHEMA = Path(shipped_file("workflow/schemas/config.schema.yaml"))
 # study names become directory names under results/: never '..', '/', or a leading dot
 STUDY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 # command-line options after which the results/ directory is not written to
@@ -133,8 +151,8 @@ _check_config(config)
 STUDIES = sorted(config["studies"])
 _check_targets()
 _check_results_dir()
-GENE_SET_DIR = Path(workflow.basedir) / "resources" / "gene_sets"
-SAMPLES_SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "samples.schema.yaml")
+# an input of validate (not a param), so that from a git repository Snakemake tracks the file, not its cached copy
+SAMPLES_SCHEMA = shipped_file("workflow/schemas/samples.schema.yaml")
 # Same interpreter as Snakemake, so the installed ctra is used even without an activated venv.
 CTRA = f"{sys.executable} -m ctra.cli"
 
@@ -161,9 +179,14 @@ def study_json(wildcards):
 
 
 def gene_set_path(name):
-    """A bare name is a file in resources/gene_sets/; anything else is a path."""
-    bundled = GENE_SET_DIR / f"{name}.tsv"
-    return str(bundled) if "/" not in name and not name.endswith(".tsv") else name
+    """A bare name is a file in ctra's resources/gene_sets/; anything else is a path."""
+    if "/" in name or name.endswith(".tsv"):
+        return name
+    try:
+        return shipped_file(f"resources/gene_sets/{name}.tsv")
+    except Exception as error:  # a module from a git repository that has no such file
+        raise WorkflowError(f"gene set '{name}': ctra has no resources/gene_sets/{name}.tsv ({error}); give a "
+                            "bundled name (ctra53, leukocyte_markers) or a path to a TSV of the same format.")
 
 
 def gene_set_file(wildcards):

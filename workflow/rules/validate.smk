@@ -5,14 +5,14 @@ rule validate:
         samples=lambda w: study_config(w)["samples"],
         gene_set=gene_set_file,
         markers=marker_file,
+        samples_schema=SAMPLES_SCHEMA,
     output:
         "results/{study}/validated.h5ad",
     params:
         study=study_json,
-        schema=SAMPLES_SCHEMA,
     log:
         "results/{study}/logs/validate.log",
     shell:
         "{CTRA} validate --study {wildcards.study:q} --study-config {params.study:q}"
         " --gene-set {input.gene_set:q} --markers {input.markers:q}"
-        " --samples-schema {params.schema:q} --out {output:q} --log {log:q}"
+        " --samples-schema {input.samples_schema:q} --out {output:q} --log {log:q}"
