@@ -12,6 +12,8 @@ rule validate:
         study=study_json,
     log:
         "results/{study}/logs/validate.log",
+    # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
+    localrule: True
     shell:
         "{CTRA} validate --study {wildcards.study:q} --study-config {params.study:q}"
         " --gene-set {input.gene_set:q} --markers {input.markers:q}"
