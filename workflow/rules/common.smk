@@ -153,8 +153,13 @@ _check_targets()
 _check_results_dir()
 # an input of validate (not a param), so that from a git repository Snakemake tracks the file, not its cached copy
 SAMPLES_SCHEMA = shipped_file("workflow/schemas/samples.schema.yaml")
-# Same interpreter as Snakemake, so the installed ctra is used even without an activated venv.
-CTRA = f"{sys.executable} -m ctra.cli"
+# The rules run `"$CTRA_PYTHON" -m ctra.cli <stage>`: the interpreter running Snakemake, so the installed ctra is
+# used even without an activated venv. It reaches the shell through the environment (set here, in every Snakemake
+# process that parses the workflow, cluster jobs included), not as a Snakemake variable: a module's globals are
+# not seen when Snakemake formats its rules' shell commands (snakemake issue #2499), and as a param or in the
+# command text the path (`.venv/bin/python` under `python -m snakemake`, `python3` under `snakemake`) would make
+# Snakemake rerun every job whenever it differs.
+os.environ["CTRA_PYTHON"] = sys.executable
 
 
 wildcard_constraints:

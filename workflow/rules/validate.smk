@@ -15,6 +15,6 @@ rule validate:
     # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
     localrule: True
     shell:
-        "{CTRA} validate --study {wildcards.study:q} --study-config {params.study:q}"
+        '"$CTRA_PYTHON" -m ctra.cli validate --study {wildcards.study:q} --study-config {params.study:q}'
         " --gene-set {input.gene_set:q} --markers {input.markers:q}"
         " --samples-schema {input.samples_schema:q} --out {output:q} --log {log:q}"
