@@ -2,7 +2,8 @@
 #
 # The checks below run when the workflow is parsed, so that a bad config, an unknown study on the
 # command line or an unusable results/ directory stop the run with one message (WorkflowError,
-# shown by Snakemake without a Python traceback) before any job starts.
+# shown by Snakemake without a Python traceback) before any job starts. They also run when another
+# workflow imports ctra as a module (`module ctra: ...`), except the command-line one (_check_targets).
 import difflib
 import json
 import os
@@ -32,6 +33,8 @@ def shipped_file(relative):
 
 
 CONFIG_SCHEMA = Path(shipped_file("workflow/schemas/config.schema.yaml"))
+# the name of the `module` statement that imports ctra into another workflow; None when ctra is the main workflow
+MODULE = getattr(workflow.modifier, "namespace", None)
 # study names become directory names under results/: never '..', '/', or a leading dot
 STUDY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 # command-line options after which the results/ directory is not written to
@@ -116,6 +119,11 @@ def _requested_studies():
 
 
 def _check_targets():
+    # Skipped when ctra is a module: the importing workflow's own targets (say results/qc/multiqc.html) cannot be
+    # told from ctra's while ctra is parsed. An unknown study in a ctra target still stops the run, with the same
+    # message, when Snakemake builds the DAG (study_config, called by the rules' input functions).
+    if MODULE is not None:
+        return
     for name, token in _requested_studies():
         if name not in config["studies"]:
             raise WorkflowError(_unknown_study(name, f" in the requested target '{token}'"))
@@ -128,7 +136,8 @@ def _unknown_study(name, where=""):
 
 
 def _check_results_dir():
-    """results/ must be a writable directory (or creatable here) before any job starts."""
+    """results/ must be a writable directory (or creatable here) before any job starts (ctra as a module, too,
+    writes under the working directory's results/)."""
     if NO_WRITE_OPTIONS.intersection(sys.argv[1:]):
         return
     results = Path("results")
