@@ -167,8 +167,9 @@ SAMPLES_SCHEMA = shipped_file("workflow/schemas/samples.schema.yaml")
 # process that parses the workflow, cluster jobs included), not as a Snakemake variable: a module's globals are
 # not seen when Snakemake formats its rules' shell commands (snakemake issue #2499), and as a param or in the
 # command text the path (`.venv/bin/python` under `python -m snakemake`, `python3` under `snakemake`) would make
-# Snakemake rerun every job whenever it differs.
-os.environ["CTRA_PYTHON"] = sys.executable
+# Snakemake rerun every job whenever it differs. (Set here, never read from the user's environment: not a case for
+# the `envvars:` directive, which `snakemake --lint` suggests for `os.environ[...]`.)
+os.environ.update(CTRA_PYTHON=sys.executable)
 
 
 wildcard_constraints:
