@@ -1,25 +1,7 @@
 # ctra: CTRA scores and arm x time tests from leukocyte RNA-seq. See README.md.
-from snakemake.utils import min_version
-
-min_version("8.0")
-
-
-configfile: "config/config.yaml"
-
-
-report: "workflow/report/workflow.rst"
-
-
-# common.smk checks the config against workflow/schemas/config.schema.yaml (one message per problem)
-# and fills in the schema's defaults with snakemake.utils.validate.
-include: "workflow/rules/common.smk"
-include: "workflow/rules/validate.smk"
-include: "workflow/rules/normalize.smk"
-include: "workflow/rules/score.smk"
-include: "workflow/rules/model.smk"
-include: "workflow/rules/report.smk"
-
-
-rule all:
-    input:
-        expand("results/{study}/report.html", study=STUDIES),
+#
+# The workflow is workflow/Snakefile (the layout of the Snakemake Workflow Catalog); this file runs it from a
+# clone: `snakemake --cores 2` here, or `snakemake --snakefile /path/to/ctra/Snakefile --directory ...`.
+# It is the `include:` directive with one difference: the included file's first rule (`all`) stays the default
+# target, as it is when workflow/Snakefile is run or imported as a module itself.
+workflow.include("workflow/Snakefile", overwrite_default_target=True)

@@ -43,5 +43,5 @@ def test_snakemake_report_zip_has_study_report_and_tables_with_captions(tmp_path
     assert "self-contained HTML report for study" in index
     assert "Which genes of the CTRA set and of the leukocyte marker set were used for study" in index
     assert "Arm x time contrasts for study" in index
-    if re.search(r"^report:", (REPO / "Snakefile").read_text(), re.M):  # the workflow description, once wired in
+    if re.search(r"^report:", (REPO / "workflow" / "Snakefile").read_text(), re.M):  # the workflow description
         assert "independently and in parallel on a cluster" in index

@@ -1,8 +1,9 @@
-# Helpers shared by the rules: config checks, study lookup, gene-set paths and the ctra command.
+# Helpers shared by the rules: ctra's own files, config checks, study lookup, gene-set paths and the ctra command.
 #
 # The checks below run when the workflow is parsed, so that a bad config, an unknown study on the
 # command line or an unusable results/ directory stop the run with one message (WorkflowError,
-# shown by Snakemake without a Python traceback) before any job starts.
+# shown by Snakemake without a Python traceback) before any job starts. They also run when another
+# workflow imports ctra as a module (`module ctra: ...`), except the command-line one (_check_targets).
 import difflib
 import json
 import os
@@ -12,8 +13,28 @@ from pathlib import Path
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.sourcecache import LocalSourceFile
 
-CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# Files shipped with ctra (schemas, gene sets) are found relative to this file (ctra's workflow/rules/), never
+# through workflow.basedir: that is the main Snakefile's directory, the user's own one when ctra is a module.
+RULES_DIR = workflow.current_basedir  # only valid while this file is parsed, hence kept
+
+
+def shipped_file(relative):
+    """Local path of a file shipped with ctra, given relative to ctra's repository root.
+
+    From a checkout (a clone, `--snakefile /path/to/ctra/Snakefile`, or a module imported by a local path): the
+    file itself, so the path is the same in every run and Snakemake's params/input tracking sees no change. From
+    a module imported from a git repository (`github(...)`, `gitlab(...)`, `gitfile(...)`): Snakemake's local copy
+    (`workflow.source_path`; kept across runs for a tag or commit, which snakedeploy always sets)."""
+    if isinstance(RULES_DIR, LocalSourceFile):
+        return os.path.normpath(os.path.join(RULES_DIR.get_path_or_uri(secret_free=False), "..", "..", relative))
+    return workflow.source_path(f"../../{relative}")
+
+
+CONFIG_SCHEMA = Path(shipped_file("workflow/schemas/config.schema.yaml"))
+# the name of the `module` statement that imports ctra into another workflow; None when ctra is the main workflow
+MODULE = getattr(workflow.modifier, "namespace", None)
 # study names become directory names under results/: never '..', '/', or a leading dot
 STUDY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 # command-line options after which the results/ directory is not written to
@@ -98,6 +119,11 @@ def _requested_studies():
 
 
 def _check_targets():
+    # Skipped when ctra is a module: the importing workflow's own targets (say results/qc/multiqc.html) cannot be
+    # told from ctra's while ctra is parsed. An unknown study in a ctra target still stops the run, with the same
+    # message, when Snakemake builds the DAG (study_config, called by the rules' input functions).
+    if MODULE is not None:
+        return
     for name, token in _requested_studies():
         if name not in config["studies"]:
             raise WorkflowError(_unknown_study(name, f" in the requested target '{token}'"))
@@ -110,7 +136,8 @@ def _unknown_study(name, where=""):
 
 
 def _check_results_dir():
-    """results/ must be a writable directory (or creatable here) before any job starts."""
+    """results/ must be a writable directory (or creatable here) before any job starts (ctra as a module, too,
+    writes under the working directory's results/)."""
     if NO_WRITE_OPTIONS.intersection(sys.argv[1:]):
         return
     results = Path("results")
@@ -133,10 +160,16 @@ _check_config(config)
 STUDIES = sorted(config["studies"])
 _check_targets()
 _check_results_dir()
-GENE_SET_DIR = Path(workflow.basedir) / "resources" / "gene_sets"
-SAMPLES_SCHEMA = str(Path(workflow.basedir) / "workflow" / "schemas" / "samples.schema.yaml")
-# Same interpreter as Snakemake, so the installed ctra is used even without an activated venv.
-CTRA = f"{sys.executable} -m ctra.cli"
+# an input of validate (not a param), so that from a git repository Snakemake tracks the file, not its cached copy
+SAMPLES_SCHEMA = shipped_file("workflow/schemas/samples.schema.yaml")
+# The rules run `"$CTRA_PYTHON" -m ctra.cli <stage>`: the interpreter running Snakemake, so the installed ctra is
+# used even without an activated venv. It reaches the shell through the environment (set here, in every Snakemake
+# process that parses the workflow, cluster jobs included), not as a Snakemake variable: a module's globals are
+# not seen when Snakemake formats its rules' shell commands (snakemake issue #2499), and as a param or in the
+# command text the path (`.venv/bin/python` under `python -m snakemake`, `python3` under `snakemake`) would make
+# Snakemake rerun every job whenever it differs. (Set here, never read from the user's environment: not a case for
+# the `envvars:` directive, which `snakemake --lint` suggests for `os.environ[...]`.)
+os.environ.update(CTRA_PYTHON=sys.executable)
 
 
 wildcard_constraints:
@@ -161,9 +194,14 @@ def study_json(wildcards):
 
 
 def gene_set_path(name):
-    """A bare name is a file in resources/gene_sets/; anything else is a path."""
-    bundled = GENE_SET_DIR / f"{name}.tsv"
-    return str(bundled) if "/" not in name and not name.endswith(".tsv") else name
+    """A bare name is a file in ctra's resources/gene_sets/; anything else is a path."""
+    if "/" in name or name.endswith(".tsv"):
+        return name
+    try:
+        return shipped_file(f"resources/gene_sets/{name}.tsv")
+    except Exception as error:  # a module from a git repository that has no such file
+        raise WorkflowError(f"gene set '{name}': ctra has no resources/gene_sets/{name}.tsv ({error}); give a "
+                            "bundled name (ctra53, leukocyte_markers) or a path to a TSV of the same format.")
 
 
 def gene_set_file(wildcards):

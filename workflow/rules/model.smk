@@ -19,7 +19,7 @@ rule model:
     log:
         "results/{study}/logs/model.log",
     shell:
-        "{CTRA} model --study-config {params.study:q} --input {input.normalized:q}"
+        '"$CTRA_PYTHON" -m ctra.cli model --study-config {params.study:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q}"
         " --models {output.models:q} --genes {output.genes:q} --model {output.model:q} --log {log:q}"
 
@@ -42,8 +42,8 @@ rule null_chunk:
     log:
         "results/{study}/logs/null_{chunk}.log",
     shell:
-        "{CTRA} null --study-config {params.study:q} --input {input.normalized:q} --scores {input.scores:q}"
-        " --genes-used {input.genes_used:q} --chunk {wildcards.chunk}"
+        '"$CTRA_PYTHON" -m ctra.cli null --study-config {params.study:q} --input {input.normalized:q}'
+        " --scores {input.scores:q} --genes-used {input.genes_used:q} --chunk {wildcards.chunk}"
         " --out {output:q} --log {log:q}"
 
 
@@ -68,6 +68,6 @@ rule robustness:
     log:
         "results/{study}/logs/robustness.log",
     shell:
-        "{CTRA} robustness --study-config {params.study:q} --input {input.normalized:q}"
+        '"$CTRA_PYTHON" -m ctra.cli robustness --study-config {params.study:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q} --model {input.model:q}"
         " --models {input.models:q} --nulls {input.nulls:q} --contrasts {output.contrasts:q} --log {log:q}"

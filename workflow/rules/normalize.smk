@@ -15,5 +15,5 @@ rule normalize:
     log:
         "results/{study}/logs/normalize.log",
     shell:
-        "{CTRA} normalize --study-config {params.study:q} --input {input:q} --out {output:q}"
+        '"$CTRA_PYTHON" -m ctra.cli normalize --study-config {params.study:q} --input {input:q} --out {output:q}'
         " --threads {threads} --log {log:q}"

@@ -1,9 +1,3 @@
-localrules:
-    validate,
-    score,
-    report,
-
-
 rule report:
     """One self-contained HTML report per study (works offline)."""
     input:
@@ -20,8 +14,10 @@ rule report:
         study=study_json,
     log:
         "results/{study}/logs/report.log",
+    # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
+    localrule: True
     shell:
-        "{CTRA} report --study {wildcards.study:q} --study-config {params.study:q}"
+        '"$CTRA_PYTHON" -m ctra.cli report --study {wildcards.study:q} --study-config {params.study:q}'
         " --input {input.normalized:q} --scores {input.scores:q} --genes-used {input.genes_used:q}"
         " --contrasts {input.contrasts:q} --genes {input.genes:q} --model {input.model:q}"
         " --out {output:q} --log {log:q}"

@@ -13,7 +13,9 @@ rule score:
         study=study_json,
     log:
         "results/{study}/logs/score.log",
+    # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
+    localrule: True
     shell:
-        "{CTRA} score --study-config {params.study:q} --input {input.normalized:q}"
+        '"$CTRA_PYTHON" -m ctra.cli score --study-config {params.study:q} --input {input.normalized:q}'
         " --gene-set {input.gene_set:q} --markers {input.markers:q}"
         " --scores {output.scores:q} --genes-used {output.genes_used:q} --log {log:q}"

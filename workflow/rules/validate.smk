@@ -5,14 +5,16 @@ rule validate:
         samples=lambda w: study_config(w)["samples"],
         gene_set=gene_set_file,
         markers=marker_file,
+        samples_schema=SAMPLES_SCHEMA,
     output:
         "results/{study}/validated.h5ad",
     params:
         study=study_json,
-        schema=SAMPLES_SCHEMA,
     log:
         "results/{study}/logs/validate.log",
+    # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
+    localrule: True
     shell:
-        "{CTRA} validate --study {wildcards.study:q} --study-config {params.study:q}"
+        '"$CTRA_PYTHON" -m ctra.cli validate --study {wildcards.study:q} --study-config {params.study:q}'
         " --gene-set {input.gene_set:q} --markers {input.markers:q}"
-        " --samples-schema {params.schema:q} --out {output:q} --log {log:q}"
+        " --samples-schema {input.samples_schema:q} --out {output:q} --log {log:q}"
