@@ -285,3 +285,28 @@ def test_gene_set_null_says_why_without_a_pool():
     usage = pd.DataFrame({"gene": var.index[:4], "group": "inflammatory", "direction": 1, "used": True})
     picks, _, reason = rb.gene_set_draws(var, usage, seed=1, draws=range(5))
     assert picks is None and "5 expressed genes outside the set" in reason
+
+
+def test_gee_rows_below_the_minimum_are_empty_and_say_why():
+    import anndata as ad
+
+    obs = cohort(n=8)
+    rng = np.random.default_rng(0)
+    vst = rng.normal(size=(len(obs), 5)) + obs["y"].to_numpy()[:, None]
+    adata = ad.AnnData(obs=obs, layers={"vst": vst}, var=pd.DataFrame(index=[f"g{j}" for j in range(5)]))
+    usage = pd.DataFrame({"gene": adata.var_names, "group": "inflammatory", "direction": 1, "used": True})
+    design = build_design(obs, LEVELS, [])
+    table = rb.gee_table(adata, usage, design, scores=("ctra",))
+    assert table[["estimate", "se", "df", "p_value"]].isna().all().all()
+    assert table["note"].str.contains("8 participants, fewer than 10").all()
+    bigger = cohort(n=24)
+    vst = rng.normal(size=(len(bigger), 5)) + bigger["y"].to_numpy()[:, None]
+    adata = ad.AnnData(obs=bigger, layers={"vst": vst}, var=pd.DataFrame(index=[f"g{j}" for j in range(5)]))
+    design = build_design(bigger, LEVELS, [])
+    table = rb.gee_table(adata, usage, design, scores=("ctra",))
+    assert (table["df"] == 24 - design.X.shape[1]).all() and (table["note"] == "").all()
+    result, names = rb.fit_gene_gee(adata, usage, design, "ctra")
+    j = names.index("arm[T.a]:time[T.post]")
+    row = table[(table["contrast"] == "arm_x_time")].iloc[0]
+    assert row["se"] == pytest.approx(np.sqrt(result.cov_robust_bc[j, j]))
+    assert row["se"] > np.sqrt(result.cov_robust[j, j])  # the correction inflates the plain sandwich

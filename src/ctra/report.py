@@ -34,6 +34,8 @@ from plotly.subplots import make_subplots
 from scipy import linalg
 from scipy.special import stdtrit  # Student t quantile (scipy.stats costs ~1 s to import)
 
+from .robustness import MIN_GEE_DF, MIN_GEE_PARTICIPANTS
+
 SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
 SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral",
                 "antibody": "Antibody"}
@@ -907,6 +909,7 @@ def _methods_context(methods: dict) -> dict[str, Any]:
                                                    "Setting", "Value"),
         "formula": str(methods.get("formula", "")),
         "primary": _primary_text(methods.get("primary") or {"score": "ctra", "contrast": "arm_x_time"}),
+        "gee_minimum": {"participants": MIN_GEE_PARTICIPANTS, "df": MIN_GEE_DF},
         "coefficients": [str(c) for c in methods.get("coefficients", [])],
         "df_method": str(methods.get("df_method", "")),
         "covariates": [str(c) for c in methods.get("covariates", [])],

@@ -480,7 +480,8 @@ def gee_table(adata, usage: pd.DataFrame, design: Design, scores: tuple[str, ...
         tables.append(pd.DataFrame({
             "score": score, "model": "gee_genes", "contrast": [s.contrast for s in specs],
             "arm": [s.arm for s in specs], "time": [s.time for s in specs], "estimate": estimate, "se": se,
-            "ci_low": estimate - t_crit * se, "ci_high": estimate + t_crit * se, "df": float(df),
+            "ci_low": estimate - t_crit * se, "ci_high": estimate + t_crit * se,
+            "df": np.nan if skip else float(df),
             "p_value": p_value,
             "n_participants": [len(np.unique(design.participant[s.samples])) for s in specs],
             "n_samples": [int(s.samples.sum()) for s in specs], "note": note}))
