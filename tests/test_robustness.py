@@ -310,3 +310,34 @@ def test_gee_rows_below_the_minimum_are_empty_and_say_why():
     row = table[(table["contrast"] == "arm_x_time")].iloc[0]
     assert row["se"] == pytest.approx(np.sqrt(result.cov_robust_bc[j, j]))
     assert row["se"] > np.sqrt(result.cov_robust[j, j])  # the correction inflates the plain sandwich
+
+
+def test_gene_set_null_fits_each_random_set_with_its_own_variance_components():
+    """Each random set's t equals a separate REML fit (fit_reml) of that set's score."""
+    import anndata as ad
+    from ctra.stats import contrast_table
+
+    rng = np.random.default_rng(8)
+    obs = cohort(n=20)
+    person = pd.factorize(obs["participant"])[0]
+    n_genes = 120
+    # genes differ in how person-stable they are, so a shared variance component would be wrong
+    vst = 8 + rng.normal(size=(len(obs), n_genes)) + rng.normal(size=(20, n_genes))[person] * np.linspace(0, 3, n_genes)
+    var = pd.DataFrame({"group": [""] * n_genes}, index=[f"g{j}" for j in range(n_genes)])
+    var.iloc[:6, 0] = "inflammatory"
+    adata = ad.AnnData(obs=obs, var=var, layers={"vst": vst})
+    adata.var[["expressed", "vst_mean", "vst_var"]] = gene_summaries(adata)
+    usage = pd.DataFrame({"gene": var.index[:6], "group": "inflammatory", "direction": 1, "used": True})
+    design = build_design(obs, LEVELS, [])
+    scores = pd.DataFrame({"ctra": vst[:, :6].mean(axis=1)}, index=obs.index)
+    frames, reason = rb.gene_set_null(adata, usage, design, scores, gene_sets=8, seed=2, chunk=0, n_chunks=1)
+    assert reason == ""
+    t = frames[0].pivot(index="draw", columns=["contrast", "arm", "time"], values="value")
+    picks, used, _ = rb.gene_set_draws(adata.var, usage, 2, range(8))
+    specs = contrast_specs(design)
+    for draw, genes in enumerate(picks):
+        z = (vst[:, genes] - vst[:, genes].mean(0)) / vst[:, genes].std(0, ddof=1)
+        table = contrast_table(fit_reml(design, z.mean(axis=1)), design, specs)
+        expected = (table["estimate"] / table["se"]).to_numpy()
+        got = np.array([t.loc[draw, (s.contrast, s.arm, s.time)] for s in specs])
+        np.testing.assert_allclose(got, expected, rtol=1e-5)

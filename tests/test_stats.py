@@ -113,3 +113,28 @@ def test_benjamini_hochberg_matches_hand_computed_values():
     p = np.array([0.01, 0.04, 0.03, 0.2])
     # sorted: 0.01*4/1=0.04, 0.03*4/2=0.06, 0.04*4/3=0.0533, 0.2 -> step-up min: 0.04, 0.0533, 0.0533, 0.2
     assert np.allclose(benjamini_hochberg(p), [0.04, 0.05333333, 0.05333333, 0.2])
+
+
+def test_crossover_period_effects_are_fixed_so_unbalanced_sequences_do_not_bias_arm_x_time():
+    """16 AB / 8 BA, a period x time effect and participant effects, no arm effect: the arm x time
+    estimate is exactly 0 (the design absorbs the period effect); the old model gave a biased one."""
+    rows = []
+    rng = np.random.default_rng(3)
+    for i in range(24):
+        sequence = ("control", "a") if i < 16 else ("a", "control")
+        u = rng.normal()
+        for p, arm in enumerate(sequence):
+            for t in ("pre", "post"):
+                y = u + 0.3 * p + 0.5 * (p == 1 and t == "post") + rng.normal(0, 1e-9)
+                rows.append({"participant": f"p{i:02d}", "arm": arm, "time": t, "period": str(p + 1), "y": y})
+    obs = pd.DataFrame(rows, index=[f"s{j}" for j in range(len(rows))])
+    levels = {"arm": ["control", "a"], "time": ["pre", "post"]}
+    design = build_design(obs, levels, [])
+    assert {"period[T.2]", "period[T.2]:time[T.post]"} <= set(design.columns)
+    assert "period + period:time" in design.formula and "(1 | participant:period)" in design.formula
+    table = contrast_table(fit_reml(design, obs["y"].to_numpy()), design, contrast_specs(design))
+    assert abs(table.set_index("contrast").loc["arm_x_time", "estimate"]) < 1e-6
+    old = build_design(obs.drop(columns="period"), levels, [])  # period only through the random intercept
+    old.components, old.component_names = design.components, design.component_names
+    biased = contrast_table(fit_reml(old, obs["y"].to_numpy()), old, contrast_specs(old))
+    assert abs(biased.set_index("contrast").loc["arm_x_time", "estimate"]) > 0.1
