@@ -138,3 +138,21 @@ def test_crossover_period_effects_are_fixed_so_unbalanced_sequences_do_not_bias_
     old.components, old.component_names = design.components, design.component_names
     biased = contrast_table(fit_reml(old, obs["y"].to_numpy()), old, contrast_specs(old))
     assert abs(biased.set_index("contrast").loc["arm_x_time", "estimate"]) > 0.1
+
+
+def test_crossover_change_is_averaged_over_periods():
+    """With period x time in the model, an arm's change is the mean of its per-period changes."""
+    rows = []
+    for i in range(12):
+        sequence = ("control", "a") if i < 8 else ("a", "control")
+        for p, arm in enumerate(sequence):
+            for t in ("pre", "post"):
+                change = {"control": 0.2, "a": 1.0}[arm] + (0.6 if p == 1 else 0.0)  # period 2 adds 0.6
+                rows.append({"participant": f"p{i:02d}", "arm": arm, "time": t, "period": str(p + 1),
+                             "y": 0.1 * i + (change if t == "post" else 0.0) + 1e-6 * ((i * 7 + p * 3) % 5)})
+    obs = pd.DataFrame(rows, index=[f"s{j}" for j in range(len(rows))])
+    design = build_design(obs, {"arm": ["control", "a"], "time": ["pre", "post"]}, [])
+    table = contrast_table(fit_reml(design, obs["y"].to_numpy()), design, contrast_specs(design))
+    change = table[table["contrast"] == "change"].set_index("arm")["estimate"]
+    assert change["control"] == pytest.approx(0.2 + 0.3, abs=1e-4)  # (0.2 + 0.8) / 2
+    assert change["a"] == pytest.approx(1.0 + 0.3, abs=1e-4)

@@ -419,13 +419,23 @@ class _InterceptSums:
         logdet, xhx, xhy, yhy = self.crossprods(gamma)
         try:
             chol = np.linalg.cholesky(xhx)
-        except np.linalg.LinAlgError:  # numerically singular far out in theta, as in fit_reml
-            return np.full(len(theta), 1e300)
+        except np.linalg.LinAlgError:  # numerically singular far out in theta: those responses only
+            return np.array([self._one_criterion(*parts) for parts in zip(logdet, xhx, xhy, yhy)])
         part = np.linalg.solve(chol, xhy[:, :, None])[:, :, 0]
         rss = yhy - np.einsum("mp,mp->m", part, part)
         dof = self.n - self.p
         log_diag = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
         return dof * (1 + LOG_2PI + np.log(rss / dof)) + logdet + 2 * log_diag
+
+    def _one_criterion(self, logdet: float, xhx: np.ndarray, xhy: np.ndarray, yhy: float) -> float:
+        """One response's criterion, 1e300 where X'H^-1X is numerically singular (as in fit_reml)."""
+        try:
+            chol = np.linalg.cholesky(xhx)
+        except np.linalg.LinAlgError:
+            return 1e300
+        part = np.linalg.solve(chol, xhy)
+        dof = self.n - self.p
+        return float(dof * (1 + LOG_2PI + np.log((yhy - part @ part) / dof)) + logdet + 2 * np.log(np.diag(chol)).sum())
 
     def estimates(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """beta and its covariance per response at its relative variances."""
@@ -553,7 +563,9 @@ class ContrastSpec:
 
 
 def contrast_specs(design: Design) -> list[ContrastSpec]:
-    """Each non-control arm x non-baseline time (vs control's change), then each arm's own change."""
+    """Each non-control arm x non-baseline time (vs control's change), then each arm's own change
+    (in a crossover averaged over periods with equal weight: with period x time in the model the time
+    coefficient alone is the change in the first period)."""
     index = {c: i for i, c in enumerate(design.columns)}
     control, baseline = design.arms[0], design.times[0]
     specs = []
@@ -575,7 +587,12 @@ def contrast_specs(design: Design) -> list[ContrastSpec]:
     for arm in design.arms:
         for time in design.times[1:]:
             names = [time_column(time)] + ([interaction_column(arm, time)] if arm != control else [])
-            specs.append(ContrastSpec("change", arm, time, vector(*names), involved([arm], time)))
+            change = vector(*names)
+            # crossover: the change averaged over periods (the reference period has no period x time term)
+            period_time = [index[c] for c in design.columns
+                           if c.startswith("period[") and c.endswith(f":{time_column(time)}")]
+            change[period_time] = 1.0 / (len(period_time) + 1)
+            specs.append(ContrastSpec("change", arm, time, change, involved([arm], time)))
     return specs
 
 
