@@ -1,4 +1,4 @@
-"""ctra against R (DESeq2, lmerTest, geepack): committed reference fixtures, no R needed.
+"""ctra against R (DESeq2, lmerTest, geepack, clubSandwich): committed reference fixtures, no R needed.
 
 The fixtures in tests/reference/fixtures/ were made by ``python tests/reference/make_inputs.py &&
 Rscript tests/reference/make_fixtures.R`` (see tests/reference/README.md). Here ctra's own library
@@ -10,10 +10,13 @@ code is run the way the CLI runs it and compared with them:
 * the mixed-model contrasts (``stats.study_design`` + ``stats.fit_scores``) with
   ``lmerTest::contest(joint=FALSE)``, fitted by both on the same scores and marker VST (the
   fixture's ``lmm_input.tsv``, exported from ctra's workflow), so that the comparison isolates the model;
-* the gene-level GEE (``robustness.fit_gene_gee``) with ``geepack::geeglm``.
+* the gene-level GEE (``robustness.fit_gene_gee``) with ``geepack::geeglm``, and its bias-reduced
+  (Mancl-DeRouen) covariance and ``gee_genes`` contrasts (``robustness.gee_table``) with
+  ``clubSandwich::vcovCR(type = "CR3")`` on ``nlme::gls`` at geepack's exchangeable correlation.
 
-Count-based checks of the real cohort skip when ../shared/data/real/... is absent; the model checks
-need only the committed fixtures.
+Cases: ``example``, ``real`` (a 3-period crossover), ``unbalanced`` and the simulated unbalanced AB/BA
+crossover ``crossover`` (no counts: model checks only). Count-based checks of the real cohort skip
+when ../shared/data/real/... is absent; the model checks need only the committed fixtures.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "reference"
 FIXTURES = REFERENCE / "fixtures"
 REAL_COHORT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lemay2019_wholeblood_highfat_meal"
-CASES = ("example", "real", "unbalanced")
+CASES = ("example", "real", "unbalanced", "crossover")
+COUNT_CASE_NAMES = ("example", "real", "unbalanced")  # crossover is simulated on the log2 scale: no counts
 SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
 TEXT = {c: str for c in ("sample", "participant", "arm", "time", "period", "gene", "score", "contrast", "term",
                          "r_term", "key", "sex")}
@@ -49,6 +53,7 @@ DF_RTOL = 0.05
 GEE_ESTIMATE_ATOL = 1e-3
 GEE_SE_RTOL = 0.02
 GEE_ALPHA_ATOL = 0.01
+GEE_BIAS_REDUCED_RTOL = 0.02  # bias-reduced SE (and the gee_genes contrasts' SE and p), relative
 
 needs_real_cohort = pytest.mark.skipif(
     not (REAL_COHORT / "fixed_combinedCounts.txt.gz").exists(),
@@ -61,7 +66,7 @@ def case_param(case: str, needs_counts: bool = True):
     return pytest.param(case, id=case, marks=marks)
 
 
-COUNT_CASES = [case_param(c) for c in CASES]
+COUNT_CASES = [case_param(c) for c in COUNT_CASE_NAMES]
 MODEL_CASES = [case_param(c, needs_counts=False) for c in CASES]
 
 
@@ -304,6 +309,41 @@ def test_lmm_contrasts_match_lmerTest(case):
     assert not problems, f"{case}: " + "; ".join(problems)
 
 
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_lmm_reml_optimum_matches_lme4(case):
+    """ctra's REML criterion at its optimum is lme4's (REMLcrit), never worse: the remaining contrast
+    differences are the optimizers' tolerances, not a different maximum."""
+    from ctra.stats import fit_reml, study_design
+
+    adata, usage, table, study = model_adata(case)
+    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    reference = read_fixture(case, "lmm_fit.tsv").set_index("score")["reml_criterion"].astype(float)
+    ours = pd.Series({score: fit_reml(design, table[score].to_numpy(float)).deviance for score in reference.index})
+    excess = ours - reference
+    assert excess.max() < 1e-6, f"{case}: ctra's REML criterion above lme4's by {excess.to_dict()}"
+    # below lme4's only by lme4's convergence slack (measured <= 6e-8), not by a different criterion
+    assert excess.min() > -1e-4, f"{case}: ctra's REML criterion is not lme4's: {excess.to_dict()}"
+
+
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_batch_reml_matches_lmerTest(case):
+    """The vectorized REML of the random-gene-set null (``fit_reml_batch``; crossover: nested
+    components, projected Newton) gives lmerTest's estimates and SEs for the four scores at once."""
+    from ctra.stats import contrast_specs, fit_reml_batch, study_design
+
+    adata, usage, table, study = model_adata(case)
+    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    beta, cov = fit_reml_batch(design, table[list(SCORES)].to_numpy(float))
+    reference = read_fixture(case, "lmm_contrasts.tsv").set_index(["score", "contrast", "arm", "time"])
+    for k, score in enumerate(SCORES):
+        for spec in contrast_specs(design):
+            row = reference.loc[(score, spec.contrast, spec.arm, spec.time)]
+            estimate, se = spec.vector @ beta[k], np.sqrt(spec.vector @ cov[k] @ spec.vector)
+            label = f"{case} {score} {spec.contrast} {spec.arm} {spec.time}"
+            assert abs(estimate - float(row["estimate"])) < ESTIMATE_ATOL, label
+            assert abs(se / float(row["se"]) - 1) < SE_RTOL, label
+
+
 # ----------------------------------------------------------------------------------------------
 # Gene-level GEE vs geepack
 # ----------------------------------------------------------------------------------------------
@@ -331,25 +371,42 @@ def _gee_function():
         return None
 
 
-@pytest.mark.parametrize("case", [
+GEE_CASES = [
     pytest.param("example", id="example"),
     pytest.param("unbalanced", id="unbalanced"),
-    # 5 participants (clusters) for ~66 coefficients: geepack's exchangeable alpha runs to the singular
+    pytest.param("crossover", id="crossover"),
+    # 5 participants (clusters) for ~72 coefficients: geepack's exchangeable alpha runs to the singular
     # bound -1/(m-1) and the sandwich SEs are NaN or meaningless, so there is nothing to compare.
     pytest.param("real", id="real", marks=pytest.mark.skip(
         reason="real cohort: 5 clusters, geepack's fit is degenerate (alpha = -1/(m-1), robust SE NaN)")),
-])
-def test_gene_gee_matches_geepack(case):
-    fit_gene_gee = _gee_function()
-    if fit_gene_gee is None:
-        pytest.skip("gene-level GEE not implemented yet")
+]
+
+
+@functools.lru_cache(maxsize=None)
+def gee_inputs(case: str):
+    """AnnData, usage and ctra's design of the GEE fixture (the stored z of the used genes)."""
     from ctra.stats import study_design
 
     long = read_fixture(case, "gee_input.tsv.gz")
     wide = long.pivot(index="sample", columns="gene", values="z")
     adata, usage, _, study = model_adata(case, genes_z=wide)
     design, _ = study_design(adata, usage, study, source=f"fixture {case}")
-    result, names = fit_gene_gee(adata, usage, design, "ctra")
+    return adata, usage, design
+
+
+@functools.lru_cache(maxsize=None)
+def gene_gee(case: str):
+    """ctra's GEE fit of the ctra score (one fit serves the plain and the bias-reduced checks)."""
+    fit_gene_gee = _gee_function()
+    if fit_gene_gee is None:
+        pytest.skip("gene-level GEE not implemented yet")
+    adata, usage, design = gee_inputs(case)
+    return fit_gene_gee(adata, usage, design, "ctra")
+
+
+@pytest.mark.parametrize("case", GEE_CASES)
+def test_gene_gee_matches_geepack(case):
+    result, names = gene_gee(case)
     reference = read_fixture(case, "gee_coefficients.tsv").set_index("term")
     index = [names.index(term) for term in reference.index]
     estimate = np.asarray(result.params)[index]
@@ -359,3 +416,44 @@ def test_gene_gee_matches_geepack(case):
     info = read_fixture(case, "gee_info.tsv").set_index("key")["value"]
     alpha = float(np.ravel(result.model.cov_struct.dep_params)[0])
     assert alpha == pytest.approx(float(info["alpha"]), abs=GEE_ALPHA_ATOL)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bias-reduced (Mancl-DeRouen) GEE covariance vs clubSandwich CR3
+# ----------------------------------------------------------------------------------------------
+# R: nlme::gls with corCompSymm(value = geepack's alpha, fixed = TRUE), clubSandwich::vcovCR(type =
+# "CR3") = B^-1 [sum X_i' W_i (I - H_ii)^-1 r_i r_i' (I - H_ii)^-T W_i X_i] B^-1, checked in R against
+# the formula by hand (tests/reference/README.md). ctra's statsmodels alpha equals geepack's to ~1e-7
+# (ddof_scale=0), so the reference is independent of ctra and the comparison is still tight.
+
+BIAS_REDUCED_CASES = [p for p in GEE_CASES if p.id != "real"]  # real: 5 clusters, no fixture
+
+
+@pytest.mark.parametrize("case", BIAS_REDUCED_CASES)
+def test_gene_gee_bias_reduced_se_matches_clubsandwich_cr3(case):
+    result, names = gene_gee(case)
+    bias_reduced = getattr(result, "cov_robust_bc", None)
+    assert bias_reduced is not None, "fit_gene_gee did not compute the bias-reduced covariance (cov_type)"
+    reference = read_fixture(case, "gee_bias_reduced.tsv").set_index("term")
+    index = [names.index(term) for term in reference.index]
+    se = np.sqrt(np.diag(np.asarray(bias_reduced)))[index]
+    np.testing.assert_allclose(se, reference["se_bias_reduced"].to_numpy(float), rtol=GEE_BIAS_REDUCED_RTOL)
+    # the correction is not a no-op: the reference's bias-reduced SE exceeds its plain sandwich SE
+    assert (reference["se_bias_reduced"].astype(float) > reference["se_robust_gls"].astype(float)).all()
+
+
+@pytest.mark.parametrize("case", BIAS_REDUCED_CASES)
+def test_gee_genes_contrasts_match_clubsandwich_cr3(case):
+    """The gee_genes rows of contrasts.tsv (ctra score): estimate, bias-reduced SE, df and p."""
+    from ctra.robustness import gee_table
+
+    adata, usage, design = gee_inputs(case)
+    ours = gee_table(adata, usage, design, scores=("ctra",))
+    keys = ["score", "contrast", "arm", "time"]
+    reference = read_fixture(case, "gee_bias_reduced_contrasts.tsv")
+    merged = reference.merge(ours, on=keys, how="left", suffixes=("_r", "_ctra"), validate="one_to_one")
+    assert len(merged) == len(ours[ours["score"] == "ctra"])
+    np.testing.assert_allclose(merged["estimate_ctra"], merged["estimate_r"].astype(float), atol=GEE_ESTIMATE_ATOL)
+    np.testing.assert_allclose(merged["se_ctra"], merged["se_r"].astype(float), rtol=GEE_BIAS_REDUCED_RTOL)
+    np.testing.assert_array_equal(merged["df_ctra"], merged["df_r"].astype(float))
+    np.testing.assert_allclose(merged["p_value_ctra"], merged["p_value_r"].astype(float), rtol=P_RTOL)

@@ -1,6 +1,9 @@
-# Step 2 of the R reference fixtures: DESeq2 size factors and VST, lmerTest contrasts, geepack GEE.
+# Step 2 of the R reference fixtures: DESeq2 size factors and VST, lmerTest contrasts, geepack GEE,
+# and the Mancl-DeRouen bias-reduced sandwich of the GEE (clubSandwich CR3 on nlme::gls).
 #
-#   python tests/reference/make_inputs.py && Rscript tests/reference/make_fixtures.R
+#   python tests/reference/make_inputs.py && Rscript tests/reference/make_fixtures.R [case ...]
+#
+# With case names, only those cases are refreshed (default: every case with a design.json).
 #
 # Reads the count tables from where they live (resources/example/, ../shared/data/real/...; nothing of
 # the real cohort is copied except the CTRA + marker genes' VST and the size factors) and the small
@@ -16,6 +19,12 @@
 #   lmm_fit.tsv            variance components, REML criterion and singularity per score
 #   gee_coefficients.tsv   geepack::geeglm exchangeable: time and arm x time coefficients, robust SE
 #   gee_info.tsv           estimated exchangeable correlation (alpha), scale, clusters, rows
+#   gee_bias_reduced.tsv   Mancl-DeRouen (CR3) SE of the same coefficients at geepack's alpha (>= 10 clusters)
+#   gee_bias_reduced_contrasts.tsv  ctra's gee_genes contrasts of the ctra score with that covariance, t on
+#                          clusters - participant-level columns df
+#
+# The simulated `crossover` case has no counts (make_inputs.py writes its log2-scale inputs directly):
+# only the model fixtures are made for it.
 #
 # and tests/reference/fixtures/sessionInfo.txt.
 
@@ -25,6 +34,8 @@ suppressPackageStartupMessages({
   library(lmerTest)
   library(geepack)
   library(jsonlite)
+  library(nlme)
+  library(clubSandwich)
 })
 
 script_path <- function() {
@@ -44,8 +55,10 @@ CASES <- list(
   real = list(counts = file.path(REAL_DIR, "fixed_combinedCounts.txt.gz"),
               samples = file.path(REAL_DIR, "samples.tsv"), sample_column = "count_column"),
   unbalanced = list(counts = file.path(REPO, "resources", "example", "counts.tsv.gz"),
-                    samples = file.path(REPO, "resources", "example", "samples.tsv"), sample_column = "sample")
+                    samples = file.path(REPO, "resources", "example", "samples.tsv"), sample_column = "sample"),
+  crossover = list(counts = NULL)  # simulated on the log2 scale: no counts, no DESeq2 fixtures
 )
+MIN_BIAS_REDUCED_CLUSTERS <- 10  # as ctra (robustness.MIN_GEE_PARTICIPANTS); the real cohort has 5
 
 write_tsv <- function(frame, path, digits = 10) {
   numeric <- vapply(frame, is.numeric, logical(1))
@@ -174,6 +187,16 @@ read_design <- function(case) {
   design
 }
 
+# Period levels in natural order: numerically when every label is a number ("10" after "9"), else
+# in C-locale (code point) order; the first is the reference. Written from the rule in ctra's docs
+# (stats.build_design), not from its code.
+natural_levels <- function(values) {
+  labels <- sort(unique(as.character(values)), method = "radix")
+  numbers <- suppressWarnings(as.numeric(labels))
+  if (!anyNA(numbers)) labels <- labels[order(numbers, method = "radix")]
+  labels
+}
+
 design_data <- function(case) {
   dir <- file.path(FIXTURES, case)
   design <- read_design(case)
@@ -185,7 +208,7 @@ design_data <- function(case) {
   data$arm <- factor(data$arm, levels = design$arm_levels)
   data$time <- factor(data$time, levels = design$time_levels)
   data$participant <- factor(data$participant)
-  if (isTRUE(design$period)) data$period <- factor(data$period)
+  if (isTRUE(design$period)) data$period <- factor(data$period, levels = natural_levels(data$period))
   for (name in design$covariates) {
     if (name %in% design$categorical_covariates) {
       data[[name]] <- factor(data[[name]], levels = unique(data[[name]]))  # first appearance = reference
@@ -197,14 +220,30 @@ design_data <- function(case) {
   list(design = design, data = data)
 }
 
+# Crossover (a period column): period and period x time are fixed effects, the standard crossover
+# analysis (score ~ arm * time + period + period:time + covariates + markers).
 fixed_terms <- function(design) {
   arm_time <- if (length(design$arm_levels) > 1) "arm * time" else "time"
-  paste(c(arm_time, sprintf("`%s`", c(design$covariates, design$markers))), collapse = " + ")
+  period <- if (isTRUE(design$period)) "period + period:time"
+  paste(c(arm_time, period, sprintf("`%s`", c(design$covariates, design$markers))), collapse = " + ")
 }
 
 # R's coefficient name for ctra's (arm, time) cells, treatment coding
 coef_time <- function(time) paste0("time", time)
 coef_interaction <- function(arm, time) paste0("arm", arm, ":time", time)
+
+# L for an arm's own change from baseline to `time`: the time coefficient, the arm's interaction, and in a
+# crossover the period x time coefficients averaged over all periods (reference period weight 0 + ...),
+# i.e. the change averaged over periods with equal weight, as ctra's contrast_specs
+change_vector <- function(beta_names, arm, time, control) {
+  L <- setNames(numeric(length(beta_names)), beta_names)
+  L[coef_time(time)] <- 1
+  if (arm != control) L[coef_interaction(arm, time)] <- 1
+  # R names the term time:period or period:time, whichever variable came first in the formula
+  period_time <- grep(paste0("^(period[^:]*:time", time, "|time", time, ":period[^:]*)$"), beta_names, value = TRUE)
+  if (length(period_time)) L[period_time] <- 1 / (length(period_time) + 1)
+  L
+}
 ctra_time <- function(time) sprintf("time[T.%s]", time)
 ctra_interaction <- function(arm, time) sprintf("arm[T.%s]:time[T.%s]", arm, time)
 
@@ -234,10 +273,9 @@ lmm_case <- function(case) {
       if (rows$contrast[i] == "arm_x_time") {
         L[coef_interaction(rows$arm[i], rows$time[i])] <- 1
       } else if (rows$contrast[i] == "change") {
-        L[coef_time(rows$time[i])] <- 1
-        if (rows$arm[i] != control) L[coef_interaction(rows$arm[i], rows$time[i])] <- 1
+        L <- change_vector(names(beta), rows$arm[i], rows$time[i], control)
       } else stop("unknown contrast ", rows$contrast[i])
-      stopifnot(length(L) == length(beta), sum(L) == sum(L != 0))
+      stopifnot(length(L) == length(beta))
       test <- contest(fit, matrix(L, nrow = 1), joint = FALSE, ddf = "Satterthwaite")
       results[[length(results) + 1]] <- data.frame(
         score = score, contrast = rows$contrast[i], arm = rows$arm[i], time = rows$time[i],
@@ -271,7 +309,7 @@ gee_case <- function(case) {
             !anyDuplicated(rle(long$participant)$values))
   at <- match(long$sample, dd$data$sample)
   stopifnot(!anyNA(at))
-  extra <- c("arm", "time", design$covariates, design$markers)
+  extra <- c("arm", "time", if (isTRUE(design$period)) "period", design$covariates, design$markers)
   data <- cbind(long, dd$data[at, extra, drop = FALSE])
   data$gene <- factor(data$gene, levels = sort(unique(data$gene)))
   data$id <- match(data$participant, unique(data$participant))
@@ -297,12 +335,119 @@ gee_case <- function(case) {
                                  length(unique(data$id)), nrow(data), nlevels(data$gene), max(table(data$id)))),
             file.path(dir, "gee_info.tsv"))
   message(case, ": GEE alpha = ", signif(corr[1, "Estimate"], 4))
+  n_clusters <- length(unique(data$id))
+  if (n_clusters >= MIN_BIAS_REDUCED_CLUSTERS) {
+    bias_reduced_case(case, fit, formula, data, terms, ctra_names)
+  } else {
+    message(case, ": ", n_clusters, " clusters (< ", MIN_BIAS_REDUCED_CLUSTERS, "), no gee_bias_reduced.tsv")
+    unlink(file.path(dir, c("gee_bias_reduced.tsv", "gee_bias_reduced_contrasts.tsv")))
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Bias-reduced (Mancl-DeRouen 2001) sandwich of the same GEE, at geepack's alpha
+# ---------------------------------------------------------------------------------------------
+#
+#   V_MD = B^-1 [sum_i X_i' W_i (I - H_ii)^-1 r_i r_i' (I - H_ii)^-T W_i X_i] B^-1,
+#   B = sum_i X_i' W_i X_i,  H_ii = X_i B^-1 X_i' W_i,  W_i = R_i(alpha)^-1 (exchangeable)
+#
+# (the scale phi cancels). Two independent computations, which must agree:
+#  1. clubSandwich::vcovCR(type = "CR3") on nlme::gls with corCompSymm(value = alpha, fixed = TRUE):
+#     clubSandwich 0.5.8's CR3 adjustment is A_i = (I - X_i M X_i' W_i)^-1 with M = (sum X'WX)^-1 and
+#     W_i the inverse of gls's working correlation (CR3, IH_jj_list, weightMatrix.gls, targetVariance.gls),
+#     and its sandwich is M [sum X_i' W_i A_i r_i r_i' A_i' W_i X_i] M (vcov_CR; bread.gls = M n / sigma^2,
+#     v_scale = n), i.e. exactly V_MD; gls's beta is the GLS solution at alpha, which is geepack's beta.
+#  2. the formula above by hand (model matrix, residuals at gls's coefficients): must agree to 1e-8.
+# The same by hand at geeglm's coefficients, and CR0 (the plain sandwich) of the gls fit against
+# geepack's robust SE, agree to ~1e-5 only: geepack stops its beta/alpha iterations at a tolerance
+# (its last beta is the GLS solution at the previous alpha, not exactly at the alpha it reports).
+
+exchangeable_inverse <- function(m, alpha) {
+  (diag(m) - alpha / (1 + (m - 1) * alpha) * matrix(1, m, m)) / (1 - alpha)  # R = (1 - a) I + a 11'
+}
+
+mancl_derouen_by_hand <- function(X, r, id, alpha) {
+  rows <- split(seq_len(nrow(X)), id)
+  W <- lapply(rows, function(i) exchangeable_inverse(length(i), alpha))
+  B <- Reduce(`+`, Map(function(i, w) crossprod(X[i, , drop = FALSE], w %*% X[i, , drop = FALSE]), rows, W))
+  Binv <- solve(B)
+  scores <- Map(function(i, w) {
+    Xi <- X[i, , drop = FALSE]
+    H <- Xi %*% Binv %*% t(Xi) %*% w
+    list(md = crossprod(Xi, w %*% solve(diag(length(i)) - H, r[i])), plain = crossprod(Xi, w %*% r[i]))
+  }, rows, W)
+  sandwich <- function(kind) Binv %*% Reduce(`+`, lapply(scores, function(s) tcrossprod(s[[kind]]))) %*% Binv
+  list(md = sandwich("md"), plain = sandwich("plain"))
+}
+
+bias_reduced_case <- function(case, fit, formula, data, terms, ctra_names) {
+  dir <- file.path(FIXTURES, case)
+  alpha <- unname(summary(fit)$corr[1, "Estimate"])
+  started <- proc.time()[["elapsed"]]
+  g <- gls(formula, data = data, method = "REML",
+           correlation = corCompSymm(value = alpha, form = ~ 1 | id, fixed = TRUE))
+  stopifnot(abs(unname(coef(g$modelStruct$corStruct, unconstrained = FALSE)) - alpha) < 1e-12)  # held fixed
+  cr3 <- vcovCR(g, cluster = data$id, type = "CR3")
+  cr0 <- vcovCR(g, cluster = data$id, type = "CR0")
+  X <- model.matrix(formula, data = data)
+  stopifnot(identical(colnames(X), names(coef(fit))), identical(colnames(X), names(coef(g))))
+  hand <- mancl_derouen_by_hand(X, data$z - drop(X %*% coef(g)), data$id, alpha)
+  hand_geepack <- mancl_derouen_by_hand(X, data$z - drop(X %*% coef(fit)), data$id, alpha)
+  se <- function(V) sqrt(diag(as.matrix(V)))[terms]
+  geepack_se <- summary(fit)$coefficients[terms, "Std.err"]
+  out <- data.frame(term = ctra_names, r_term = terms, estimate = unname(coef(g)[terms]),
+                    se_bias_reduced = unname(se(cr3)), se_bias_reduced_by_hand = unname(se(hand$md)),
+                    se_robust_gls = unname(se(cr0)), se_robust_geepack = unname(geepack_se), alpha = alpha,
+                    n_clusters = length(unique(data$id)))
+  # the two routes agree, and the gls route reproduces geepack (estimates, plain sandwich)
+  checks <- c(
+    cr3_vs_by_hand = max(abs(out$se_bias_reduced / out$se_bias_reduced_by_hand - 1)),
+    cr0_vs_by_hand = max(abs(out$se_robust_gls / se(hand$plain) - 1)),
+    by_hand_at_geepack_beta = max(abs(se(hand_geepack$md) / out$se_bias_reduced - 1)),
+    by_hand_plain_at_geepack_beta_vs_geepack = max(abs(se(hand_geepack$plain) / geepack_se - 1)),
+    gls_cr0_vs_geepack = max(abs(out$se_robust_gls / geepack_se - 1)),
+    gls_vs_geepack_estimate = max(abs(coef(g)[terms] - coef(fit)[terms])))
+  message(case, ": bias-reduced SE / robust SE ", paste(signif(out$se_bias_reduced / geepack_se, 4), collapse = " "),
+          "; checks ", paste(names(checks), signif(checks, 3), sep = " = ", collapse = ", "),
+          " (", round(proc.time()[["elapsed"]] - started, 1), " s)")
+  stopifnot(checks[c("cr3_vs_by_hand", "cr0_vs_by_hand", "by_hand_plain_at_geepack_beta_vs_geepack")] < 1e-8,
+            checks < 1e-3)
+  write_tsv(out, file.path(dir, "gee_bias_reduced.tsv"), digits = 12)
+
+  # ctra's gee_genes rows of the ctra score: L'beta, sqrt(L' V_MD L), and a t reference on
+  # clusters - columns of the participant-level design (ctra's documented convention, recomputed here:
+  # every model-matrix column but the gene intercepts)
+  wanted <- read.delim(file.path(dir, "ctra_contrasts.tsv"), colClasses = "character")
+  wanted <- wanted[wanted$score == "ctra", ]
+  control <- read_design(case)$arm_levels[1]
+  beta <- coef(g)
+  V <- as.matrix(cr3)
+  df <- length(unique(data$id)) - (ncol(X) - (nlevels(data$gene) - 1))
+  rows <- lapply(seq_len(nrow(wanted)), function(i) {
+    L <- setNames(numeric(length(beta)), names(beta))
+    if (wanted$contrast[i] == "arm_x_time") {
+      L[coef_interaction(wanted$arm[i], wanted$time[i])] <- 1
+    } else {
+      L <- change_vector(names(beta), wanted$arm[i], wanted$time[i], control)
+    }
+    stopifnot(length(L) == length(beta))
+    estimate <- sum(L * beta)
+    se <- sqrt(drop(t(L) %*% V %*% L))
+    data.frame(score = "ctra", contrast = wanted$contrast[i], arm = wanted$arm[i], time = wanted$time[i],
+               estimate = estimate, se = se, df = df, t = estimate / se,
+               p_value = 2 * pt(-abs(estimate / se), df))
+  })
+  write_tsv(do.call(rbind, rows), file.path(dir, "gee_bias_reduced_contrasts.tsv"), digits = 12)
 }
 
 # ---------------------------------------------------------------------------------------------
 
 genes <- load_gene_sets()
-for (case in names(CASES)) {
+chosen <- commandArgs(trailingOnly = TRUE)
+unknown <- setdiff(chosen, names(CASES))
+if (length(unknown)) stop("unknown case(s): ", paste(unknown, collapse = ", "), "; cases: ",
+                          paste(names(CASES), collapse = ", "))
+for (case in if (length(chosen)) chosen else names(CASES)) {
   spec <- CASES[[case]]
   dir <- file.path(FIXTURES, case)
   if (!file.exists(file.path(dir, "design.json"))) {
@@ -310,7 +455,9 @@ for (case in names(CASES)) {
     next
   }
   design <- read_design(case)
-  if (file.exists(spec$counts)) {
+  if (is.null(spec$counts)) {
+    message(case, ": simulated on the log2 scale, no counts: model fixtures only")
+  } else if (file.exists(spec$counts)) {
     sheet <- read.delim(spec$samples, colClasses = "character", check.names = FALSE)
     samples <- setdiff(sheet[[spec$sample_column]], design$excluded_samples)
     ctra_samples <- read.delim(file.path(dir, "lmm_input.tsv"), colClasses = "character")$sample
