@@ -10,7 +10,10 @@ Cohort model (per gene j, sample s of participant i): ``mu_j + u_ij + kappa_j . 
 + e_sj`` with a participant effect u, three participant-level and three draw-level latent factors
 (g, f) that make genes correlated (within the set and with the pool), and noise e; gene parameters
 are drawn per cohort from one distribution for the 53 set genes, the 8 markers and 800 pool genes
-alike, so the set is exchangeable with the pool. About 10 % of participants miss their last draw.
+alike, so the set is exchangeable with the pool (except in ``unstable_set_30``, whose set genes vary
+less between people, and the ``coregulated`` designs, whose set genes share a person-level and a
+draw-level factor with direction-consistent loadings, as the real CTRA genes do: the gene-level GEE's
+exchangeable correlation is then about 0.3 instead of 0). About 10 % of participants miss their last draw.
 Crossover cohorts add a participant:period effect and a period effect on level and on change
 (period x time), with 16 AB / 8 BA sequences. Under the alternative, every set gene moves by
 ``-effect x direction`` at the treated draws (the last arm at post), which lowers the CTRA score.
@@ -63,18 +66,23 @@ class DesignSpec:
     crossover: tuple[int, int] | None = None  # participants per sequence (AB, BA)
     effect: float = 0.2                        # log2 shift of each set gene at the treated draws (alternative)
     stable_set: bool = True                    # False: set genes less person-stable than the pool
+    coregulated: bool = False                  # True: set genes share a person and a draw factor (real CTRA)
     notes: str = ""
 
 
 DESIGNS = {
-    "parallel_30": DesignSpec(arms=("control", "active"), notes="2 arms x 15, age + 8 markers"),
-    "parallel_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=False, effect=0.35,
+    "parallel_30": DesignSpec(arms=("control", "active"), effect=0.1, notes="2 arms x 15, age + 8 markers"),
+    "parallel_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=False, effect=0.2,
                               notes="2 arms x 5, age, no markers (exact permutations: 252)"),
-    "three_arm_45": DesignSpec(arms=("control", "self", "others"), notes="3 arms x 15, age + 8 markers"),
-    "crossover_24": DesignSpec(arms=("control", "active"), crossover=(16, 8), effect=0.12,
+    "three_arm_45": DesignSpec(arms=("control", "self", "others"), effect=0.1, notes="3 arms x 15, age + 8 markers"),
+    "crossover_24": DesignSpec(arms=("control", "active"), crossover=(16, 8), effect=0.06,
                                notes="AB/BA 16/8, pre/post per period, period effects, age + 8 markers"),
-    "unstable_set_30": DesignSpec(arms=("control", "active"), stable_set=False,
+    "unstable_set_30": DesignSpec(arms=("control", "active"), stable_set=False, effect=0.1,
                                   notes="as parallel_30, set genes less person-stable than the pool"),
+    "coregulated_30": DesignSpec(arms=("control", "active"), coregulated=True, effect=0.15,
+                                 notes="as parallel_30, set genes co-regulated (GEE alpha ~0.3, as in real CTRA data)"),
+    "coregulated_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=False, coregulated=True, effect=0.3,
+                                 notes="as parallel_10, set genes co-regulated"),
 }
 
 
@@ -141,6 +149,11 @@ def simulate(spec: DesignSpec, seed: int, effect: float = 0.0):
               + rng.normal(size=(n, n_genes)) * sd_noise)
     fixed = np.zeros((n, n_genes))
     random_var = sd_person**2 + sd_noise**2 + (kappa**2).sum(0) + (lam**2).sum(0)
+    if spec.coregulated:  # one person-level and one draw-level factor that the set genes share, signed
+        direction = GENES["direction"].to_numpy(float) * in_set
+        person_load, draw_load = direction * rng.uniform(0.3, 0.6, n_genes), direction * rng.uniform(0.15, 0.35, n_genes)
+        values += np.outer(rng.normal(size=n_people)[person], person_load) + np.outer(rng.normal(size=n), draw_load)
+        random_var += person_load**2 + draw_load**2
     if spec.crossover:
         unit = pd.factorize(obs["participant"] + ":" + obs["period"])[0]
         sd_unit = rng.uniform(0.1, 0.3, n_genes)
