@@ -337,11 +337,16 @@ def _summary_sentences(contrasts: pd.DataFrame, levels: Levels) -> list[str]:
     return sentences
 
 
+def _p_phrase(value: Any) -> str:
+    """'p = 0.035' or 'p < 1e-4'."""
+    text = _fmt_p(value)
+    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def _describe(row: pd.Series, kind: str, levels: Levels) -> str:
     """One result in words, e.g. 'From pre to post, CTRA in a changed by 0.31 SD less than in control'."""
     size = _fmt_num(abs(row["estimate"]))
-    p_value = _fmt_p(row["p_value"])
-    p_phrase = f"p < {p_value[1:]}" if p_value.startswith("<") else f"p = {p_value}"
+    p_phrase = _p_phrase(row["p_value"])
     detail = (f"(estimate {_fmt_num(row['estimate'])}; 95% CI {_fmt_num(row['ci_low'])} to "
               f"{_fmt_num(row['ci_high'])}; {p_phrase}; "
               f"{_fmt_num(row['n_participants'])} participants, {_fmt_num(row['n_samples'])} samples)")
@@ -796,7 +801,7 @@ def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: di
     adjusted = " after Holm adjustment over the primary tests" if pd.notna(row.get("p_holm")) and \
         row.get("p_holm") != row["p_value"] else ""
     said = [f"Main model: {'significant' if significant else 'not significant'} at the 5% level{adjusted} "
-            f"(p = {_fmt_p(p_main)})."]
+            f"({_p_phrase(p_main)})."]
     if pd.notna(row.get("perm_p")):
         exact = "exact" in str(row.get("note", ""))
         what = (f"all {_count(row, 'n_permutations')} possible allocations" if exact else
