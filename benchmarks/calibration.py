@@ -43,16 +43,17 @@ sys.path.insert(0, str(REPO / "src"))
 
 from ctra.endpoints import mark_endpoints, primary_endpoint  # noqa: E402
 from ctra.genesets import load_gene_set  # noqa: E402
-from ctra.robustness import gee_table, gene_set_null, permutation_draws, robustness_table  # noqa: E402
+from ctra.robustness import (gee_table, gene_set_null, permutation_draws, robustness_table,  # noqa: E402
+                             sensitivity_table)
 from ctra.scoring import gene_summaries, score_study  # noqa: E402
-from ctra.stats import fit_scores, study_design  # noqa: E402
+from ctra.stats import contrast_specs, contrast_table, fit_reml, fit_scores, study_design  # noqa: E402
 
 N_POOL = 800
 N_FACTORS = 3
 MISSING = 0.10         # share of participants missing their last draw
 PERMUTATIONS = 1000    # fewer than the workflow's 5,000: the size of a permutation test does not depend on it
 GENE_SETS = 200
-COLUMNS = ("p_value", "p_holm", "perm_p", "geneset_p", "gee_p")
+COLUMNS = ("p_value", "p_holm", "perm_p", "geneset_p", "gee_p", "unadjusted_p", "gene_p")
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,8 @@ def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
     scores = score_study(adata, usage).set_index("sample")[["ctra"]]
     design, _ = study_design(adata, usage, study, study["samples"])
     main, gammas = fit_scores(design, scores, "lmm")
-    models = pd.concat([main, gee_table(adata, usage, design, scores=("ctra",))], ignore_index=True)
+    models = pd.concat([main, gee_table(adata, usage, design, scores=("ctra",)),
+                        sensitivity_table(adata, scores, usage, study)], ignore_index=True)
     settings = study["robustness"]
     nulls = permutation_draws(design, scores, settings["permutations"], settings["seed"], 0, 1)
     nulls += gene_set_null(adata, usage, design, scores, settings["gene_sets"], settings["seed"], 0, 1)[0]
@@ -203,12 +205,25 @@ def one_cohort(args: tuple[str, int, float]) -> dict:
     table = analyse(adata, usage, study_config(spec, seed))
     primary = table[table["role"] == "primary"].set_index("arm")
     gee = table[(table["model"] == "gee_genes") & (table["contrast"] == "arm_x_time")].set_index("arm")
-    arm = spec.arms[-1]  # the first-listed test per cohort (one test per cohort: independent replicates)
+    unadjusted = table[(table["model"] == "lmm_unadjusted") & (table["contrast"] == "arm_x_time")].set_index("arm")
+    arm = spec.arms[-1]  # one test per cohort (independent replicates): the last arm's
     row = primary.loc[arm]
+    gene = gene_p(adata, usage, study_config(spec, seed), arm)
     return {"design": name, "seed": seed, "effect": effect, "truth": truth, "estimate": row["estimate"],
             "se": row["se"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p_value": row["p_value"],
             "p_holm": float(primary["p_holm"].min()), "perm_p": row["perm_p"], "geneset_p": row["geneset_p"],
-            "gee_p": gee.loc[arm, "p_value"], "perm_note": row["note"]}
+            "gee_p": gee.loc[arm, "p_value"],
+            "unadjusted_p": unadjusted.loc[arm, "p_value"] if arm in unadjusted.index else row["p_value"],
+            "gene_p": gene, "perm_note": row["note"]}
+
+
+def gene_p(adata, usage: pd.DataFrame, study: dict, arm: str) -> float:
+    """genes.tsv's p for one gene (the first of the set), by the calls ``stats.fit_genes`` makes."""
+    design, _ = study_design(adata, usage, study, study["samples"])
+    gene = usage.loc[usage["group"] != "marker", "gene"].iloc[0]
+    table = contrast_table(fit_reml(design, np.asarray(adata[:, gene].layers["vst"])[:, 0]), design,
+                           contrast_specs(design))
+    return float(table.loc[(table["contrast"] == "arm_x_time") & (table["arm"] == arm), "p_value"].iloc[0])
 
 
 def clopper_pearson(k: int, n: int) -> tuple[float, float]:
@@ -258,8 +273,9 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
 def markdown(summary: pd.DataFrame) -> str:
     """The README's calibration table."""
     lines = ["| design | cohorts | lmm `p_value` | `p_holm` (any primary) | `perm_p` | `geneset_p` | GEE `p_value` "
-             "| mean estimate / SE under H0 | power (`p_value`) | 95 % CI coverage |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| `lmm_unadjusted` `p_value` | one gene (`genes.tsv`) | mean estimate / SE under H0 | power (`p_value`) "
+             "| 95 % CI coverage |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, group in summary.groupby("design", sort=False):
         cell = group.set_index("column")
 
