@@ -36,7 +36,7 @@ from scipy.special import stdtr, stdtrit  # Student t cdf and quantile
 
 from .scoring import set_scores, zscore
 from .stats import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_reml,
-                    fit_reml_batch, fit_scores, interaction_column, period_levels, study_design,
+                    fit_reml_batch, fit_scores, interaction_column, marker_decision, period_levels, study_design,
                     without_arm_terms)
 
 PERMUTATION_STREAM, GENE_SET_STREAM = 0, 1
@@ -646,8 +646,7 @@ def other_models(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) 
 def sensitivity_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
     """The main model refitted without covariates, without markers, and without both (when configured)."""
     has_covariates = bool(study.get("covariates"))
-    has_markers = bool(study.get("adjust_for_cell_markers", True)) and bool(
-        ((usage["group"] == "marker") & usage["used"].astype(bool)).any())
+    has_markers = bool(marker_decision(adata, usage, study)[0])
     variants = []
     if has_covariates:
         variants.append(("lmm_no_covariates", False, True))
