@@ -294,8 +294,10 @@ def normalization_text(info: dict, study: dict) -> str:
                   "ctra's vectorized implementation of PyDESeq2's genewise dispersion and trend routines")
         how = (f"fitted on all {info['trend_genes']} non-zero genes above the dispersion floor (PyDESeq2's full "
                f"vst, R's varianceStabilizingTransformation) by {engine}")
+    from .normalize import methods_notes
+
     return ("Size factors: DESeq2 median of ratios (PyDESeq2). Expression: blind variance-stabilizing "
-            f"transformation (log2 scale) with {trend}, {how}." + scoring)
+            f"transformation (log2 scale) with {trend}, {how}." + methods_notes(info) + scoring)
 
 
 def _parameters(study: dict) -> dict[str, str]:

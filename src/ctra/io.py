@@ -34,6 +34,19 @@ import pyarrow.csv as pacsv
 from .errors import InputError
 
 FEATURECOUNTS_ANNOTATION = ["Chr", "Start", "End", "Strand", "Length"]
+# Annotation columns a count table may carry between the id column and the samples (nf-core/rnaseq's
+# salmon/RSEM tables: gene_name, transcript_id(s); featureCounts: Chr..Length; Ensembl/GENCODE
+# exports: gene_type, description...). Matched case-insensitively; a leading column whose values are
+# mostly text (not numbers) is an annotation column too, whatever its name.
+SYMBOL_COLUMNS = {"gene_name", "gene_symbol", "symbol", "hgnc_symbol", "external_gene_name", "gene name",
+                  "genesymbol", "gene.name", "gene_names"}
+ENSEMBL_COLUMNS = {"gene_id", "ensembl_gene_id", "ensembl_id", "ensembl", "gene_ids", "gene.id", "gene stable id",
+                   "geneid"}
+ANNOTATION_COLUMNS = {*SYMBOL_COLUMNS, *ENSEMBL_COLUMNS, *(c.casefold() for c in FEATURECOUNTS_ANNOTATION),
+                      "transcript_id(s)", "transcript_ids", "transcript_id", "gene_type", "gene_biotype", "biotype",
+                      "description", "gene_description", "chromosome", "chrom", "strand", "length",
+                      "effective_length", "entrez_id", "entrezid", "entrez"}
+ANNOTATION_SCAN_ROWS = 200  # data rows looked at to tell a text (annotation) column from a sample column
 HTSEQ_SPECIAL_PREFIX = "__"
 NULL_VALUES = ["", "NA", "NaN", "nan", "NULL"]
 BOOLEAN_WORDS = {"true", "false", "True", "False", "TRUE", "FALSE"}
@@ -48,6 +61,7 @@ MAGIC = {
     b"BZh": "a bzip2-compressed file; decompress it or recompress it with gzip (.gz)",
     b"\xfd7zXZ": "an xz-compressed file; decompress it or recompress it with gzip (.gz)",
 }
+THOUSANDS = re.compile(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?")
 DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
 
 
@@ -225,6 +239,12 @@ class CountTable:
     genes: np.ndarray  # object array of str
     samples: list[str]
     values: np.ndarray
+    # a second id column of the other kind (a symbol column beside Ensembl ids, e.g. nf-core/rnaseq's
+    # gene_name, or Ensembl ids beside symbols), aligned with ``genes``; matching tries Ensembl first
+    alt_ids: np.ndarray | None = None
+    alt_kind: str = ""  # "symbol" or "ensembl"
+    alt_column: str = ""
+    annotation: list[str] | None = None  # annotation column names, which are not samples
 
     def frame(self) -> pd.DataFrame:
         """Genes x samples frame indexed by gene id; a view of ``values``, not a copy."""
@@ -235,6 +255,8 @@ class CountTable:
         """Drop the genes where the boolean mask ``keep`` is False (in place)."""
         self.values = _compact_columns(self.values, keep)
         self.genes = self.genes[keep]
+        if self.alt_ids is not None:
+            self.alt_ids = self.alt_ids[keep]
 
     def take_samples(self, order: list[int]) -> None:
         """Keep the samples at positions ``order`` (distinct), in that order, in place."""
@@ -329,17 +351,20 @@ def _read_h5ad_counts(path: Path) -> CountTable:
 def _read_featurecounts(path: Path, skip: int) -> CountTable:
     header = _head_lines(path, skip + 1)[skip]
     names = header.split("\t")
-    first = len(FEATURECOUNTS_ANNOTATION) + 1  # field index of the first sample
+    # fields after Length that hold text are annotation too (featureCounts --extraAttributes gene_name)
+    first = _first_sample_field(path, "\t", names, skip, len(FEATURECOUNTS_ANNOTATION) + 1)
     if len(names) <= first:
         raise InputError(f"{path}: featureCounts table without sample columns (the header has only "
                          f"{', '.join(names)}).")
     _check_unique_columns(path, names[first:], first_position=first + 1)
-    genes, values, bad = _stream_values(path, "\t", skip + 1, len(names), first)
+    alt = _alt_id_field(names, first)
+    genes, extras, values, bad = _stream_values(path, "\t", skip + 1, len(names), first,
+                                                extra=[alt] if alt is not None else [])
     _check_gene_column(path, genes, None, first_line=skip + 2)
     samples = [_featurecounts_sample_name(c) for c in names[first:]]
     _check_unique_columns(path, samples, first_position=first + 1,
                           note=" (after reducing BAM paths to file names)")
-    return _count_table(path, genes, samples, values, bad)
+    return _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
 
 
 def _featurecounts_sample_name(column: str) -> str:
@@ -349,7 +374,10 @@ def _featurecounts_sample_name(column: str) -> str:
 
 
 def _read_delimited_matrix(path: Path, lines: list[str]) -> CountTable:
-    """Plain gene x sample table; the gene column's header may be missing (R style) or empty."""
+    """Plain gene x sample table; the gene column's header may be missing (R style) or empty.
+
+    Annotation columns right after the id column (see ``ANNOTATION_COLUMNS``) are not samples.
+    """
     delimiter = _delimiter(path, lines[0], "count table")
     name = DELIMITER_NAMES[delimiter]
     header = next(csv.reader([lines[0]], delimiter=delimiter))
@@ -357,19 +385,62 @@ def _read_delimited_matrix(path: Path, lines: list[str]) -> CountTable:
         raise InputError(f"{path}: has a header but no gene rows.")
     n_fields = _field_count(lines[1], delimiter)
     if n_fields == len(header) + 1:
-        samples = header  # R write.table: no label over the row names
+        names = ["", *header]  # R write.table: no label over the row names
     elif n_fields == len(header):
-        samples = header[1:]
+        names = header
     else:
         raise InputError(f"{path}: line 2 has {n_fields} {name}-separated fields but the header (line 1) has "
                          f"{len(header)}; is the delimiter right, or do numbers use thousands separators?")
+    first = _first_sample_field(path, delimiter, names, 0, 1)
+    samples = names[first:]
     if not samples:
-        raise InputError(f"{path}: has no sample columns ({name}-separated, one column only); is it the right "
+        what = (f"only an id column and annotation column(s) {', '.join(repr(n) for n in names[1:])}"
+                if first > 1 else "one column only")
+        raise InputError(f"{path}: has no sample columns ({name}-separated, {what}); is it the right "
                          "file and delimiter?")
-    _check_unique_columns(path, samples, first_position=2)
-    genes, values, bad = _stream_values(path, delimiter, 1, n_fields, 1)
+    _check_unique_columns(path, samples, first_position=first + 1)
+    alt = _alt_id_field(names, first)
+    genes, extras, values, bad = _stream_values(path, delimiter, 1, n_fields, first,
+                                                extra=[alt] if alt is not None else [])
     _check_gene_column(path, genes, header[0] if n_fields == len(header) else None, first_line=2)
-    return _count_table(path, genes, samples, values, bad)
+    return _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
+
+
+def _looks_like_text(values: list[str]) -> bool:
+    """Most non-empty cells are neither numbers nor true/false: an annotation column, not a sample."""
+    cells = [v.strip() for v in values if v.strip() and v.strip() not in NULL_VALUES]
+    if not cells or all(c in BOOLEAN_WORDS for c in cells):
+        return False
+    text = 0
+    for cell in cells:
+        try:
+            float(cell)
+        except ValueError:  # '1,234' is a badly written number, reported as such, not text
+            text += not THOUSANDS.fullmatch(cell)
+    return text > len(cells) / 2
+
+
+def _first_sample_field(path: Path, delimiter: str, names: list[str], skip: int, start: int) -> int:
+    """Field index of the first sample: fields from ``start`` on that are annotation columns (a known
+    annotation name, or mostly text in the first ``ANNOTATION_SCAN_ROWS`` data rows) are skipped."""
+    rows = [next(csv.reader([line], delimiter=delimiter))
+            for line in _head_lines(path, skip + 1 + ANNOTATION_SCAN_ROWS)[skip + 1:] if line.strip()]
+    field_index = start
+    while field_index < len(names):
+        known = names[field_index].strip().casefold() in ANNOTATION_COLUMNS
+        if not known and not _looks_like_text([r[field_index] for r in rows if len(r) > field_index]):
+            break
+        field_index += 1
+    return field_index
+
+
+def _alt_id_field(names: list[str], first_sample: int) -> int | None:
+    """The annotation field holding a second kind of gene id (symbols, or Ensembl ids), if any."""
+    for wanted in (SYMBOL_COLUMNS, ENSEMBL_COLUMNS):
+        for index in range(1, first_sample):
+            if names[index].strip().casefold() in wanted:
+                return index
+    return None
 
 
 def _check_gene_column(path: Path, genes: np.ndarray, label: str | None, first_line: int) -> None:
@@ -430,13 +501,14 @@ class _NotNumeric(Exception):
     """A sample cell failed the fast float64 conversion: reread the values as text."""
 
 
-def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int,
-                   first_sample: int) -> tuple[np.ndarray, np.ndarray, dict[int, _BadColumn]]:
+def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sample: int,
+                   extra: list[int] | tuple = ()) -> tuple[np.ndarray, list[np.ndarray], np.ndarray,
+                                                          dict[int, _BadColumn]]:
     """Parse the table straight into one samples x genes float64 array.
 
     Fields ``first_sample`` .. ``n_fields - 1`` are samples, field 0 the gene id, anything between
-    is skipped. Returns gene ids, the array (with as many columns as there are data rows) and the
-    non-numeric cells by sample. The array is sized from the number of lines, an upper bound on the
+    is skipped except the ``extra`` fields, returned as text. Returns gene ids, the extra fields, the
+    array (with as many columns as there are data rows) and the non-numeric cells by sample. The array is sized from the number of lines, an upper bound on the
     rows, because batches are written into it as they are parsed; a first pass parses
     numbers natively, and only if a cell is not a number is the table parsed again as text, to
     accept what the slower converter accepts (e.g. spaces around a number) and name every bad cell.
@@ -444,11 +516,14 @@ def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int,
     capacity = max(_count_lines(path) - skip_rows, 0)
     values = np.empty((n_fields - first_sample, capacity), dtype=np.float64)
     bad: dict[int, _BadColumn] = {}
+    extra = list(extra)
     try:
-        genes, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, False), bad)
+        genes, extras, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, False,
+                                                       extra), bad, len(extra))
     except _NotNumeric:
-        genes, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, True), bad)
-    return genes, _compact_columns(values, np.arange(capacity) < n_rows), bad
+        genes, extras, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, True,
+                                                       extra), bad, len(extra))
+    return genes, extras, _compact_columns(values, np.arange(capacity) < n_rows), bad
 
 
 def _count_lines(path: Path) -> int:
@@ -468,8 +543,9 @@ def _count_lines(path: Path) -> int:
 
 
 def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sample: int,
-             as_text: bool) -> Iterator[pa.RecordBatch]:
-    """Record batches of the gene column (text) and the sample columns (float64, or text).
+             as_text: bool, extra: list[int] | tuple = ()) -> Iterator[pa.RecordBatch]:
+    """Record batches of the gene column (text), the ``extra`` fields (text) and the sample columns
+    (float64, or text).
 
     Fields are named by position, so odd or repeated header names cannot clash. A parser's error
     becomes an :class:`InputError` naming the line; a cell that is not a number raises
@@ -482,8 +558,10 @@ def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sa
     head = sum(len(line.encode()) + 2 for line in _head_lines(path, skip_rows + 1))
     read_options = pacsv.ReadOptions(skip_rows=skip_rows, column_names=names,
                                      block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head))
-    convert_options = pacsv.ConvertOptions(column_types={"0": pa.string(), **{s: sample_type for s in samples}},
-                                           include_columns=["0", *samples], strings_can_be_null=False,
+    texts = ["0", *(names[i] for i in extra)]
+    convert_options = pacsv.ConvertOptions(column_types={**{t: pa.string() for t in texts},
+                                                         **{s: sample_type for s in samples}},
+                                           include_columns=[*texts, *samples], strings_can_be_null=False,
                                            null_values=NULL_VALUES)
     try:
         with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
@@ -497,26 +575,32 @@ def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sa
         raise _read_problem(path, err) from None
 
 
-def _fill(values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, _BadColumn]) -> tuple[np.ndarray, int]:
-    """Write each batch's sample columns into ``values[:, rows]``; returns gene ids and the row count.
+def _fill(values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, _BadColumn],
+          n_extra: int = 0) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """Write each batch's sample columns into ``values[:, rows]``; returns gene ids, the ``n_extra``
+    text columns after the gene column, and the row count.
 
     Text batches (sample columns of type string) are converted here, their bad cells noted in ``bad``.
     """
     genes: list[np.ndarray] = []
+    extras: list[list[np.ndarray]] = [[] for _ in range(n_extra)]
     start = 0
     for batch in batches:
         stop = start + batch.num_rows
         if stop > values.shape[1]:
             raise RuntimeError(f"more rows than lines ({stop} > {values.shape[1]})")
         genes.append(batch.column(0).to_numpy(zero_copy_only=False))
-        columns = batch.columns[1:]
+        for k in range(n_extra):
+            extras[k].append(batch.column(1 + k).to_numpy(zero_copy_only=False))
+        columns = batch.columns[1 + n_extra:]
         if columns and pa.types.is_string(columns[0].type):
             values[:, start:stop] = _text_to_float(columns, start, bad)
         else:
             for i, column in enumerate(columns):
                 values[i, start:stop] = column.to_numpy(zero_copy_only=False)  # nulls become NaN
         start = stop
-    return (np.concatenate(genes) if genes else np.array([], dtype=object)), start
+    join = lambda parts: np.concatenate(parts) if parts else np.array([], dtype=object)  # noqa: E731
+    return join(genes), [join(parts) for parts in extras], start
 
 
 def _text_to_float(columns: list[pa.Array], first_row: int, bad: dict[int, _BadColumn]) -> np.ndarray:
@@ -550,11 +634,17 @@ def _text_cells_to_float(text: pa.Array, missing: pa.Array, shape: tuple[int, in
 
 
 def _count_table(path: Path, genes: np.ndarray, samples: list[str], values: np.ndarray,
-                 bad: dict[int, _BadColumn]) -> CountTable:
+                 bad: dict[int, _BadColumn], annotation: list[str] | None = None,
+                 alt: tuple[int | None, list[str], list[np.ndarray]] | None = None) -> CountTable:
     """The table without HTSeq counter rows; first raises the non-numeric cells found, if any."""
     if bad:
         raise InputError(_not_number_problems(path, genes, samples, bad))
-    table = CountTable(genes=genes, samples=samples, values=values)
+    table = CountTable(genes=genes, samples=samples, values=values, annotation=list(annotation or []))
+    if alt is not None and alt[0] is not None:
+        field_index, names, extras = alt
+        table.alt_ids = np.asarray(extras[0], dtype=object)
+        table.alt_column = names[field_index]
+        table.alt_kind = "symbol" if names[field_index].strip().casefold() in SYMBOL_COLUMNS else "ensembl"
     table.keep_genes(~pd.Series(genes, dtype=object).str.startswith(HTSEQ_SPECIAL_PREFIX).to_numpy(dtype=bool))
     return table
 
@@ -569,7 +659,7 @@ def _not_number_problems(path: Path, genes: np.ndarray, samples: list[str],
     for sample, column in cells[:10]:
         value = column.value
         hint = (" (thousands separators are not allowed: write plain numbers)"
-                if re.fullmatch(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?", value.strip()) else "")
+                if THOUSANDS.fullmatch(value.strip()) else "")
         lines = row_lines(path, genes, column.row)
         where = f" on {line_hint(lines)}" if lines else ""
         problems.append(f"{path}: column '{sample}', gene '{genes[column.row]}'{where}: '{value}' is not a "

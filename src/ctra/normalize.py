@@ -449,5 +449,18 @@ def normalize(adata: ad.AnnData, input_kind: str = "counts", method: str = "fast
     out.layers["vst"] = vst
     out.obs["size_factor"] = factors
     out.obs["library_size"] = values.sum(axis=1)
+    if "non_integer_counts" in adata.uns:  # estimated counts rounded by validate: part of the method
+        info["non_integer_counts_rounded"] = int(adata.uns["non_integer_counts"]["cells"])
     out.uns["normalization"] = info
     return out
+
+
+def methods_notes(info: dict) -> str:
+    """Sentences for the report's Methods about what the normalization did beyond the usual: estimated
+    counts rounded, a mean-based dispersion trend instead of the parametric one (empty otherwise)."""
+    notes = []
+    if info.get("non_integer_counts_rounded"):
+        notes.append(f"{int(info['non_integer_counts_rounded']):,} non-integer values (estimated counts) were rounded "
+                     "to the nearest integer before normalization (`non_integer_counts: round`), as DESeq2 users do "
+                     "for estimated counts (DESeqDataSetFromTximport, round()).")
+    return "".join(" " + n for n in notes)

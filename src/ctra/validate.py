@@ -13,6 +13,7 @@ Line numbers in messages are file lines (the header is line 1).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +39,7 @@ MISSING_COVARIATE = ("", "NA")  # a covariate cell with one of these (after stri
 LINE = "_line"  # obs column carrying each sample's sheet line until the checks are done
 
 T = TypeVar("T")
+log = logging.getLogger("ctra")
 
 
 def _at(lines: Iterable[int], limit: int = 5) -> str:
@@ -403,7 +405,9 @@ def _first_cell(table: CountTable, cells: _Cells, path: Path) -> str:
     gene_i, sample_i = cells.first
     lines = row_lines(path, table.genes, gene_i)
     where = f" ({line_hint(lines)})" if lines else ""
-    return f"gene '{table.genes[gene_i]}'{where}, sample '{table.samples[sample_i]}'"
+    symbol = (f" ({table.alt_column} '{table.alt_ids[gene_i]}')"
+              if table.alt_ids is not None and table.alt_kind == "symbol" else "")
+    return f"gene '{table.genes[gene_i]}'{symbol}{where}, sample '{table.samples[sample_i]}'"
 
 
 def _first_value(table: CountTable, cells: _Cells) -> float:
@@ -411,41 +415,59 @@ def _first_value(table: CountTable, cells: _Cells) -> float:
     return float(table.values[sample_i, gene_i])
 
 
-def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList) -> None:
+def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList,
+                  non_integer: str = "round") -> dict | None:
     """Counts must be finite non-negative integers; log2 values must be finite and log-scale.
 
-    Only the samples at positions ``rows`` are checked (excluded samples are not).
+    Only the samples at positions ``rows`` are checked (excluded samples are not). In counts mode,
+    non-integer values (estimated counts of Salmon/RSEM/kallisto) are rounded to the nearest
+    integer in place when ``non_integer == "round"``, as DESeq2 users do (``round()``, or tximport's
+    ``DESeqDataSetFromTximport``), unless every sample sums to 1e6 (TPM/CPM, always refused).
+    Returns what was rounded (``None`` if nothing was).
     """
     if len(rows) == 0 or len(table.genes) == 0:
-        return
+        return None
     scan = _scan_values(table.values, rows, mode)
     if scan.non_finite.count:
         problems.add(f"{path}: {scan.non_finite.count} missing or non-finite value(s) (empty, NA, NaN or Inf), "
                      f"first at {_first_cell(table, scan.non_finite, path)}; every cell needs a number.")
-        return
+        return None
     integral = scan.fractional.count == 0
+    rounded = None
     if mode == "counts":
         if scan.negative.count:
             problems.add(f"{path}: {scan.negative.count} negative count(s), first at "
                          f"{_first_cell(table, scan.negative, path)} ({_first_value(table, scan.negative):g}); "
                          "counts cannot be negative. If these are log-scale values, set `input: log2_expression`.")
+        totals = scan.totals
         if not integral:
             first = (f"first at {_first_cell(table, scan.fractional, path)} "
                      f"({_first_value(table, scan.fractional):g})")
             if np.all(np.abs(scan.totals - TPM_TOTAL) <= 0.01 * TPM_TOTAL):
                 what = (f"every sample's values sum to {TPM_TOTAL:,.0f}, so these look like TPM (or CPM), not raw "
-                        "counts. ctra needs raw integer counts (featureCounts/HTSeq, or tximport counts); with "
-                        "TPM only, give log2(TPM + 1) and set `input: log2_expression`")
-            else:
+                        "counts. ctra needs raw integer counts (featureCounts/HTSeq, or estimated counts, which "
+                        "it rounds); with TPM only, give log2(TPM + 1) and set `input: log2_expression`")
+                problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what}.")
+            elif non_integer != "round":
                 what = ("these look like estimated counts (RSEM/Salmon/kallisto) or normalized values, not raw "
                         "counts (TPM/CPM would sum to 1,000,000 per sample; these do not). Give raw integer "
-                        "counts (round estimated counts, e.g. tximport's countsFromAbundance='no' rounded), or "
-                        "give log2-scale values and set `input: log2_expression`")
-            problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what}.")
-        zero = rows[scan.totals == 0]
+                        "counts, set `non_integer_counts: round` (the default) to round estimated counts to "
+                        "the nearest integer as DESeq2 users do, or give log2-scale values and set "
+                        "`input: log2_expression`")
+                problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what} "
+                             "(the config has `non_integer_counts: error`).")
+            elif not scan.negative.count:
+                first_cell = _first_cell(table, scan.fractional, path)
+                first_value = _first_value(table, scan.fractional)
+                totals, samples = _round_in_place(table.values, rows)
+                rounded = {"policy": "round", "cells": int(scan.fractional.count), "samples": int(samples),
+                           "first": f"{first_cell} ({first_value:g} -> {np.rint(first_value):g})"}
+        zero = rows[totals == 0]
         if len(zero):
+            after = " once rounded" if rounded else ""
             problems.add(f"{path}: sample(s) {_listing([table.samples[i] for i in zero])} have zero counts for "
-                         "every gene (a failed or empty library); remove them (or list them in `exclude_samples`).")
+                         f"every gene{after} (a failed or empty library); remove them (or list them in "
+                         "`exclude_samples`).")
     elif integral and scan.maximum > LOG2_LOOKS_LIKE_COUNTS:
         problems.add(f"{path}: `input: log2_expression` but the values are integers up to {scan.maximum:g}; "
                      "these look like raw counts: set `input: counts`.")
@@ -453,6 +475,26 @@ def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, pr
         problems.add(f"{path}: `input: log2_expression` but values reach {scan.maximum:g} (first above "
                      f"{LOG2_MAX:g} at {_first_cell(table, scan.above_log2_max, path)}); log2 expression stays "
                      "below ~25. Transform them (e.g. log2(TPM + 1)) or, for raw counts, set `input: counts`.")
+    return rounded
+
+
+def _round_in_place(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Round the samples ``rows`` to the nearest integer (half to even, as R's round()), a block at a
+    time; returns their new totals and how many samples had a non-integer value."""
+    totals = np.zeros(len(rows))
+    changed = 0
+    done = 0
+    for block_rows in _row_blocks(rows, values.shape[1]):
+        block = _block(values, block_rows)
+        fractional = (block != np.round(block)).any(axis=1)
+        changed += int(np.count_nonzero(fractional))
+        is_view = np.shares_memory(block, values)
+        np.rint(block, out=block)
+        if not is_view:
+            values[block_rows] = block
+        totals[done:done + len(block_rows)] = block.sum(axis=1)
+        done += len(block_rows)
+    return totals, changed
 
 
 def _match_samples(samples: list[str], obs: pd.DataFrame, ignored: set[str], counts_path: Path,
@@ -481,7 +523,7 @@ def merge_gene_rows(table: CountTable, gene_table: pd.DataFrame, mode: str,
     ``group`` and ``direction``.
     """
     ids = pd.Index(table.genes, dtype=object)
-    match = match_genes(ids, gene_table, str(path))
+    match = match_genes(ids, gene_table, str(path), table.alt_ids, table.alt_kind)
     gene_for_row = match.gene_for_row
     merged = {g: rows for g, rows in match.rows_for_gene.items() if len(rows) > 1}
     if merged and mode != "counts":
@@ -513,6 +555,7 @@ def merge_gene_rows(table: CountTable, gene_table: pd.DataFrame, mode: str,
     var["input_ids"] = input_ids[keep]
     var["group"] = info["group"].reindex(var.index).fillna("").to_numpy()
     var["direction"] = info["direction"].reindex(var.index).fillna(0).astype(int).to_numpy()
+    var["matched_by"] = pd.Series(match.matched_by, dtype=object).reindex(var.index).fillna("").to_numpy()
     return table, var
 
 
@@ -534,6 +577,30 @@ def _check_genes(table: CountTable, gene_set: pd.DataFrame, markers: pd.DataFram
     table, var = merge_gene_rows(table, gene_table, mode, path)
     _check_set_coverage(var, gene_set, kind, path)
     return table, var, kind
+
+
+def _input_notes(table: CountTable, var: pd.DataFrame, kind: str, path: Path) -> list[str]:
+    notes = []
+    if table.annotation:
+        notes.append(f"{path.name}: {len(table.annotation)} annotation column(s) beside the gene ids, not samples: "
+                     f"{', '.join(repr(c) for c in table.annotation)}.")
+    matching = _matching_note(table, var, kind)
+    if matching:
+        notes.append(f"{path.name}: {matching}")
+    return notes
+
+
+def _matching_note(table: CountTable, var: pd.DataFrame, kind: str) -> str | None:
+    """How the genes of the set were found, when the table has a second id column."""
+    if table.alt_ids is None or table.alt_kind == kind:
+        return None
+    by = var.loc[var["matched_by"] != "", "matched_by"].value_counts()
+    fallback = [g for g in var.index[var["matched_by"] == "symbol"]]
+    return (f"genes of the gene set and markers matched on two id columns, Ensembl id first: "
+            f"{int(by.get('ensembl_id', 0))} by Ensembl id, {int(by.get('symbol', 0))} by symbol "
+            f"(column '{table.alt_column if table.alt_kind == 'symbol' else 'the first column'}')"
+            + (f" ({', '.join(fallback[:10])}{' ...' if len(fallback) > 10 else ''})" if fallback else "")
+            + "; genes_used.tsv records which (column matched_by).")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -558,6 +625,7 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         problems.add(f"{counts_path}: has a header but no gene rows.")
         table = None
     genes = None
+    rounded = None
     if table is not None:
         ignored = set(config_excluded + (record["dropped_incomplete"] if record else []))
         in_counts = set(table.samples)
@@ -571,7 +639,8 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
                              f"{counts_path}: {_listing(unknown)}.")
         checked = np.array([i for i, s in enumerate(table.samples)
                             if s not in ignored and (obs is None or s in obs.index)], dtype=np.intp)
-        _check_values(table, checked, study["input"], counts_path, problems)
+        rounded = _check_values(table, checked, study["input"], counts_path, problems,
+                                study.get("non_integer_counts", "round"))
         genes = _attempt(_check_genes, table, gene_set, markers, study["input"], counts_path, problems=problems)
     problems.raise_if_any()
     assert obs is not None and record is not None and genes is not None
@@ -589,6 +658,17 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     adata.uns["input_checksums"] = json.dumps({str(counts_path): sha256sum(counts_path),
                                                str(samples_path): sha256sum(samples_path)})
     adata.uns["id_kind"] = kind
+    notes = _input_notes(table, var, kind, counts_path)
+    if rounded:
+        # recorded for normalize (uns is carried into normalized.h5ad) and the report's Methods
+        adata.uns["non_integer_counts"] = rounded
+        notes.append(f"{counts_path.name}: {rounded['cells']} non-integer count(s) in {rounded['samples']} "
+                     f"sample(s) (estimated counts) rounded to the nearest integer (`non_integer_counts: round`), "
+                     f"as DESeq2 does for estimated counts; first at {rounded['first']}.")
+    for note in notes:
+        log.info("%s", note)
+    # what was done to the inputs as read (annotation columns, id matching, ...): log and report Methods
+    adata.uns["input_notes"] = notes
     adata.uns["study"] = study_name
     adata.uns["study_config"] = json.dumps(study, sort_keys=True)
     return adata

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .cohort import TRACEBACK, Workdir, base_cohort, write_table
+from .cohort import TRACEBACK, Workdir, base_cohort, rsem_table, salmon_table, write_table
 
 
 @dataclass
@@ -221,12 +221,90 @@ def counts_are_tpm(w):
     w.write_cohort(counts=(counts / counts.sum() * 1e6).round(3))
 
 
-@case(["s_counts.tsv", "non-integer", "'SYN00005'", "'P02_post'", "12.5", "input: log2_expression"])
+@case(["s_counts.tsv", "non-integer", "'SYN00005'", "'P02_post'", "12.5", "input: log2_expression",
+       "non_integer_counts: error", "non_integer_counts: round"])
 def counts_with_fractional_values(w):
+    """Decision: non-integer counts are refused only when the config asks for it (default: rounded)."""
     counts, _ = base_cohort()
     counts = counts.astype(float)
     counts.loc["SYN00005", "P02_post"] = 12.5
+    w.write_cohort(counts=counts, non_integer_counts="error")
+
+
+def _rounded_recorded(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    counts, _ = base_cohort()
+    assert adata.uns["non_integer_counts"]["cells"] == 2 and adata.uns["non_integer_counts"]["samples"] == 1
+    assert adata[["P02_post"], ["SYN00005"]].X[0, 0] == 12  # 12.5 -> 12 (half to even, as R's round)
+    assert adata[["P02_post"], ["SYN00006"]].X[0, 0] == counts.loc["SYN00006", "P02_post"] + 1  # +0.7
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "2 non-integer count(s) in 1 sample(s)" in log and "rounded to the nearest integer" in log
+
+
+@case([], ok=True, check=_rounded_recorded)
+def counts_with_fractional_values_rounded(w):
+    counts, _ = base_cohort()
+    counts = counts.astype(float)
+    counts.loc["SYN00005", "P02_post"] = 12.5
+    counts.loc["SYN00006", "P02_post"] += 0.7
     w.write_cohort(counts=counts)
+
+
+def _salmon_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    var = adata.var
+    assert adata.n_obs == 48 and adata.uns["id_kind"] == "ensembl"
+    assert var.loc["IL1B", "matched_by"] == "ensembl_id" and var.loc["IL1B", "input_ids"].startswith("ENSG00000125538.")
+    assert var.loc["IGLL3P", "matched_by"] == "symbol"  # no Ensembl id in the gene set
+    assert var.loc["CD3E", "matched_by"] == "symbol"  # its id 'changed': found by gene_name
+    assert var.loc["CXCL8", "matched_by"] == "ensembl_id"
+    assert adata.uns["non_integer_counts"]["cells"] > 10000
+    assert float(np.abs(adata.X - np.round(adata.X)).max()) == 0
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "annotation column(s) beside the gene ids, not samples: 'gene_name'" in log
+    assert "by symbol (column 'gene_name') (IGLL3P, CD3E)" in log
+
+
+@case([], ok=True, check=_salmon_ok)
+def counts_nfcore_salmon_works(w):
+    """nf-core/rnaseq salmon.merged.gene_counts.tsv: gene_id + gene_name, estimated counts."""
+    counts, _ = base_cohort()
+    w.write_cohort()
+    write_table(salmon_table(counts), counts_path(w), index=False)
+
+
+def _rsem_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.n_obs == 48 and "IGLL3P" not in adata.var_names  # no symbol column: IGLL3P has no Ensembl id
+    assert (adata.var.loc[["IL1A", "CD3E"], "matched_by"] == "ensembl_id").all()
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "'transcript_id(s)'" in log and "rounded" in log
+
+
+@case([], ok=True, check=_rsem_ok)
+def counts_nfcore_rsem_works(w):
+    """nf-core/rnaseq rsem.merged.gene_counts.tsv: gene_id, transcript_id(s), expected counts."""
+    counts, _ = base_cohort()
+    w.write_cohort()
+    write_table(rsem_table(counts), counts_path(w), index=False)
+
+
+@case(["s_counts.tsv", "no sample columns", "'gene_name'"])
+def counts_only_annotation_columns(w):
+    counts, _ = base_cohort()
+    w.write_cohort()
+    write_table(salmon_table(counts).iloc[:, :2], counts_path(w), index=False)
+
+
+@case(["s_counts.tsv", "TPM", "input: log2_expression", "'IL1A'"])
+def counts_salmon_tpm_refused(w):
+    """nf-core's salmon.merged.gene_tpm.tsv given as counts: refused, although estimated counts are rounded."""
+    counts, _ = base_cohort()
+    table = salmon_table(counts)
+    values = table.iloc[:, 2:]
+    table.iloc[:, 2:] = (values / values.sum() * 1e6).round(4)
+    w.write_cohort()
+    write_table(table, counts_path(w), index=False)
 
 
 @case(["s_counts.tsv", "negative", "'TNF'", "'P04_pre'", "-3"])
