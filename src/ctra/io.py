@@ -9,8 +9,9 @@ array that text tables are parsed straight into, batch by batch (a table of 10,0
 
 Every problem becomes an :class:`~ctra.errors.InputError` naming the file and the line, column or
 cell: a parser's own exception never reaches the user. A UTF-8 byte-order mark and CRLF line ends
-are accepted silently (invisible artefacts of Excel and Windows editors); spaces inside values are
-kept as written so that validation can point at them.
+are accepted silently (invisible artefacts of Excel and Windows editors); surrounding whitespace in
+sample-sheet cells and sample names is stripped (and counted), spaces inside values are kept as
+written so that validation can point at them.
 """
 
 from __future__ import annotations
@@ -245,6 +246,7 @@ class CountTable:
     alt_kind: str = ""  # "symbol" or "ensembl"
     alt_column: str = ""
     annotation: list[str] | None = None  # annotation column names, which are not samples
+    stripped_names: int = 0  # sample names that had surrounding whitespace (stripped)
 
     def frame(self) -> pd.DataFrame:
         """Genes x samples frame indexed by gene id; a view of ``values``, not a copy."""
@@ -361,7 +363,7 @@ def _read_featurecounts(path: Path, skip: int) -> CountTable:
     genes, extras, values, bad = _stream_values(path, "\t", skip + 1, len(names), first,
                                                 extra=[alt] if alt is not None else [])
     _check_gene_column(path, genes, None, first_line=skip + 2)
-    samples = [_featurecounts_sample_name(c) for c in names[first:]]
+    samples = [_featurecounts_sample_name(c.strip()) for c in names[first:]]
     _check_unique_columns(path, samples, first_position=first + 1,
                           note=" (after reducing BAM paths to file names)")
     return _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
@@ -392,18 +394,23 @@ def _read_delimited_matrix(path: Path, lines: list[str]) -> CountTable:
         raise InputError(f"{path}: line 2 has {n_fields} {name}-separated fields but the header (line 1) has "
                          f"{len(header)}; is the delimiter right, or do numbers use thousands separators?")
     first = _first_sample_field(path, delimiter, names, 0, 1)
-    samples = names[first:]
+    written = names[first:]
+    samples = [name.strip() for name in written]
     if not samples:
         what = (f"only an id column and annotation column(s) {', '.join(repr(n) for n in names[1:])}"
                 if first > 1 else "one column only")
         raise InputError(f"{path}: has no sample columns ({name}-separated, {what}); is it the right "
                          "file and delimiter?")
-    _check_unique_columns(path, samples, first_position=first + 1)
+    stripped = sum(a != b for a, b in zip(written, samples))
+    _check_unique_columns(path, samples, first_position=first + 1,
+                          note=" (after stripping surrounding whitespace)" if stripped else "")
     alt = _alt_id_field(names, first)
     genes, extras, values, bad = _stream_values(path, delimiter, 1, n_fields, first,
                                                 extra=[alt] if alt is not None else [])
     _check_gene_column(path, genes, header[0] if n_fields == len(header) else None, first_line=2)
-    return _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
+    table = _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
+    table.stripped_names = stripped
+    return table
 
 
 def _looks_like_text(values: list[str]) -> bool:
@@ -705,7 +712,9 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     """Read a sample sheet as text (every cell a str, empty cells '').
 
     The frame's index is the file line number of each row (header = line 1), so that messages can
-    name lines even after rows are dropped. A BOM and CRLF line ends are accepted; rows that are
+    name lines even after rows are dropped. Surrounding whitespace is stripped from every cell and
+    column name; ``attrs["stripped"]`` maps (line, column) to the original of each changed cell,
+    ``attrs["stripped_headers"]`` counts changed names. A BOM and CRLF line ends are accepted; rows that are
     entirely empty (Excel's trailing ``\\t\\t\\t`` rows) and trailing columns without a header or a
     value are skipped; ragged rows, duplicate or missing column names are errors.
     """
@@ -734,12 +743,20 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         body = [(n, r[: len(header)] if len(r) > len(header) else r) for n, r in body]
     problems = []
     seen: dict[str, int] = {}
+    written = header
+    header = [column.strip() for column in header]
     for position, column in enumerate(header, start=1):
-        if not column.strip():
+        if not column:
             problems.append(f"{path}: column {position} has an empty header; name it or delete the column.")
         elif column in seen:
-            problems.append(f"{path}: column name '{column}' appears twice (columns {seen[column]} and "
-                            f"{position}); column names must be unique.")
+            first = seen[column]
+            if written[first - 1] != written[position - 1]:
+                problems.append(f"{path}: column names '{written[first - 1]}' (column {first}) and "
+                                f"'{written[position - 1]}' (column {position}) are the same once surrounding "
+                                "whitespace is stripped; rename one of them.")
+            else:
+                problems.append(f"{path}: column name '{column}' appears twice (columns {first} and "
+                                f"{position}); column names must be unique.")
         seen.setdefault(column, position)
     ragged = [(n, len(r)) for n, r in body if len(r) != len(header)]
     if ragged:
@@ -751,5 +768,17 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         problems.append(f"{path}: sample sheet has a header but no rows.")
     if problems:
         raise InputError(problems)
-    sheet = pd.DataFrame([r for _, r in body], columns=header, index=[n for n, _ in body], dtype=str)
+    # surrounding whitespace is stripped from every cell (Excel exports often pad them); the original
+    # spellings of changed cells are kept, so that ids made identical by stripping can be named
+    originals: dict[tuple[int, str], str] = {}
+    cells = []
+    for number, record in body:
+        row = [cell.strip() for cell in record]
+        for column, cell, stripped in zip(header, record, row):
+            if cell != stripped:
+                originals[(number, column)] = cell
+        cells.append(row)
+    sheet = pd.DataFrame(cells, columns=header, index=[n for n, _ in body], dtype=str)
+    sheet.attrs["stripped"] = originals
+    sheet.attrs["stripped_headers"] = sum(a != b for a, b in zip(written, header))
     return sheet

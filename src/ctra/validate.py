@@ -88,18 +88,14 @@ def _column_label(key: str, names: dict[str, str]) -> str:
 
 def _check_text_column(obs: pd.DataFrame, column: str, names: dict[str, str], path: Path,
                        problems: ProblemList) -> None:
-    """Empty cells, spaces around values, and values differing only in case or inner spacing."""
+    """Empty cells, and values differing only in case or inner spacing (the reader has stripped
+    surrounding whitespace)."""
     label = _column_label(column, names)
     values = obs[column].fillna("").astype(str)
     stripped = values.str.strip()
     empty = stripped == ""
     if empty.any():
         problems.add(f"{path}: {label} is empty on {_rows(empty)}; every sample needs a {column}.")
-    padded = (values != stripped) & ~empty
-    if padded.any():
-        problems.add(f"{path}: {label} has leading/trailing spaces on {_rows(padded)} "
-                     f"(e.g. '{values[padded].iloc[0]}'); remove them: ids must match exactly and ctra does "
-                     "not strip them silently.")
     if column == "sample":
         return  # sample ids differing in case can be different samples; matching to the counts is exact
     spellings: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -305,6 +301,19 @@ def build_obs(sheet: pd.DataFrame, study: dict, path: Path,
     for column in [c for c in CANONICAL if c in obs]:
         _check_text_column(obs, column, names, path, problems)
     duplicated = obs["sample"].duplicated(keep=False)
+    originals = sheet.attrs.get("stripped", {})
+    sample_column = names["sample"]
+    collided = [line for line in obs.index[duplicated.to_numpy()] if (line, sample_column) in originals]
+    if collided:
+        groups = defaultdict(list)
+        for line in obs.index[duplicated.to_numpy()]:
+            groups[obs.loc[line, "sample"]].append(line)
+        shown = "; ".join(" and ".join(f"'{originals.get((line, sample_column), value)}' (line {line})"
+                                       for line in lines)
+                          for value, lines in groups.items() if any(line in collided for line in lines))
+        problems.add(f"{path}: sample ids {shown} are the same once surrounding whitespace is stripped; they "
+                     "may be different samples: make the ids distinct (or remove the duplicate row).")
+        return None, None
     if duplicated.any():
         problems.add(f"{path}: sample id(s) {_listing(sorted(set(obs['sample'][duplicated])))} appear more than "
                      f"once ({_rows(duplicated)}); each sample (blood draw) needs one row.")
@@ -659,6 +668,15 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
                                                str(samples_path): sha256sum(samples_path)})
     adata.uns["id_kind"] = kind
     notes = _input_notes(table, var, kind, counts_path)
+    stripped = len(sheet.attrs.get("stripped", {})) + int(sheet.attrs.get("stripped_headers", 0))
+    if stripped:
+        notes.insert(0, f"{samples_path.name}: surrounding whitespace stripped from {stripped} cell(s)"
+                        f"{' and column name(s)' if sheet.attrs.get('stripped_headers') else ''} of the sample sheet "
+                        f"(e.g. {_listing(list(sheet.attrs.get('stripped', {}).values())[:3] or ['a column name'], 3)}).")
+    if table.stripped_names:
+        notes.insert(0, f"{counts_path.name}: surrounding whitespace stripped from {table.stripped_names} sample "
+                        "name(s).")
+    adata.uns["whitespace_stripped"] = {"sample_sheet_cells": stripped, "count_table_names": table.stripped_names}
     if rounded:
         # recorded for normalize (uns is carried into normalized.h5ad) and the report's Methods
         adata.uns["non_integer_counts"] = rounded

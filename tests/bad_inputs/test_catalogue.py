@@ -11,9 +11,11 @@ Decisions recorded here (and in the report of the change):
 
 * A sample sheet with a UTF-8 byte-order mark and/or CRLF line ends that is otherwise fine WORKS:
   both are invisible artefacts of Excel / Windows editors, stripping them cannot change meaning.
-* Leading/trailing spaces inside ids (sample, participant, arm, time, period) are an ERROR, with
-  the line and the value: ``'P03_pre '`` and ``'P03_pre'`` may be different samples to the user,
-  and silently stripping would hide a copy-paste mistake that also affects the count table.
+* Leading/trailing whitespace in sheet cells (and around count-table sample names) is STRIPPED and
+  counted in the log and ``uns`` (issue 11: Excel exports pad cells; this replaced an earlier
+  decision that refused it). Ids that stripping makes identical are an ERROR naming both lines and
+  spellings: ``'P03_pre '`` and ``'P03_pre'`` on two rows may be different samples to the user.
+  Spaces inside a value are kept, so 'week 4' vs 'week  4' is still refused.
 * "Output directory not writable": the test runs as root, which ignores permission bits, so it is
   simulated twice: ``results`` is a regular FILE (always), and ``results/`` is made immutable with
   ``chattr +i`` (when chattr works on this file system; skipped otherwise).
@@ -428,12 +430,50 @@ def counts_bom_and_crlf_works(w):
     counts_path(w).write_bytes(b"\xef\xbb\xbf" + counts.to_csv(sep="\t", lineterminator="\r\n").encode())
 
 
-@case(["s_samples.tsv", "column 'sample'", "line 6", "'P03_pre '", "spaces"])
+def _stripped_recorded(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.n_obs == 48 and "P03_pre" in adata.obs_names and adata.obs.loc["P03_pre", "time"] == "pre"
+    assert set(adata.obs["arm"]) == {"control", "treat"}
+    assert adata.uns["whitespace_stripped"]["sample_sheet_cells"] == 3
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "surrounding whitespace stripped from 3 cell(s)" in log and "'P03_pre '" in log
+
+
+@case([], ok=True, check=_stripped_recorded)
 def sheet_trailing_spaces_in_ids(w):
-    """Decision: spaces around ids are an error, never stripped silently (see module docstring)."""
+    """Decision (changed by issue 11): surrounding whitespace in sheet cells is stripped and counted, as
+    Excel exports often pad cells; only ids that stripping makes identical are an error (next case)."""
     _, sheet = base_cohort()
     sheet.loc[4, "sample"] = "P03_pre "
+    sheet.loc[7, "arm"] = " control"
+    sheet.loc[9, "time"] = "post\t"
     w.write_cohort(sheet=sheet)
+
+
+@case(["s_samples.tsv", "'P03_pre' (line 6)", "' P03_pre' (line 7)", "once surrounding whitespace is stripped"])
+def sheet_ids_identical_after_stripping(w):
+    """Two rows whose sample ids differ only by surrounding whitespace may be different samples: refused."""
+    _, sheet = base_cohort()
+    sheet.loc[5, "sample"] = " P03_pre"  # P03_post's row
+    w.write_cohort(sheet=sheet)
+
+
+@case(["s_samples.tsv", "'age'", "'age '", "once surrounding whitespace is stripped"])
+def sheet_column_names_identical_after_stripping(w):
+    _, sheet = base_cohort()
+    sheet["age "] = sheet["age"]
+    w.write_cohort(sheet=sheet)
+
+
+def _count_names_stripped(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.n_obs == 48 and adata.uns["whitespace_stripped"]["count_table_names"] == 2
+
+
+@case([], ok=True, check=_count_names_stripped)
+def counts_sample_names_padded(w):
+    counts, _ = base_cohort()
+    w.write_cohort(counts=counts.rename(columns={"P01_pre": " P01_pre", "P02_post": "P02_post  "}))
 
 
 @case(["s_samples.tsv", "column 'arm'", "'Treat'", "'treat'", "line"])
@@ -443,10 +483,12 @@ def sheet_arm_differs_in_case(w):
     w.write_cohort(sheet=sheet)
 
 
-@case(["s_samples.tsv", "column 'time'", "'post  '", "line 5", "spaces"])
+@case(["s_samples.tsv", "column 'time'", "'week  4'", "'week 4'", "line 5", "case or spacing"])
 def sheet_time_differs_in_spacing(w):
+    """Spaces inside a value are kept as written: 'week  4' vs 'week 4' is refused, not merged."""
     _, sheet = base_cohort()
-    sheet.loc[3, "time"] = "post  "
+    sheet["time"] = sheet["time"].replace({"post": "week 4"})
+    sheet.loc[3, "time"] = "week  4"
     w.write_cohort(sheet=sheet)
 
 
