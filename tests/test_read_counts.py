@@ -449,3 +449,13 @@ def test_a_sample_column_with_a_bad_cell_is_still_a_sample(tmp_path, small_batch
     cells[3][1] = "abc"
     message = _message(write_table(tmp_path / "t.tsv", cells, ["gene", *SAMPLES]))
     assert "column 's1', gene 'G003' on line 5: 'abc' is not a number" in message
+
+
+def test_excel_cells_as_the_text_excel_shows():
+    import datetime as dt
+
+    text = io._excel_text
+    assert text("001", "General") == "001" and text(1, "000") == "001" and text(7.0, "00000") == "00007"
+    assert text(12.0, "General") == "12" and text(0.1 + 0.2, "General") == "0.3" and text(-3, "000") == "-3"
+    assert text(None, None) == "" and text(True, None) == "TRUE"
+    assert text(dt.datetime(2024, 3, 5), "yyyy-mm-dd") == "2024-03-05"

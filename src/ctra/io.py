@@ -55,7 +55,8 @@ BLOCK_BYTES = 1 << 24  # text per parsed batch: few batches, each small next to 
 TEXT_BLOCK_BYTES = 1 << 22  # smaller when values are converted as text (a Python string per cell)
 # magic bytes of files people hand over instead of a text table
 MAGIC = {
-    b"PK\x03\x04": "an Excel workbook (.xlsx) or another zip archive; export the sheet as TSV or CSV",
+    b"PK\x03\x04": "an Excel workbook or another zip archive; give workbooks the .xlsx extension (or export "
+                     "the sheet as TSV or CSV)",
     b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls); export the sheet as TSV or CSV",
     b"\x89HDF": "an HDF5 file; give AnnData files the .h5ad extension",
     b"%PDF": "a PDF document, not a table",
@@ -101,6 +102,8 @@ def _check_file(path: Path) -> None:
                          "(or compress it with gzip).")
     if not _is_gz(path) and is_gzip:
         raise InputError(f"{path}: is gzip-compressed but not named .gz; add the .gz extension.")
+    if is_excel(path) and start.startswith(b"PK\x03\x04"):
+        return  # a workbook, read with openpyxl
     for magic, what in MAGIC.items():
         if start.startswith(magic):
             raise InputError(f"{path}: looks like {what}.")
@@ -191,7 +194,10 @@ def locate_rows(path: str | Path, ids: list[str], limit: int = 5) -> dict[str, l
     path = Path(path)
     wanted = set(ids)
     found: dict[str, list[int]] = {i: [] for i in ids}
-    if path.suffix == ".h5ad" or not wanted:
+    if str(path) in _SHEET_ROW_LINES:  # a workbook's table: its rows were noted when it was read
+        lines = _SHEET_ROW_LINES[str(path)]
+        return {i: lines.get(i, [])[:limit] for i in ids}
+    if path.suffix == ".h5ad" or is_excel(path) or not wanted:
         return found
     try:
         header = _head_lines(path, 1)[0]
@@ -308,8 +314,10 @@ def _take_rows_in_place(values: np.ndarray, order: list[int]) -> np.ndarray:
     return values[: len(order)]
 
 
-def read_count_table(path: str | Path) -> CountTable:
-    """Read a gene x sample table (TSV/CSV[.gz], featureCounts, or .h5ad) into a :class:`CountTable`.
+def read_count_table(path: str | Path, sheet: str | int | None = None) -> CountTable:
+    """Read a gene x sample table (TSV/CSV[.gz], featureCounts, .xlsx or .h5ad) into a :class:`CountTable`.
+
+    ``sheet`` chooses the worksheet of an Excel workbook (a name, or a position counted from 1).
 
     Values are not checked here beyond being numeric or empty (NaN), so that validation can list
     every problem at once. HTSeq's ``__`` counter rows of text tables are dropped.
@@ -317,6 +325,8 @@ def read_count_table(path: str | Path) -> CountTable:
     path = Path(path)
     if path.suffix == ".h5ad":
         return _read_h5ad_counts(path)
+    if is_excel(path):
+        return _read_excel_counts(path, sheet)
     lines = _head_lines(path, 5)
     comment_lines = len(lines) - len([line for line in lines if not line.startswith("#")])
     if comment_lines < len(lines) and lines[comment_lines].startswith("Geneid\tChr\tStart\tEnd\tStrand\tLength"):
@@ -432,6 +442,11 @@ def _first_sample_field(path: Path, delimiter: str, names: list[str], skip: int,
     annotation name, or mostly text in the first ``ANNOTATION_SCAN_ROWS`` data rows) are skipped."""
     rows = [next(csv.reader([line], delimiter=delimiter))
             for line in _head_lines(path, skip + 1 + ANNOTATION_SCAN_ROWS)[skip + 1:] if line.strip()]
+    return _first_sample_index(names, rows, start)
+
+
+def _first_sample_index(names: list[str], rows: list[list[str]], start: int) -> int:
+    """See :func:`_first_sample_field`; ``rows`` are the first data rows as lists of cells."""
     field_index = start
     while field_index < len(names):
         known = names[field_index].strip().casefold() in ANNOTATION_COLUMNS
@@ -708,8 +723,11 @@ def _short_arrow_message(err: Exception) -> str:
 # Sample sheets
 # ----------------------------------------------------------------------------------------------
 
-def read_sample_sheet(path: str | Path) -> pd.DataFrame:
+def read_sample_sheet(path: str | Path, sheet: str | int | None = None) -> pd.DataFrame:
     """Read a sample sheet as text (every cell a str, empty cells '').
+
+    TSV/CSV, or an Excel workbook (``.xlsx``: its first worksheet, or ``sheet``, a name or a
+    position counted from 1), whose cells are turned into the text Excel shows (see :func:`_excel_text`).
 
     The frame's index is the file line number of each row (header = line 1), so that messages can
     name lines even after rows are dropped. Surrounding whitespace is stripped from every cell and
@@ -719,6 +737,13 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     value are skipped; ragged rows, duplicate or missing column names are errors.
     """
     path = Path(path)
+    if is_excel(path):
+        rows = list(_excel_rows(path, sheet))
+        if not rows:
+            raise InputError(f"{path}: {_sheet_label(path, sheet)} is empty.")
+        width = max(len(r) for _, r in rows)
+        rows = [(n, r + [""] * (width - len(r))) for n, r in rows]  # Excel rows have no delimiters to count
+        return _sheet_frame(path, rows, "Excel")
     lines = _head_lines(path, 2)
     delimiter = _delimiter(path, lines[0], "sample sheet")
     name = DELIMITER_NAMES[delimiter]
@@ -735,6 +760,11 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
                          f"{err}.") from None
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
         raise _decode_problem(path, err, None) from None
+    return _sheet_frame(path, rows, name)
+
+
+def _sheet_frame(path: Path, rows: list[tuple[int, list[str]]], name: str) -> pd.DataFrame:
+    """The sample sheet frame from (line, cells) rows, the first being the header; see read_sample_sheet."""
     (_, header), body = rows[0], [(n, r) for n, r in rows[1:] if any(cell.strip() for cell in r)]
     # Excel pads exported sheets with empty trailing columns: drop those that are empty everywhere
     while header and not header[-1].strip() and all(len(r) < len(header) or not r[len(header) - 1].strip()
@@ -782,3 +812,126 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     sheet.attrs["stripped"] = originals
     sheet.attrs["stripped_headers"] = sum(a != b for a, b in zip(written, header))
     return sheet
+
+
+# ----------------------------------------------------------------------------------------------
+# Excel workbooks
+# ----------------------------------------------------------------------------------------------
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+ZERO_PADDED = re.compile(r"^0+$")
+
+
+def is_excel(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in EXCEL_SUFFIXES
+
+
+def _sheet_label(path: Path, sheet: str | int | None) -> str:
+    if sheet is None:
+        return "the first worksheet"
+    return f"worksheet {sheet!r}" if isinstance(sheet, str) else f"worksheet {sheet} (counted from 1)"
+
+
+def _excel_text(value: object, number_format: str | None) -> str:
+    """A cell as the text Excel shows for the usual cases, so that ids stay as written.
+
+    Text cells are kept as they are ('001' stays '001'); whole numbers lose Excel's float form (12.0
+    -> '12') and, with a zero-padded number format such as '000' (how Excel shows 001 when the cell
+    holds the number 1), are padded to it; other numbers get Excel's 15 significant digits; dates
+    are ISO dates; true/false are TRUE/FALSE; an empty cell is ''.
+    """
+    import datetime as dt
+
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not np.isfinite(value):
+            return str(value)
+        if float(value) == int(value) and abs(value) < 1e15:
+            text = str(int(value))
+            if number_format and ZERO_PADDED.match(number_format) and value >= 0:
+                text = text.zfill(len(number_format))
+            return text
+        return f"{value:.15g}"
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _excel_rows(path: Path, sheet: str | int | None) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells as text) of one worksheet, with openpyxl (read-only, cached formula values)."""
+    import zipfile
+
+    import openpyxl
+
+    _check_file(path)
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot be read as an Excel workbook (.xlsx): {type(err).__name__}: "
+                         f"{str(err)[:200]}; open it in Excel and save it again as .xlsx, or export the sheet "
+                         "as TSV.") from None
+    try:
+        names = workbook.sheetnames
+        if sheet is None:
+            worksheet = workbook.worksheets[0]
+        elif isinstance(sheet, int) and not isinstance(sheet, bool):
+            if not 1 <= sheet <= len(names):
+                raise InputError(f"{path}: has {len(names)} worksheet(s) ({', '.join(repr(n) for n in names)}); "
+                                 f"`sheet: {sheet}` (counted from 1) is not one of them.")
+            worksheet = workbook.worksheets[sheet - 1]
+        elif sheet in names:
+            worksheet = workbook[sheet]
+        else:
+            near = [n for n in names if n.strip().casefold() == str(sheet).strip().casefold()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise InputError(f"{path}: has no worksheet {sheet!r}{hint}; its worksheets are "
+                             f"{', '.join(repr(n) for n in names)}.")
+        for number, row in enumerate(worksheet.iter_rows(), start=1):
+            cells = [_excel_text(cell.value, getattr(cell, "number_format", None)) for cell in row]
+            while cells and cells[-1] == "":
+                cells.pop()
+            yield number, cells
+    finally:
+        workbook.close()
+
+
+# file lines (worksheet rows) of each gene id of the workbook tables read, for messages (locate_rows)
+_SHEET_ROW_LINES: dict[str, dict[str, list[int]]] = {}
+
+
+def _read_excel_counts(path: Path, sheet: str | int | None) -> CountTable:
+    """A gene x sample table on a worksheet. Held as text once (a workbook is at most Excel-sized;
+    biobank-scale tables belong in TSV), then converted as the TSV reader's text path does."""
+    rows = [(n, r) for n, r in _excel_rows(path, sheet) if any(cell.strip() for cell in r)]
+    if not rows:
+        raise InputError(f"{path}: {_sheet_label(path, sheet)} is empty.")
+    (_, header), body = rows[0], rows[1:]
+    if not body:
+        raise InputError(f"{path}: has a header but no gene rows.")
+    width = max(len(header), *(len(r) for _, r in body))
+    names = header + [""] * (width - len(header))
+    cells = [r + [""] * (width - len(r)) for _, r in body]
+    first = _first_sample_index(names, [r for r in cells[:ANNOTATION_SCAN_ROWS]], 1)
+    samples = [name.strip() for name in names[first:]]
+    if not samples:
+        raise InputError(f"{path}: has no sample columns (an id column and annotation column(s) only).")
+    _check_unique_columns(path, samples, first_position=first + 1)
+    genes = np.array([r[0].strip() for r in cells], dtype=object)
+    lines: dict[str, list[int]] = {}
+    for (number, _), gene in zip(body, genes):
+        lines.setdefault(gene, []).append(number)
+    _SHEET_ROW_LINES[str(path)] = lines
+    _check_gene_column(path, genes, names[0] or None, first_line=2)
+    bad: dict[int, _BadColumn] = {}
+    columns = [pa.array([r[j] for r in cells], type=pa.string()) for j in range(first, width)]
+    values = np.require(_text_to_float(columns, 0, bad), np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
+    alt = _alt_id_field(names, first)
+    extras = [np.array([r[alt] for r in cells], dtype=object)] if alt is not None else []
+    table = _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
+    table.stripped_names = sum(a != b for a, b in zip(names[first:], samples))
+    return table

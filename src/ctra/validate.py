@@ -27,7 +27,8 @@ import pandas as pd
 
 from .errors import InputError, ProblemList
 from .genesets import SCORE_GROUPS, id_kind, match_genes
-from .io import CountTable, line_hint, locate_rows, read_count_table, read_sample_sheet, row_lines, sha256sum
+from .io import (CountTable, is_excel, line_hint, locate_rows, read_count_table, read_sample_sheet, row_lines,
+                 sha256sum)
 
 CANONICAL = ("sample", "participant", "arm", "time", "period")
 MIN_PARTICIPANTS_PER_ARM = 2
@@ -616,6 +617,25 @@ def _matching_note(table: CountTable, var: pd.DataFrame, kind: str) -> str | Non
 # One study
 # ----------------------------------------------------------------------------------------------
 
+def _worksheets(study: dict, samples_path: Path, counts_path: Path,
+                problems: ProblemList) -> tuple[str | int | None, str | int | None]:
+    """The worksheet to read from each file: `sheet: <name or position>` is the sample sheet's (and the
+    count table's when both are one workbook); `sheet: {samples: ..., counts: ...}` names each."""
+    sheet = study.get("sheet")
+    if sheet is None:
+        return None, None
+    if isinstance(sheet, dict):
+        chosen = {"samples": sheet.get("samples"), "counts": sheet.get("counts")}
+    else:
+        chosen = {"samples": sheet, "counts": sheet if counts_path == samples_path else None}
+    for key, path in (("samples", samples_path), ("counts", counts_path)):
+        if chosen[key] is not None and not is_excel(path):
+            problems.add(f"config: `sheet` chooses worksheet {chosen[key]!r} of the {key} file, but {path} is not an "
+                         "Excel workbook (.xlsx); remove `sheet` (TSV/CSV files have one table).")
+            chosen[key] = None
+    return chosen["samples"], chosen["counts"]
+
+
 def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers: pd.DataFrame) -> ad.AnnData:
     """Read and check everything for one study; return samples x genes AnnData of raw values.
 
@@ -626,8 +646,9 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     """
     counts_path, samples_path = Path(study["counts"]), Path(study["samples"])
     problems = ProblemList()
-    sheet = _attempt(read_sample_sheet, samples_path, problems=problems)
-    table = _attempt(read_count_table, counts_path, problems=problems)
+    samples_sheet, counts_sheet = _worksheets(study, samples_path, counts_path, problems)
+    sheet = _attempt(read_sample_sheet, samples_path, samples_sheet, problems=problems)
+    table = _attempt(read_count_table, counts_path, counts_sheet, problems=problems)
     obs, record = build_obs(sheet, study, samples_path, problems) if sheet is not None else (None, None)
     config_excluded = list(study.get("exclude_samples", []))
     if table is not None and len(table.genes) == 0:
@@ -673,6 +694,10 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         notes.insert(0, f"{samples_path.name}: surrounding whitespace stripped from {stripped} cell(s)"
                         f"{' and column name(s)' if sheet.attrs.get('stripped_headers') else ''} of the sample sheet "
                         f"(e.g. {_listing(list(sheet.attrs.get('stripped', {}).values())[:3] or ['a column name'], 3)}).")
+    for path, chosen in {counts_path: counts_sheet, samples_path: samples_sheet}.items():
+        if is_excel(path):
+            notes.insert(0, f"{path.name}: read from Excel, "
+                            f"{'the first worksheet' if chosen is None else f'worksheet {chosen!r}'}.")
     if table.stripped_names:
         notes.insert(0, f"{counts_path.name}: surrounding whitespace stripped from {table.stripped_names} sample "
                         "name(s).")

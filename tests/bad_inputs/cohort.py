@@ -230,3 +230,37 @@ def rsem_table(counts: pd.DataFrame) -> pd.DataFrame:
                                          for i in range(len(genes))])
     frame.insert(0, "gene_id", ensembl_ids(genes, versions=False))
     return frame.reset_index(drop=True)
+
+
+def write_xlsx(frame: pd.DataFrame, path: Path, sheet: str = "Sheet1", before: dict | None = None,
+               number_formats: dict | None = None, index: bool = False) -> Path:
+    """A workbook with ``frame`` on worksheet ``sheet`` (after the worksheets in ``before``: name ->
+    rows). Cells are written as Excel holds them: numbers as numbers, text as text;
+    ``number_formats`` maps (row, column) of ``frame`` (0-based, header excluded) to
+    (number, format) to write that cell as a formatted number (e.g. (7, "000"): shows 007)."""
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
+    for name, rows in (before or {}).items():
+        other = workbook.create_sheet(name)
+        for row in rows:
+            other.append(row)
+    sheet_ = workbook.create_sheet(sheet)
+    frame = frame.reset_index() if index else frame
+    sheet_.append([str(c) for c in frame.columns])
+    for r, row in enumerate(frame.itertuples(index=False)):
+        cells = []
+        for value in row:
+            if isinstance(value, (np.integer, np.floating)):
+                value = value.item()
+            cells.append(value)
+        sheet_.append(cells)
+        for c in range(len(cells)):
+            if (r, c) in (number_formats or {}):
+                number, fmt = number_formats[(r, c)]
+                cell = sheet_.cell(row=r + 2, column=c + 1, value=number)
+                cell.number_format = fmt
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
+    return path

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .cohort import TRACEBACK, Workdir, base_cohort, rsem_table, salmon_table, write_table
+from .cohort import TRACEBACK, Workdir, base_cohort, rsem_table, salmon_table, write_table, write_xlsx
 
 
 @dataclass
@@ -101,6 +101,82 @@ def sheet_excel_file(w):
     w.write_cohort()
     w.studies["s"]["samples"] = "data/s_samples.xlsx"
     (w.root / "data" / "s_samples.xlsx").write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)) * 8)
+
+
+def _numbered_cohort(w, sheet_name: str = "Sheet1", before: dict | None = None) -> None:
+    """The cohort with sample ids 001..048 on an .xlsx sheet: odd rows as text cells, even rows as the
+    numbers 1..48 with Excel's '000' format (both show 001); ages as numbers; some arm cells padded."""
+    counts, sheet = base_cohort()
+    ids = [f"{i + 1:03d}" for i in range(len(sheet))]
+    counts = counts.rename(columns=dict(zip(sheet["sample"], ids)))
+    sheet["sample"] = ids
+    sheet["age"] = sheet["age"].astype(int)
+    sheet.loc[[0, 5, 17], "arm"] = sheet.loc[[0, 5, 17], "arm"] + "  "
+    formats = {(r, 0): (r + 1, "000") for r in range(1, len(sheet), 2)}
+    w.write_cohort(counts=counts)
+    sheet_path(w).unlink()
+    write_xlsx(sheet, w.root / "data" / "s_samples.xlsx", sheet=sheet_name, before=before, number_formats=formats)
+    w.studies["s"]["samples"] = "data/s_samples.xlsx"
+
+
+def _xlsx_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert list(adata.obs_names[:4]) == ["001", "002", "003", "004"] and adata.n_obs == 48
+    assert set(adata.obs["arm"]) == {"control", "treat"}
+    assert adata.obs["age"].dtype.kind == "f" and adata.obs["age"].between(25, 70).all()
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "s_samples.xlsx: read from Excel" in log and "whitespace stripped from 3 cell(s)" in log
+
+
+@case([], ok=True, check=_xlsx_ok)
+def sheet_xlsx_with_numbered_ids_works(w):
+    """Ids like 001 stay 001, whether a text cell or the number 1 shown with Excel's '000' format."""
+    _numbered_cohort(w)
+
+
+@case([], ok=True, check=_xlsx_ok)
+def sheet_xlsx_chosen_worksheet_works(w):
+    _numbered_cohort(w, sheet_name="samples", before={"README": [["Sample sheet of study s"], ["version 3"]]})
+    w.studies["s"]["sheet"] = "samples"
+
+
+@case(["s_samples.xlsx", "no worksheet 'Samples'", "'README'", "'samples'"])
+def sheet_xlsx_unknown_worksheet(w):
+    _numbered_cohort(w, sheet_name="samples", before={"README": [["Sample sheet of study s"]]})
+    w.studies["s"]["sheet"] = "Samples"
+
+
+@case(["config", "`sheet`", "s_samples.tsv", "not an Excel workbook"])
+def config_sheet_for_a_tsv(w):
+    w.write_cohort()
+    w.studies["s"]["sheet"] = "samples"
+
+
+def _xlsx_counts_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    counts, _ = base_cohort()
+    assert adata.n_obs == 48 and adata.var.loc["IGLL3P", "matched_by"] == "symbol"
+    np.testing.assert_array_equal(adata[["P05_post"], ["TNF"]].X[0, 0], round(counts.loc["TNF", "P05_post"]))
+
+
+@case([], ok=True, check=_xlsx_counts_ok)
+def counts_xlsx_salmon_works(w):
+    """A count table on a worksheet (a salmon table pasted into Excel, estimated counts)."""
+    counts, _ = base_cohort()
+    w.write_cohort()
+    table = salmon_table(counts, renumbered=())
+    write_xlsx(table, w.root / "data" / "s_counts.xlsx")
+    w.studies["s"]["counts"] = "data/s_counts.xlsx"
+
+
+@case(["s_counts.xlsx", "column 'P03_pre'", "'IL6'", "'n.d.'", "is not a number"])
+def counts_xlsx_text_cell(w):
+    counts, _ = base_cohort()
+    w.write_cohort()
+    counts = counts.astype(object)
+    counts.loc["IL6", "P03_pre"] = "n.d."
+    write_xlsx(counts, w.root / "data" / "s_counts.xlsx", index=True)
+    w.studies["s"]["counts"] = "data/s_counts.xlsx"
 
 
 @case(["s_counts.tsv.gz", "gzip"])
