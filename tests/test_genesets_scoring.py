@@ -115,3 +115,9 @@ def test_symbol_table_with_an_ensembl_column_matches_ensembl_first(ctra53):
     ids = pd.Index(["il1b_old_name", "IGLL3"])
     match = match_genes(ids, ctra53, "t.tsv", ["ENSG00000125538.3", ""], "ensembl")
     assert match.matched_by == {"IL1B": "ensembl_id", "IGLL3P": "symbol"}
+
+
+def test_gencode_par_y_ids_are_ensembl_but_not_the_chrx_gene():
+    assert id_kind(pd.Index(["ENSG00000002586.20", "ENSG00000002586.20_PAR_Y"]), "x") == "ensembl"
+    assert strip_version("ENSG00000002586.20_PAR_Y") == "ENSG00000002586_PAR_Y"
+    assert strip_version("ENSG00000002586_PAR_Y") == "ENSG00000002586_PAR_Y"

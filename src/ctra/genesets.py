@@ -23,7 +23,8 @@ from .errors import InputError
 
 SCORE_GROUPS = ("inflammatory", "antiviral", "antibody")
 MARKER_GROUP = "marker"
-ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?(_PAR_Y)?$")  # GENCODE: chrY copies of PAR genes
+PAR_Y_SUFFIX = "_PAR_Y"
 REQUIRED_COLUMNS = ("gene", "group", "direction")
 OPTIONAL_COLUMNS = ("symbol", "ensembl_id", "entrez_id", "aliases")
 
@@ -70,7 +71,12 @@ def looks_like_ensembl(gene_id: str) -> bool:
 
 
 def strip_version(gene_id: str) -> str:
-    return gene_id.split(".", 1)[0] if looks_like_ensembl(gene_id) else gene_id
+    """``ENSG00000002586.20`` -> ``ENSG00000002586``; GENCODE's chrY copy ``ENSG00000002586.20_PAR_Y`` keeps
+    its suffix (``ENSG00000002586_PAR_Y``): it is not the chrX gene's row."""
+    if not looks_like_ensembl(gene_id):
+        return gene_id
+    par = PAR_Y_SUFFIX if gene_id.endswith(PAR_Y_SUFFIX) else ""
+    return gene_id.split(".", 1)[0].removesuffix(PAR_Y_SUFFIX) + par
 
 
 def id_kind(ids: pd.Index, source: str) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, ProblemList
-from .genesets import SCORE_GROUPS, id_kind, match_genes
+from .genesets import PAR_Y_SUFFIX, SCORE_GROUPS, id_kind, match_genes, strip_version
 from .io import (CountTable, is_excel, line_hint, locate_rows, read_count_table, read_sample_sheet, row_lines,
                  sha256sum)
 
@@ -581,12 +581,44 @@ def _check_set_coverage(var: pd.DataFrame, gene_set: pd.DataFrame, kind: str, pa
 
 
 def _check_genes(table: CountTable, gene_set: pd.DataFrame, markers: pd.DataFrame, mode: str,
-                 path: Path) -> tuple[CountTable, pd.DataFrame, str]:
+                 path: Path) -> tuple[CountTable, pd.DataFrame, str, dict | None]:
     gene_table = pd.concat([gene_set, markers[~markers["gene"].isin(gene_set["gene"])]], ignore_index=True)
     kind = id_kind(pd.Index(table.genes, dtype=object), str(path))
+    par = _par_y_rows(table, mode) if kind == "ensembl" else None
     table, var = merge_gene_rows(table, gene_table, mode, path)
     _check_set_coverage(var, gene_set, kind, path)
-    return table, var, kind
+    return table, var, kind, par
+
+
+def _par_y_rows(table: CountTable, mode: str) -> dict | None:
+    """GENCODE's ``_PAR_Y`` rows: the chrY copies of the pseudoautosomal genes (the reads of a PAR gene go
+    to either copy; most Y copies are all zero). Counts: each is added to its chrX gene's row (the
+    same id without the suffix), so the gene's count covers both copies, and removed; a Y copy whose
+    chrX row is missing becomes that gene's row. Log2 values cannot be summed: the Y rows are dropped.
+    Works in place on the few rows concerned. Returns what was done (None without such rows)."""
+    genes = table.genes
+    par = np.flatnonzero(pd.Series(genes, dtype=object).str.endswith(PAR_Y_SUFFIX).to_numpy(dtype=bool))
+    if not par.size:
+        return None
+    position = {g: i for i, g in enumerate(genes)}
+    by_base = {strip_version(g): i for i, g in enumerate(genes) if not str(g).endswith(PAR_Y_SUFFIX)}
+    keep = np.ones(len(genes), dtype=bool)
+    nonzero = int(np.count_nonzero((table.values[:, par] != 0).any(axis=0)))
+    merged = renamed = 0
+    for i in par:
+        base = str(genes[i])[: -len(PAR_Y_SUFFIX)]
+        x = position.get(base, by_base.get(strip_version(base)))
+        if mode == "counts" and x is not None:
+            table.values[:, x] += table.values[:, i]
+            merged += 1
+        elif mode == "counts":
+            genes[i] = base
+            renamed += 1
+            continue
+        keep[i] = False
+    table.keep_genes(keep)
+    return {"rows": int(par.size), "with_reads": nonzero, "merged_into_chrX": merged, "renamed": renamed,
+            "dropped": int(par.size) - merged - renamed if mode != "counts" else 0}
 
 
 def _input_notes(table: CountTable, var: pd.DataFrame, kind: str, path: Path) -> list[str]:
@@ -674,7 +706,7 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         genes = _attempt(_check_genes, table, gene_set, markers, study["input"], counts_path, problems=problems)
     problems.raise_if_any()
     assert obs is not None and record is not None and genes is not None
-    table, var, kind = genes
+    table, var, kind, par = genes
     position = {s: i for i, s in enumerate(table.samples)}
     table.take_samples([position[s] for s in obs.index])
     obs = obs.drop(columns=[LINE])
@@ -702,6 +734,13 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         notes.insert(0, f"{counts_path.name}: surrounding whitespace stripped from {table.stripped_names} sample "
                         "name(s).")
     adata.uns["whitespace_stripped"] = {"sample_sheet_cells": stripped, "count_table_names": table.stripped_names}
+    if par:
+        adata.uns["par_y_rows"] = par
+        what = (f"added to their chrX gene's counts ({par['merged_into_chrX']}) and removed"
+                + (f", {par['renamed']} without a chrX row kept as that gene" if par["renamed"] else "")
+                if study["input"] == "counts" else "dropped (log2 values cannot be summed)")
+        notes.append(f"{counts_path.name}: {par['rows']} GENCODE _PAR_Y row(s) (chrY copies of pseudoautosomal genes, "
+                     f"{par['with_reads']} with any reads) {what}.")
     if rounded:
         # recorded for normalize (uns is carried into normalized.h5ad) and the report's Methods
         adata.uns["non_integer_counts"] = rounded

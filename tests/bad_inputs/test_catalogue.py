@@ -367,6 +367,44 @@ def counts_nfcore_rsem_works(w):
     write_table(rsem_table(counts), counts_path(w), index=False)
 
 
+def _par_y_merged(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    counts, _ = base_cohort()
+    assert adata.uns["par_y_rows"]["rows"] == 5 and adata.uns["par_y_rows"]["merged_into_chrX"] == 5
+    assert adata.uns["par_y_rows"]["with_reads"] == 1
+    assert not any(str(g).endswith("_PAR_Y") for g in adata.var["input_ids"])
+    assert adata.n_vars == len(counts)
+    # IL1A's Y copy had 2 reads in every sample: added to its estimated (rounded) count
+    salmon = salmon_table(counts).set_index("gene_name")
+    expected = np.rint(salmon.loc["IL1A", adata.obs_names].to_numpy(float)) + 2
+    np.testing.assert_array_equal(adata[:, "IL1A"].X[:, 0], expected)
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "5 GENCODE _PAR_Y row(s)" in log and "added to their chrX gene's counts (5)" in log
+
+
+@case([], ok=True, check=_par_y_merged)
+def counts_gencode_par_y_rows_merged(w):
+    """GENCODE ids with versions and _PAR_Y rows (once refused as 'mixed id kinds')."""
+    counts, _ = base_cohort()
+    w.write_cohort()
+    write_table(salmon_table(counts, par_y=5), counts_path(w), index=False)
+
+
+def _par_y_dropped(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.uns["par_y_rows"]["dropped"] == 3 and adata.n_vars == 1200
+    assert "3 GENCODE _PAR_Y row(s)" in (w.results / "s" / "logs" / "validate.log").read_text()
+
+
+@case([], ok=True, check=_par_y_dropped)
+def log2_gencode_par_y_rows_dropped(w):
+    counts, _ = base_cohort()
+    table = salmon_table(counts, par_y=3)
+    table.iloc[:, 2:] = np.log2(table.iloc[:, 2:].astype(float) + 1).round(4)
+    w.write_cohort(input="log2_expression")
+    write_table(table.drop(columns=["gene_name"]), counts_path(w), index=False)
+
+
 @case(["s_counts.tsv", "no sample columns", "'gene_name'"])
 def counts_only_annotation_columns(w):
     counts, _ = base_cohort()
