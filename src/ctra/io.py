@@ -253,6 +253,7 @@ class CountTable:
     alt_column: str = ""
     annotation: list[str] | None = None  # annotation column names, which are not samples
     stripped_names: int = 0  # sample names that had surrounding whitespace (stripped)
+    layout: str = "genes_by_samples"  # or "samples_by_genes": one row per sample (then annotation = set aside)
 
     def frame(self) -> pd.DataFrame:
         """Genes x samples frame indexed by gene id; a view of ``values``, not a copy."""
@@ -723,11 +724,14 @@ def _short_arrow_message(err: Exception) -> str:
 # Sample sheets
 # ----------------------------------------------------------------------------------------------
 
-def read_sample_sheet(path: str | Path, sheet: str | int | None = None) -> pd.DataFrame:
+def read_sample_sheet(path: str | Path, sheet: str | int | None = None,
+                      columns: set[str] | None = None) -> pd.DataFrame:
     """Read a sample sheet as text (every cell a str, empty cells '').
 
     TSV/CSV, or an Excel workbook (``.xlsx``: its first worksheet, or ``sheet``, a name or a
     position counted from 1), whose cells are turned into the text Excel shows (see :func:`_excel_text`).
+    With ``columns``, only the columns of those names are kept (a wide count table that is its own
+    sample sheet: its thousands of gene columns are not sheet columns).
 
     The frame's index is the file line number of each row (header = line 1), so that messages can
     name lines even after rows are dropped. Surrounding whitespace is stripped from every cell and
@@ -743,7 +747,7 @@ def read_sample_sheet(path: str | Path, sheet: str | int | None = None) -> pd.Da
             raise InputError(f"{path}: {_sheet_label(path, sheet)} is empty.")
         width = max(len(r) for _, r in rows)
         rows = [(n, r + [""] * (width - len(r))) for n, r in rows]  # Excel rows have no delimiters to count
-        return _sheet_frame(path, rows, "Excel")
+        return _sheet_frame(path, rows, "Excel", columns)
     lines = _head_lines(path, 2)
     delimiter = _delimiter(path, lines[0], "sample sheet")
     name = DELIMITER_NAMES[delimiter]
@@ -760,10 +764,11 @@ def read_sample_sheet(path: str | Path, sheet: str | int | None = None) -> pd.Da
                          f"{err}.") from None
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
         raise _decode_problem(path, err, None) from None
-    return _sheet_frame(path, rows, name)
+    return _sheet_frame(path, rows, name, columns)
 
 
-def _sheet_frame(path: Path, rows: list[tuple[int, list[str]]], name: str) -> pd.DataFrame:
+def _sheet_frame(path: Path, rows: list[tuple[int, list[str]]], name: str,
+                 columns: set[str] | None = None) -> pd.DataFrame:
     """The sample sheet frame from (line, cells) rows, the first being the header; see read_sample_sheet."""
     (_, header), body = rows[0], [(n, r) for n, r in rows[1:] if any(cell.strip() for cell in r)]
     # Excel pads exported sheets with empty trailing columns: drop those that are empty everywhere
@@ -775,7 +780,10 @@ def _sheet_frame(path: Path, rows: list[tuple[int, list[str]]], name: str) -> pd
     seen: dict[str, int] = {}
     written = header
     header = [column.strip() for column in header]
+    wanted = [j for j, column in enumerate(header) if columns is None or column in columns]
     for position, column in enumerate(header, start=1):
+        if columns is not None and column not in columns:
+            continue
         if not column:
             problems.append(f"{path}: column {position} has an empty header; name it or delete the column.")
         elif column in seen:
@@ -803,14 +811,15 @@ def _sheet_frame(path: Path, rows: list[tuple[int, list[str]]], name: str) -> pd
     originals: dict[tuple[int, str], str] = {}
     cells = []
     for number, record in body:
+        record = [record[j] for j in wanted]
         row = [cell.strip() for cell in record]
-        for column, cell, stripped in zip(header, record, row):
+        for column, cell, stripped in zip([header[j] for j in wanted], record, row):
             if cell != stripped:
                 originals[(number, column)] = cell
         cells.append(row)
-    sheet = pd.DataFrame(cells, columns=header, index=[n for n, _ in body], dtype=str)
+    sheet = pd.DataFrame(cells, columns=[header[j] for j in wanted], index=[n for n, _ in body], dtype=str)
     sheet.attrs["stripped"] = originals
-    sheet.attrs["stripped_headers"] = sum(a != b for a, b in zip(written, header))
+    sheet.attrs["stripped_headers"] = sum(written[j] != header[j] for j in wanted)
     return sheet
 
 
@@ -935,3 +944,192 @@ def _read_excel_counts(path: Path, sheet: str | int | None) -> CountTable:
     table = _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
     table.stripped_names = sum(a != b for a, b in zip(names[first:], samples))
     return table
+
+
+# ----------------------------------------------------------------------------------------------
+# Wide tables: one row per sample, genes as columns
+# ----------------------------------------------------------------------------------------------
+
+LAYOUTS = ("genes_by_samples", "samples_by_genes")
+LAYOUT_SCAN_ROWS = 1000
+
+
+def _table_head(path: Path, sheet: str | int | None, n_rows: int) -> tuple[str | None, list[str], list[list[str]]]:
+    """(delimiter or None for a workbook, header cells, up to ``n_rows`` data rows as cells)."""
+    if is_excel(path):
+        rows = []
+        for _, cells in _excel_rows(path, sheet):
+            if any(c.strip() for c in cells):
+                rows.append(cells)
+            if len(rows) > n_rows:
+                break
+        if not rows:
+            raise InputError(f"{path}: {_sheet_label(path, sheet)} is empty.")
+        return None, rows[0], rows[1:]
+    lines = _head_lines(path, 1 + n_rows)
+    delimiter = _delimiter(path, lines[0], "count table")
+    cells = [next(csv.reader([line], delimiter=delimiter)) for line in lines if line.strip()]
+    return delimiter, cells[0], cells[1:]
+
+
+def detect_layout(path: str | Path, sheet: str | int | None, sample_ids: set[str]) -> tuple[str, str]:
+    """(layout, why): ``samples_by_genes`` when the sheet's sample ids label the table's rows (its first
+    column) rather than its columns, else ``genes_by_samples`` (the usual count table)."""
+    path = Path(path)
+    if path.suffix == ".h5ad" or not sample_ids:
+        return "genes_by_samples", "the default"
+    _, header, rows = _table_head(path, sheet, LAYOUT_SCAN_ROWS)
+    in_header = sum(name.strip() in sample_ids for name in header)
+    in_rows = sum(bool(row) and row[0].strip() in sample_ids for row in rows)
+    if in_rows > in_header:
+        return "samples_by_genes", (f"detected: {in_rows} of its first {len(rows)} rows start with a sample id of "
+                                    f"the sheet, {in_header} of its column names are one")
+    return "genes_by_samples", (f"detected: {in_header} of its column names are sample ids of the sheet"
+                                if in_header else "the default")
+
+
+def read_wide_table(path: str | Path, sheet: str | int | None = None, id_column: str | None = None,
+                    not_genes: set[str] | frozenset = frozenset()) -> CountTable:
+    """A samples x genes table (one row per sample): the sample id in ``id_column`` (default the first
+    column), genes in every other column except those named in ``not_genes`` (the sample sheet's
+    columns when the sheet is this same file) and columns of text (covariates such as sex or arm);
+    the columns set aside are listed in ``annotation``. Text tables are streamed into the array row
+    block by row block (the orientation of the result), workbooks read as text first.
+    """
+    path = Path(path)
+    if path.suffix == ".h5ad":
+        raise InputError(f"{path}: an AnnData file has its own orientation (obs = samples); `layout: "
+                         "samples_by_genes` applies to text and Excel tables: remove it.")
+    delimiter, header, head = _table_head(path, sheet, ANNOTATION_SCAN_ROWS)
+    names = [name.strip() for name in header]
+    if id_column is not None and id_column in names:
+        id_field = names.index(id_column)
+    else:
+        id_field = 0
+    genes, aside = [], []
+    for j, name in enumerate(names):
+        if j == id_field:
+            continue
+        values = [row[j] for row in head if len(row) > j]
+        (aside if name in not_genes or _looks_like_text(values) else genes).append(j)
+    if not genes:
+        raise InputError(f"{path}: read with one row per sample (`layout: samples_by_genes`), but no column holds "
+                         f"numbers (columns: {', '.join(repr(n) for n in names[:12])}); is the layout right?")
+    empty = [str(j + 1) for j in genes if not names[j]]
+    if empty:
+        raise InputError(f"{path}: gene column(s) {', '.join(empty[:10])} have an empty header.")
+    if delimiter is None:
+        ids, workbook_lines, values, bad = _wide_from_workbook(path, sheet, id_field, genes)
+        lines = lambda: workbook_lines  # noqa: E731
+    else:
+        ids, values, bad = _stream_wide(path, delimiter, len(header), id_field, genes)
+        lines = lambda: _data_lines(path, len(ids))  # noqa: E731  (reread only to word a message)
+    gene_names = [names[j] for j in genes]
+    if bad:
+        raise InputError(_wide_not_number_problems(path, ids, lines(), gene_names, bad))
+    samples = [str(i).strip() for i in ids]
+    if any(not sample for sample in samples) or len(set(samples)) < len(samples):
+        _wide_id_problems(path, samples, lines())
+    table = CountTable(genes=np.array(gene_names, dtype=object), samples=samples, values=values,
+                       annotation=[names[j] for j in aside], layout="samples_by_genes")
+    table.stripped_names = sum(str(a) != b for a, b in zip(ids, samples))
+    table.keep_genes(~pd.Series(gene_names, dtype=object).str.startswith(HTSEQ_SPECIAL_PREFIX).to_numpy(dtype=bool))
+    return table
+
+
+def _wide_id_problems(path: Path, samples: list[str], lines: list[int]) -> None:
+    blank = [str(line) for line, sample in zip(lines, samples) if not sample]
+    if blank:
+        raise InputError(f"{path}: {len(blank)} row(s) have an empty sample id (line(s) {', '.join(blank[:5])}); "
+                         "every row needs the sample id in its first column.")
+    seen: dict[str, int] = {}
+    repeated = []
+    for line, sample in zip(lines, samples):
+        if sample in seen:
+            repeated.append(f"'{sample}' (lines {seen[sample]} and {line})")
+        seen.setdefault(sample, line)
+    if repeated:
+        raise InputError(f"{path}: sample id(s) {', '.join(repeated[:10])} appear on more than one row; each sample "
+                         "(blood draw) needs one row.")
+
+
+def _stream_wide(path: Path, delimiter: str, n_fields: int, id_field: int,
+                 genes: list[int]) -> tuple[np.ndarray, np.ndarray, dict[int, _BadColumn]]:
+    """Rows of a wide text table straight into a samples x genes array (rows as they come)."""
+    capacity = max(_count_lines(path) - 1, 0)
+    values = np.empty((capacity, len(genes)), dtype=np.float64)
+    bad: dict[int, _BadColumn] = {}
+
+    def fill(as_text: bool) -> tuple[np.ndarray, int]:
+        ids, start = [], 0
+        for batch in _wide_batches(path, delimiter, n_fields, id_field, genes, as_text):
+            stop = start + batch.num_rows
+            ids.append(batch.column(0).to_numpy(zero_copy_only=False))
+            columns = batch.columns[1:]
+            if as_text:
+                values[start:stop] = _text_to_float(columns, start, bad).T
+            else:
+                for j, column in enumerate(columns):
+                    values[start:stop, j] = column.to_numpy(zero_copy_only=False)
+            start = stop
+        return (np.concatenate(ids) if ids else np.array([], dtype=object)), start
+
+    try:
+        ids, n_rows = fill(False)
+    except _NotNumeric:
+        ids, n_rows = fill(True)
+    return ids, values[:n_rows], bad
+
+
+def _data_lines(path: Path, n_rows: int) -> list[int]:
+    """File line of each non-blank data row (for messages about rows of a wide table)."""
+    lines = [number for number, line in _iter_lines(path) if number > 1 and line.strip()]
+    return lines[:n_rows] if len(lines) >= n_rows else list(range(2, n_rows + 2))
+
+
+def _wide_batches(path: Path, delimiter: str, n_fields: int, id_field: int, genes: list[int],
+                  as_text: bool) -> Iterator[pa.RecordBatch]:
+    names = [str(i) for i in range(n_fields)]
+    kept = [names[j] for j in genes]
+    head = sum(len(line.encode()) + 2 for line in _head_lines(path, 2))
+    read_options = pacsv.ReadOptions(skip_rows=1, column_names=names,
+                                     block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head))
+    convert_options = pacsv.ConvertOptions(
+        column_types={names[id_field]: pa.string(), **{k: pa.string() if as_text else pa.float64() for k in kept}},
+        include_columns=[names[id_field], *kept], strings_can_be_null=False, null_values=NULL_VALUES)
+    try:
+        with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                            convert_options=convert_options) as reader:
+            yield from reader
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        if "conversion error" in str(err) and not as_text:
+            raise _NotNumeric() from None
+        raise _parse_problem(path, err, delimiter, n_fields, 1) from None
+    except OSError as err:
+        raise _read_problem(path, err) from None
+
+
+def _wide_from_workbook(path: Path, sheet: str | int | None, id_field: int,
+                        genes: list[int]) -> tuple[np.ndarray, list[int], np.ndarray, dict[int, _BadColumn]]:
+    rows = [(n, r) for n, r in _excel_rows(path, sheet) if any(c.strip() for c in r)][1:]
+    width = max([id_field + 1, *(j + 1 for j in genes)])
+    cells = [r + [""] * (width - len(r)) for _, r in rows]
+    ids = np.array([r[id_field] for r in cells], dtype=object)
+    bad: dict[int, _BadColumn] = {}
+    columns = [pa.array([r[j] for r in cells], type=pa.string()) for j in genes]
+    values = np.ascontiguousarray(_text_to_float(columns, 0, bad).T) if cells else np.empty((0, len(genes)))
+    return ids, [n for n, _ in rows], values, bad
+
+
+def _wide_not_number_problems(path: Path, ids: np.ndarray, lines: list[int], genes: list[str],
+                              bad: dict[int, _BadColumn]) -> list[str]:
+    problems = [f"{path}: column '{genes[j]}' holds true/false values, not numbers."
+                for j, column in sorted(bad.items()) if column.only_booleans]
+    cells = [(j, column) for j, column in sorted(bad.items()) if not column.only_booleans]
+    for j, column in cells[:10]:
+        problems.append(f"{path}: column '{genes[j]}', sample '{str(ids[column.row]).strip()}' on line "
+                        f"{lines[column.row]}: '{column.value}' is not a number; {column.count} such cell(s) in "
+                        "this column (columns of text are read as covariates only when most of their cells are text).")
+    if len(cells) > 10:
+        problems.append(f"{path}: ... and {len(cells) - 10} more columns with cells that are not numbers.")
+    return problems

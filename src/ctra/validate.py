@@ -27,8 +27,8 @@ import pandas as pd
 
 from .errors import InputError, ProblemList
 from .genesets import PAR_Y_SUFFIX, SCORE_GROUPS, id_kind, match_genes, strip_version
-from .io import (CountTable, is_excel, line_hint, locate_rows, read_count_table, read_sample_sheet, row_lines,
-                 sha256sum)
+from .io import (CountTable, detect_layout, is_excel, line_hint, locate_rows, read_count_table, read_sample_sheet,
+                 read_wide_table, row_lines, sha256sum)
 
 CANONICAL = ("sample", "participant", "arm", "time", "period")
 MIN_PARTICIPANTS_PER_ARM = 2
@@ -413,7 +413,7 @@ def _scan_values(values: np.ndarray, rows: np.ndarray, mode: str) -> _ValueScan:
 def _first_cell(table: CountTable, cells: _Cells, path: Path) -> str:
     """"gene 'X' (line N), sample 'Y'" for the first cell found."""
     gene_i, sample_i = cells.first
-    lines = row_lines(path, table.genes, gene_i)
+    lines = row_lines(path, table.genes, gene_i) if table.layout == "genes_by_samples" else []
     where = f" ({line_hint(lines)})" if lines else ""
     symbol = (f" ({table.alt_column} '{table.alt_ids[gene_i]}')"
               if table.alt_ids is not None and table.alt_kind == "symbol" else "")
@@ -623,7 +623,11 @@ def _par_y_rows(table: CountTable, mode: str) -> dict | None:
 
 def _input_notes(table: CountTable, var: pd.DataFrame, kind: str, path: Path) -> list[str]:
     notes = []
-    if table.annotation:
+    if table.layout == "samples_by_genes":
+        if table.annotation:
+            notes.append(f"{path.name}: {len(table.annotation)} column(s) set aside as sample-sheet columns, not genes: "
+                         f"{_listing(table.annotation, 12)}.")
+    elif table.annotation:
         notes.append(f"{path.name}: {len(table.annotation)} annotation column(s) beside the gene ids, not samples: "
                      f"{', '.join(repr(c) for c in table.annotation)}.")
     matching = _matching_note(table, var, kind)
@@ -648,6 +652,30 @@ def _matching_note(table: CountTable, var: pd.DataFrame, kind: str) -> str | Non
 # ----------------------------------------------------------------------------------------------
 # One study
 # ----------------------------------------------------------------------------------------------
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a == b or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _layout(study: dict, counts_path: Path, counts_sheet, same_file: bool, sheet: pd.DataFrame | None,
+            sample_column: str, problems: ProblemList) -> tuple[str, str]:
+    """The count table's layout and why: the config's `layout`, else samples_by_genes when the sample
+    sheet is the count table itself or when the sheet's sample ids label the table's rows."""
+    layout = study.get("layout", "auto")
+    if layout != "auto":
+        return layout, "`layout` in the config"
+    if same_file:
+        return "samples_by_genes", "the sample sheet is this same file"
+    if sheet is None or sample_column not in sheet.columns:
+        return "genes_by_samples", "the default"
+    try:
+        return detect_layout(counts_path, counts_sheet, set(sheet[sample_column]))
+    except InputError:
+        return "genes_by_samples", "the default"  # the reader reports the file's problem
+
 
 def _worksheets(study: dict, samples_path: Path, counts_path: Path,
                 problems: ProblemList) -> tuple[str | int | None, str | int | None]:
@@ -679,8 +707,20 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     counts_path, samples_path = Path(study["counts"]), Path(study["samples"])
     problems = ProblemList()
     samples_sheet, counts_sheet = _worksheets(study, samples_path, counts_path, problems)
-    sheet = _attempt(read_sample_sheet, samples_path, samples_sheet, problems=problems)
-    table = _attempt(read_count_table, counts_path, counts_sheet, problems=problems)
+    same_file = _same_file(counts_path, samples_path)
+    sample_column = (study.get("columns") or {}).get("sample", "sample")
+    # a wide table that is its own sample sheet: only the columns the study names are sheet columns
+    sheet_columns = ({v for v in (study.get("columns") or {"sample": "sample"}).values() if v}
+                     | {"sample", "participant", "arm", "time"} | set(study.get("covariates", []))
+                     if same_file else None)
+    sheet = _attempt(read_sample_sheet, samples_path, samples_sheet, sheet_columns, problems=problems)
+    layout, why = _layout(study, counts_path, counts_sheet, same_file, sheet, sample_column, problems)
+    if layout == "samples_by_genes":
+        not_genes = set(sheet.columns) if sheet is not None else (sheet_columns or set())
+        table = _attempt(read_wide_table, counts_path, counts_sheet, sample_column if same_file else None,
+                         not_genes, problems=problems)
+    else:
+        table = _attempt(read_count_table, counts_path, counts_sheet, problems=problems)
     obs, record = build_obs(sheet, study, samples_path, problems) if sheet is not None else (None, None)
     config_excluded = list(study.get("exclude_samples", []))
     if table is not None and len(table.genes) == 0:
@@ -721,6 +761,9 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
                                                str(samples_path): sha256sum(samples_path)})
     adata.uns["id_kind"] = kind
     notes = _input_notes(table, var, kind, counts_path)
+    notes.insert(0, f"{counts_path.name}: read as {'one row per sample, genes as columns' if layout == 'samples_by_genes' else 'one row per gene, samples as columns'} "
+                    f"(layout: {layout}; {why}).")
+    adata.uns["layout"] = layout
     stripped = len(sheet.attrs.get("stripped", {})) + int(sheet.attrs.get("stripped_headers", 0))
     if stripped:
         notes.insert(0, f"{samples_path.name}: surrounding whitespace stripped from {stripped} cell(s)"

@@ -179,6 +179,70 @@ def counts_xlsx_text_cell(w):
     w.studies["s"]["counts"] = "data/s_counts.xlsx"
 
 
+def _wide_frame(with_sheet: bool = True) -> pd.DataFrame:
+    """One row per sample: (sheet columns, a free-text note,) then the genes, as paper supplements look."""
+    counts, sheet = base_cohort()
+    genes = counts.T.reset_index(drop=True)
+    if not with_sheet:
+        return pd.concat([sheet[["sample"]], genes], axis=1)
+    sheet = sheet.assign(note=["hemolysed" if i % 7 == 0 else "ok" for i in range(len(sheet))])
+    return pd.concat([sheet, genes], axis=1)
+
+
+def _wide_ok(layout_why: str):
+    def check(w, result):
+        adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+        counts, _ = base_cohort()
+        assert adata.n_obs == 48 and adata.uns["layout"] == "samples_by_genes"
+        assert adata.n_vars == len(counts) and "age" not in adata.var_names and "note" not in adata.var_names
+        np.testing.assert_array_equal(adata[["P05_post"], ["TNF"]].X[0, 0], counts.loc["TNF", "P05_post"])
+        log = (w.results / "s" / "logs" / "validate.log").read_text()
+        assert "read as one row per sample, genes as columns (layout: samples_by_genes; " + layout_why in log
+    return check
+
+
+@case([], ok=True, check=_wide_ok("the sample sheet is this same file"))
+def counts_wide_with_covariates_works(w):
+    """A samples-as-rows table with the design and covariate columns in the same file (`samples:` is it)."""
+    w.write_cohort()
+    write_table(_wide_frame(), w.root / "data" / "wide.tsv", index=False)
+    w.studies["s"].update(counts="data/wide.tsv", samples="data/wide.tsv")
+
+
+@case([], ok=True, check=_wide_ok("detected: 48 of its first 48 rows start with a sample id"))
+def counts_wide_detected_beside_a_sheet(w):
+    w.write_cohort()
+    write_table(_wide_frame(with_sheet=False), counts_path(w), index=False)
+
+
+@case([], ok=True, check=_wide_ok("`layout` in the config"))
+def counts_wide_xlsx_one_workbook(w):
+    """A supplement workbook: the README worksheet first, then samples x genes with covariates."""
+    w.write_cohort()
+    write_xlsx(_wide_frame(), w.root / "data" / "supplement.xlsx", sheet="Table S2",
+               before={"README": [["Supplementary table 2: whole-blood counts"]]})
+    w.studies["s"].update(counts="data/supplement.xlsx", samples="data/supplement.xlsx", sheet="Table S2",
+                          layout="samples_by_genes")
+
+
+@case(["wide.tsv", "column 'IL6'", "sample 'P03_pre'", "line 6", "'n.d.'", "is not a number"])
+def counts_wide_text_cell(w):
+    w.write_cohort()
+    frame = _wide_frame().astype({"IL6": object})
+    frame.loc[4, "IL6"] = "n.d."
+    write_table(frame, w.root / "data" / "wide.tsv", index=False)
+    w.studies["s"].update(counts="data/wide.tsv", samples="data/wide.tsv")
+
+
+@case(["s_counts.tsv", "'P02_pre'", "lines 4 and 6", "more than one row"])
+def counts_wide_repeated_sample(w):
+    w.write_cohort()
+    frame = _wide_frame(with_sheet=False)
+    frame.loc[4, "sample"] = "P02_pre"
+    write_table(frame, counts_path(w), index=False)
+    w.studies["s"]["layout"] = "samples_by_genes"
+
+
 @case(["s_counts.tsv.gz", "gzip"])
 def counts_gz_not_gzipped(w):
     w.write_cohort()
