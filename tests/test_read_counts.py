@@ -459,3 +459,47 @@ def test_excel_cells_as_the_text_excel_shows():
     assert text(12.0, "General") == "12" and text(0.1 + 0.2, "General") == "0.3" and text(-3, "000") == "-3"
     assert text(None, None) == "" and text(True, None) == "TRUE"
     assert text(dt.datetime(2024, 3, 5), "yyyy-mm-dd") == "2024-03-05"
+
+
+# ----------------------------------------------------------------------------------------------
+# Wide tables (one row per sample)
+# ----------------------------------------------------------------------------------------------
+
+def _wide_rows(values: np.ndarray) -> tuple[list[str], list[list[str]]]:
+    """40 samples (rows) x 3 genes, with a text covariate and a numeric one between id and genes."""
+    header = ["sample", "sex", "age", "GA", "GB", "GC"]
+    cells = [[f"S{r:02d}", "F" if r % 2 else "M", str(20 + r),
+              *(cell_text(v, r, c) for c, v in enumerate(row))] for r, row in enumerate(values)]
+    return header, cells
+
+
+@pytest.mark.parametrize("name", ["w.tsv", "w.csv.gz"])
+def test_wide_table_streamed_in_many_batches(tmp_path, small_batches, name):
+    values = known_values()  # 40 x 3, read here as 40 samples x 3 genes
+    header, cells = _wide_rows(values)
+    path = write_table(tmp_path / name, cells, header, sep="," if ".csv" in name else "\t")
+    table = io.read_wide_table(path, not_genes={"age"})
+    assert table.samples == [f"S{r:02d}" for r in range(40)] and list(table.genes) == ["GA", "GB", "GC"]
+    assert table.annotation == ["sex", "age"] and table.layout == "samples_by_genes"
+    assert table.values.flags["C_CONTIGUOUS"] and table.values.flags["WRITEABLE"]
+    np.testing.assert_array_equal(table.values, values)
+    # without the sheet's column names, the numeric 'age' column is a gene
+    assert list(io.read_wide_table(path).genes) == ["age", "GA", "GB", "GC"]
+
+
+def test_wide_table_bad_cell_in_a_later_batch_names_sample_and_line(tmp_path, small_batches):
+    header, cells = _wide_rows(known_values())
+    cells[33][3] = "abc"  # field 3 is GA
+    with pytest.raises(InputError) as caught:
+        io.read_wide_table(write_table(tmp_path / "w.tsv", cells, header), not_genes={"age"})
+    assert "column 'GA', sample 'S33' on line 35: 'abc' is not a number" in str(caught.value)
+
+
+def test_layout_detected_from_the_first_column(tmp_path):
+    header, cells = _wide_rows(known_values())
+    wide = write_table(tmp_path / "w.tsv", cells, header)
+    long = write_table(tmp_path / "l.tsv", known_cells(known_values()), ["gene", *SAMPLES])
+    ids = {f"S{r:02d}" for r in range(40)}
+    assert io.detect_layout(wide, None, ids)[0] == "samples_by_genes"
+    assert io.detect_layout(long, None, set(SAMPLES))[0] == "genes_by_samples"
+    assert io.detect_layout(long, None, {"other"}) == ("genes_by_samples", "the default")

@@ -47,7 +47,8 @@ ANNOTATION_COLUMNS = {*SYMBOL_COLUMNS, *ENSEMBL_COLUMNS, *(c.casefold() for c in
                       "transcript_id(s)", "transcript_ids", "transcript_id", "gene_type", "gene_biotype", "biotype",
                       "description", "gene_description", "chromosome", "chrom", "strand", "length",
                       "effective_length", "entrez_id", "entrezid", "entrez"}
-ANNOTATION_SCAN_ROWS = 200  # data rows looked at to tell a text (annotation) column from a sample column
+ANNOTATION_SCAN_ROWS = 50  # data rows looked at to tell a text (annotation) column from a sample column
+WIDE_SCAN_ROWS = 20  # rows of a wide table looked at to tell covariate (text) columns from genes
 HTSEQ_SPECIAL_PREFIX = "__"
 NULL_VALUES = ["", "NA", "NaN", "nan", "NULL"]
 BOOLEAN_WORDS = {"true", "false", "True", "False", "TRUE", "FALSE"}
@@ -972,15 +973,33 @@ def _table_head(path: Path, sheet: str | int | None, n_rows: int) -> tuple[str |
     return delimiter, cells[0], cells[1:]
 
 
+def _first_fields(path: Path, sheet: str | int | None, n_rows: int) -> tuple[list[str], list[str]]:
+    """The header's cells and the first cell of up to ``n_rows`` data rows; a text table's rows are
+    not split beyond their first field (a wide table's rows hold tens of thousands)."""
+    if is_excel(path):
+        _, header, rows = _table_head(path, sheet, n_rows)
+        return header, [row[0] if row else "" for row in rows]
+    first_line = _head_lines(path, 1)[0]
+    delimiter = _delimiter(path, first_line, "count table")
+    header = next(csv.reader([first_line], delimiter=delimiter))
+    firsts: list[str] = []
+    for number, line in _iter_lines(path):  # one line at a time: only its first field is kept
+        if number > 1 and line.strip():
+            firsts.append(line.split(delimiter, 1)[0].strip('"'))
+            if len(firsts) >= n_rows:
+                break
+    return header, firsts
+
+
 def detect_layout(path: str | Path, sheet: str | int | None, sample_ids: set[str]) -> tuple[str, str]:
     """(layout, why): ``samples_by_genes`` when the sheet's sample ids label the table's rows (its first
     column) rather than its columns, else ``genes_by_samples`` (the usual count table)."""
     path = Path(path)
     if path.suffix == ".h5ad" or not sample_ids:
         return "genes_by_samples", "the default"
-    _, header, rows = _table_head(path, sheet, LAYOUT_SCAN_ROWS)
+    header, rows = _first_fields(path, sheet, LAYOUT_SCAN_ROWS)
     in_header = sum(name.strip() in sample_ids for name in header)
-    in_rows = sum(bool(row) and row[0].strip() in sample_ids for row in rows)
+    in_rows = sum(first.strip() in sample_ids for first in rows)
     if in_rows > in_header:
         return "samples_by_genes", (f"detected: {in_rows} of its first {len(rows)} rows start with a sample id of "
                                     f"the sheet, {in_header} of its column names are one")
@@ -1000,7 +1019,7 @@ def read_wide_table(path: str | Path, sheet: str | int | None = None, id_column:
     if path.suffix == ".h5ad":
         raise InputError(f"{path}: an AnnData file has its own orientation (obs = samples); `layout: "
                          "samples_by_genes` applies to text and Excel tables: remove it.")
-    delimiter, header, head = _table_head(path, sheet, ANNOTATION_SCAN_ROWS)
+    delimiter, header, head = _table_head(path, sheet, WIDE_SCAN_ROWS)
     names = [name.strip() for name in header]
     if id_column is not None and id_column in names:
         id_field = names.index(id_column)
