@@ -58,7 +58,8 @@ TEXT_BLOCK_BYTES = 1 << 22  # smaller when values are converted as text (a Pytho
 MAGIC = {
     b"PK\x03\x04": "an Excel workbook or another zip archive; give workbooks the .xlsx extension (or export "
                      "the sheet as TSV or CSV)",
-    b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls); export the sheet as TSV or CSV",
+    b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls), which ctra does not read; save it as .xlsx in Excel (or "
+                         "export the sheet as TSV or CSV)",
     b"\x89HDF": "an HDF5 file; give AnnData files the .h5ad extension",
     b"%PDF": "a PDF document, not a table",
     b"BZh": "a bzip2-compressed file; decompress it or recompress it with gzip (.gz)",

@@ -140,6 +140,13 @@ def sheet_xlsx_chosen_worksheet_works(w):
     w.studies["s"]["sheet"] = "samples"
 
 
+@case(["s_samples.xls", "old Excel workbook (.xls)", "save it as .xlsx"])
+def sheet_old_xls_refused(w):
+    w.write_cohort()
+    (w.root / "data" / "s_samples.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096))
+    w.studies["s"]["samples"] = "data/s_samples.xls"
+
+
 @case(["s_samples.xlsx", "no worksheet 'Samples'", "'README'", "'samples'"])
 def sheet_xlsx_unknown_worksheet(w):
     _numbered_cohort(w, sheet_name="samples", before={"README": [["Sample sheet of study s"]]})
