@@ -508,19 +508,26 @@ def _round_in_place(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, i
 
 
 def _match_samples(samples: list[str], obs: pd.DataFrame, ignored: set[str], counts_path: Path,
-                   samples_path: Path, problems: ProblemList) -> None:
+                   samples_path: Path, problems: ProblemList, layout: str = "genes_by_samples",
+                   why: str = "") -> None:
     in_counts = set(samples)
     missing = [s for s in obs.index if s not in in_counts]
     extra = [s for s in samples if s not in obs.index and s not in ignored]
+    unit = "row" if layout == "samples_by_genes" else "column"
+    if missing and unit == "row" and not (set(obs.index) & in_counts):  # the layout may be the wrong one
+        problems.add(f"{counts_path}: no sample id of the sheet is a row of the count table, read with one row "
+                     f"per sample (layout: {layout}; {why or 'the default'}); if the table has one column per "
+                     "sample, set `layout: genes_by_samples`.")
+        return
     if missing:
         in_lines = obs.loc[missing, LINE].tolist()
         near = {s: c for s in missing for c in samples if level_key(c) == level_key(s)}
         hint = ("; the count table has " + ", ".join(f"'{c}' for '{s}'" for s, c in list(near.items())[:3])
                 + " (ids differ in case or spacing)" if near else "")
-        problems.add(f"{samples_path}: {len(missing)} sample(s) of the sheet have no column in {counts_path}: "
+        problems.add(f"{samples_path}: {len(missing)} sample(s) of the sheet have no {unit} in {counts_path}: "
                      f"{_listing(missing)} ({_at(in_lines)}){hint}.")
     if extra:
-        problems.add(f"{counts_path}: {len(extra)} column(s) are not in the sample sheet {samples_path}: "
+        problems.add(f"{counts_path}: {len(extra)} {unit}(s) are not in the sample sheet {samples_path}: "
                      f"{_listing(extra)}; add them to the sheet or to `exclude_samples`.")
 
 
@@ -732,7 +739,7 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         ignored = set(config_excluded + (record["dropped_incomplete"] if record else []))
         in_counts = set(table.samples)
         if obs is not None:
-            _match_samples(table.samples, obs, ignored, counts_path, samples_path, problems)
+            _match_samples(table.samples, obs, ignored, counts_path, samples_path, problems, layout, why)
         if sheet is not None and obs is not None:
             sheet_samples = set(sheet[(study.get("columns") or {}).get("sample", "sample")])
             unknown = [s for s in config_excluded if s not in in_counts and s not in sheet_samples]

@@ -241,6 +241,12 @@ def counts_wide_text_cell(w):
     w.studies["s"].update(counts="data/wide.tsv", samples="data/wide.tsv")
 
 
+@case(["s_counts.tsv", "no sample id of the sheet is a row", "layout: samples_by_genes", "`layout: genes_by_samples`"])
+def counts_wrong_layout_configured(w):
+    """`layout: samples_by_genes` on an ordinary count table: the message suggests the other layout."""
+    w.write_cohort(layout="samples_by_genes")
+
+
 @case(["s_counts.tsv", "'P02_pre'", "lines 4 and 6", "more than one row"])
 def counts_wide_repeated_sample(w):
     w.write_cohort()
