@@ -16,6 +16,13 @@ Decisions recorded here (and in the report of the change):
   decision that refused it). Ids that stripping makes identical are an ERROR naming both lines and
   spellings: ``'P03_pre '`` and ``'P03_pre'`` on two rows may be different samples to the user.
   Spaces inside a value are kept, so 'week 4' vs 'week  4' is still refused.
+* Non-integer values in counts mode (estimated counts: Salmon, RSEM) are ROUNDED by default
+  (``non_integer_counts: round``, recorded); ``non_integer_counts: error`` refuses them. TPM/CPM (every
+  sample summing to 1e6 +/- 1 %) is an ERROR either way, with the ``input: log2_expression`` suggestion.
+* Count-table annotation columns (nf-core's gene_name, RSEM's transcript_id(s), any leading text column)
+  WORK; GENCODE ``_PAR_Y`` rows WORK (added to the chrX gene's counts, dropped for log2 input, counted).
+* Wide tables (one row per sample) WORK, with covariates in the same file when ``samples:`` is it.
+* ``.xlsx`` sheets and count tables WORK (first worksheet or ``sheet:``); ``.xls`` is an ERROR.
 * "Output directory not writable": the test runs as root, which ignores permission bits, so it is
   simulated twice: ``results`` is a regular FILE (always), and ``results/`` is made immutable with
   ``chattr +i`` (when chattr works on this file system; skipped otherwise).
