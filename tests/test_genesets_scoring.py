@@ -99,3 +99,25 @@ def test_gene_summaries_apply_the_expression_rule_gene_by_gene():
         assert got["vst_mean"].iloc[j] == pytest.approx(statistics.fmean(vst[:, j]))
         assert got["vst_var"].iloc[j] == pytest.approx(statistics.variance(vst[:, j]))
     assert not got["expressed"].iloc[4] and got["expressed"].iloc[7] and 0 < got["expressed"].sum() < 23
+
+
+def test_ensembl_first_then_symbol_fallback(ctra53):
+    ids = pd.Index(["ENSG00000125538.12", "ENSG99999999999.1", "ENSG99999999998.1", "ENSG99999999997.1"])
+    symbols = ["IL1B", "IGLL3", "IL1B", "IL8"]  # IL1B again on another row: not taken, IL1B found by id
+    match = match_genes(ids, ctra53, "salmon.tsv", symbols, "symbol")
+    assert match.rows_for_gene["IL1B"] == ["ENSG00000125538.12"] and match.matched_by["IL1B"] == "ensembl_id"
+    assert match.rows_for_gene["IGLL3P"] == ["ENSG99999999999.1"] and match.matched_by["IGLL3P"] == "symbol"
+    assert match.rows_for_gene["CXCL8"] == ["ENSG99999999997.1"] and match.matched_by["CXCL8"] == "symbol"
+    assert "ENSG99999999998.1" not in match.gene_for_row
+
+
+def test_symbol_table_with_an_ensembl_column_matches_ensembl_first(ctra53):
+    ids = pd.Index(["il1b_old_name", "IGLL3"])
+    match = match_genes(ids, ctra53, "t.tsv", ["ENSG00000125538.3", ""], "ensembl")
+    assert match.matched_by == {"IL1B": "ensembl_id", "IGLL3P": "symbol"}
+
+
+def test_gencode_par_y_ids_are_ensembl_but_not_the_chrx_gene():
+    assert id_kind(pd.Index(["ENSG00000002586.20", "ENSG00000002586.20_PAR_Y"]), "x") == "ensembl"
+    assert strip_version("ENSG00000002586.20_PAR_Y") == "ENSG00000002586_PAR_Y"
+    assert strip_version("ENSG00000002586_PAR_Y") == "ENSG00000002586_PAR_Y"

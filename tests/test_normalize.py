@@ -21,9 +21,9 @@ from pydeseq2.dds import DeseqDataSet
 from pydeseq2.utils import nb_nll
 
 from ctra.errors import InputError
-from ctra.normalize import (PYDESEQ2_MIN_DISP, _dispersion_derivatives, fit_trend_from_dispersions,
-                            gamma_identity_glm, genewise_dispersions, normalize, normalized_means, size_factors,
-                            trend_subset, vst_fast, vst_transform)
+from ctra.normalize import (PYDESEQ2_MIN_DISP, _dispersion_derivatives, dispersion_trend,
+                            fit_trend_from_dispersions, gamma_identity_glm, genewise_dispersions, methods_notes,
+                            normalize, normalized_means, size_factors, trend_subset, vst_fast, vst_transform)
 
 
 def simulate_counts(n_samples: int, n_genes: int, seed: int) -> np.ndarray:
@@ -240,6 +240,46 @@ def test_trend_failure_is_an_input_error():
     flat = np.full(50, 1e-9)  # every gene at the dispersion floor: nothing to fit
     with pytest.raises(InputError, match="dispersion trend"):
         fit_trend_from_dispersions(flat, np.linspace(10, 1000, 50))
+    with pytest.raises(InputError, match="every gene looks Poisson"):  # nor a mean-based trend
+        dispersion_trend(flat, np.linspace(10, 1000, 50))
+
+
+def flat_dispersion_counts(seed: int = 3) -> np.ndarray:
+    """40 samples x 1,500 genes, every gene's dispersion 0.1 whatever its mean (20 to 5,000): the
+    parametric trend a0 + a1 / mean has nothing to fit in a1 (with this seed its fit gives a1 <= 0)."""
+    rng = np.random.default_rng(seed)
+    means = np.exp(rng.uniform(np.log(20), np.log(5000), 1500))
+    mu = np.exp(rng.normal(0, 0.2, 40))[:, None] * means[None, :]
+    return rng.negative_binomial(10.0, 1 / (1 + 0.1 * mu)).astype(np.float64)
+
+
+@pytest.mark.parametrize("method", ["fast", "pydeseq2"])
+def test_flat_dispersions_fall_back_to_the_mean_trend_as_pydeseq2(method, caplog):
+    """Where the parametric trend fails, PyDESeq2 warns and uses a mean-based trend; ctra does the same
+    (it used to stop), and its VST matches PyDESeq2's own on such a cohort."""
+    counts = flat_dispersion_counts()
+    dds = quiet_dds(counts)
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        dds.vst(use_design=False, fit_type="parametric")
+    assert dds.vst_fit_type == "mean"  # PyDESeq2 itself switched
+    assert any("Switching to a mean-based dispersion trend" in str(w.message) for w in caught)
+    reference = np.asarray(dds.layers["vst_counts"])
+    with caplog.at_level("WARNING", logger="ctra"):
+        out = normalize(ad.AnnData(X=counts), method=method)
+    info = out.uns["normalization"]
+    assert info["trend"] == "mean" and info["a1_extra_poisson"] == 0
+    assert info["a0_asymptotic_dispersion"] == pytest.approx(0.1, rel=0.05)
+    assert "mean-based trend" in caplog.text and "as PyDESeq2 does" in info["trend_fallback"]
+    assert np.abs(out.layers["vst"] - reference).max() < 0.05
+    assert "a mean-based trend was used" in methods_notes(info)
+
+
+def test_mean_trend_vst_is_pydeseq2s_arcsinh_formula():
+    x = np.geomspace(0.01, 1e5, 50)
+    d = 0.13
+    arcsinh = (2 * np.arcsinh(np.sqrt(d * x)) - np.log(d) - np.log(4)) / np.log(2)
+    np.testing.assert_allclose(vst_transform(x, d, 0.0), arcsinh, rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -273,12 +273,13 @@ def test_merge_sums_only_the_rows_of_one_gene():
 # Value checks in blocks of samples
 # ----------------------------------------------------------------------------------------------
 
-def _checked(values: np.ndarray, mode: str = "counts", rows: list[int] | None = None) -> str:
+def _checked(values: np.ndarray, mode: str = "counts", rows: list[int] | None = None,
+             non_integer: str = "error") -> str:
     table = CountTable(genes=np.array([f"g{i}" for i in range(values.shape[1])], dtype=object),
                        samples=[f"s{i}" for i in range(values.shape[0])], values=values)
     problems = ProblemList()
     validate._check_values(table, np.arange(values.shape[0]) if rows is None else np.array(rows), mode,
-                           Path("t.h5ad"), problems)
+                           Path("t.h5ad"), problems, non_integer)
     return "\n".join(problems.problems)
 
 
@@ -322,6 +323,35 @@ def test_tpm_like_values_are_named(small_scan_blocks):
     values[:, 0] = 1e5 + 0.5
     values[:, 1] = 1e5 - 0.5
     assert "look like TPM" in _checked(values)
+    assert "look like TPM" in _checked(values.copy(), non_integer="round")  # never rounded
+    values[:, 2] = 1.002e5  # sums 1.0002e6: still within 1 %
+    assert "look like TPM" in _checked(values.copy(), non_integer="round")
+
+
+def test_estimated_counts_rounded_in_place_across_blocks(small_scan_blocks):
+    """Half to even as R's round(); only the checked samples; sums 1e6 in some samples only: not TPM."""
+    values = np.full((9, 10), 3.0)
+    values[0, :] = 1e5
+    values[1, 2] = 2.5
+    values[6, 4] = 0.4999
+    values[6, 5] = 7.5
+    values[8, 1] = 1.25  # not checked
+    table = CountTable(genes=np.array([f"g{i}" for i in range(10)], dtype=object),
+                       samples=[f"s{i}" for i in range(9)], values=values)
+    problems = ProblemList()
+    record = validate._check_values(table, np.array([0, 1, 3, 6]), "counts", Path("t.tsv"), problems, "round")
+    assert problems.problems == []
+    assert record["cells"] == 3 and record["samples"] == 2 and "'g2'" in record["first"] and "2.5 -> 2" in record["first"]
+    expected = np.full((9, 10), 3.0)
+    expected[0, :] = 1e5
+    expected[1, 2], expected[6, 4], expected[6, 5], expected[8, 1] = 2, 0, 8, 1.25
+    np.testing.assert_array_equal(table.values, expected)
+
+
+def test_rounding_to_an_empty_library_is_named(small_scan_blocks):
+    values = np.full((4, 10), 3.0)
+    values[2] = 0.3
+    assert "'s2' have zero counts for every gene once rounded" in _checked(values, non_integer="round")
 
 
 def test_log2_checks(small_scan_blocks):
@@ -371,3 +401,105 @@ def test_validated_matrix_follows_the_sheet_and_sums_alias_rows(tmp_path, monkey
     assert adata.var.loc["CXCL8", "input_ids"] == "IL8;CXCL8"
     again = validate.validate_study("s", study, gene_set, markers)
     np.testing.assert_array_equal(again.X, adata.X)
+
+
+# ----------------------------------------------------------------------------------------------
+# Annotation columns (nf-core/rnaseq salmon and RSEM tables, featureCounts --extraAttributes)
+# ----------------------------------------------------------------------------------------------
+
+def test_salmon_table_gene_name_is_annotation_and_a_second_id(tmp_path, small_batches):
+    values = known_values()
+    cells = [[f"ENSG{i:011d}.3", f"SYM{i}", *row[1:]] for i, row in enumerate(known_cells(values))]
+    path = write_table(tmp_path / "salmon.merged.gene_counts.tsv", cells, ["gene_id", "gene_name", *SAMPLES])
+    table = read_count_table(path)
+    assert table.samples == SAMPLES and table.annotation == ["gene_name"]
+    assert table.alt_kind == "symbol" and table.alt_column == "gene_name"
+    assert list(table.alt_ids) == [f"SYM{i}" for i in range(40)] and table.genes[0] == "ENSG00000000000.3"
+    np.testing.assert_array_equal(table.values, values.T)
+    table.keep_genes(np.arange(40) % 2 == 0)
+    assert list(table.alt_ids) == [f"SYM{i}" for i in range(0, 40, 2)]
+
+
+def test_rsem_and_unnamed_text_annotation_columns(tmp_path, small_batches):
+    """transcript_id(s) by name; a leading column of text under any name ('chr_band') by its values."""
+    values = known_values()
+    cells = [[f"ENSG{i:011d}", f"ENST{i:011d},ENST{i + 1:011d}", f"1p{i}", *row[1:]]
+             for i, row in enumerate(known_cells(values))]
+    table = read_count_table(write_table(tmp_path / "rsem.tsv", cells, ["gene_id", "transcript_id(s)", "chr_band",
+                                                                         *SAMPLES]))
+    assert table.samples == SAMPLES and table.annotation == ["transcript_id(s)", "chr_band"]
+    assert table.alt_ids is None
+    np.testing.assert_array_equal(table.values, values.T)
+
+
+def test_featurecounts_extra_attributes(tmp_path, small_batches):
+    values = known_values()
+    header = ["Geneid", "Chr", "Start", "End", "Strand", "Length", "gene_name", "s1.bam", "s2.bam", "s3.bam"]
+    cells = [[f"ENSG{i:011d}", "chr1", "100", "200", "+", "101", f"SYM{i}", *row[1:]]
+             for i, row in enumerate(known_cells(values))]
+    path = write_table(tmp_path / "fc.txt", cells, header)
+    path.write_text("# Program:featureCounts v2.0.1\n" + path.read_text())
+    table = read_count_table(path)
+    assert table.samples == SAMPLES and table.alt_column == "gene_name" and table.alt_ids[5] == "SYM5"
+    np.testing.assert_array_equal(table.values, values.T)
+
+
+def test_a_sample_column_with_a_bad_cell_is_still_a_sample(tmp_path, small_batches):
+    cells = known_cells(known_values())
+    cells[3][1] = "abc"
+    message = _message(write_table(tmp_path / "t.tsv", cells, ["gene", *SAMPLES]))
+    assert "column 's1', gene 'G003' on line 5: 'abc' is not a number" in message
+
+
+def test_excel_cells_as_the_text_excel_shows():
+    import datetime as dt
+
+    text = io._excel_text
+    assert text("001", "General") == "001" and text(1, "000") == "001" and text(7.0, "00000") == "00007"
+    assert text(12.0, "General") == "12" and text(0.1 + 0.2, "General") == "0.3" and text(-3, "000") == "-3"
+    assert text(None, None) == "" and text(True, None) == "TRUE"
+    assert text(dt.datetime(2024, 3, 5), "yyyy-mm-dd") == "2024-03-05"
+
+
+# ----------------------------------------------------------------------------------------------
+# Wide tables (one row per sample)
+# ----------------------------------------------------------------------------------------------
+
+def _wide_rows(values: np.ndarray) -> tuple[list[str], list[list[str]]]:
+    """40 samples (rows) x 3 genes, with a text covariate and a numeric one between id and genes."""
+    header = ["sample", "sex", "age", "GA", "GB", "GC"]
+    cells = [[f"S{r:02d}", "F" if r % 2 else "M", str(20 + r),
+              *(cell_text(v, r, c) for c, v in enumerate(row))] for r, row in enumerate(values)]
+    return header, cells
+
+
+@pytest.mark.parametrize("name", ["w.tsv", "w.csv.gz"])
+def test_wide_table_streamed_in_many_batches(tmp_path, small_batches, name):
+    values = known_values()  # 40 x 3, read here as 40 samples x 3 genes
+    header, cells = _wide_rows(values)
+    path = write_table(tmp_path / name, cells, header, sep="," if ".csv" in name else "\t")
+    table = io.read_wide_table(path, not_genes={"age"})
+    assert table.samples == [f"S{r:02d}" for r in range(40)] and list(table.genes) == ["GA", "GB", "GC"]
+    assert table.annotation == ["sex", "age"] and table.layout == "samples_by_genes"
+    assert table.values.flags["C_CONTIGUOUS"] and table.values.flags["WRITEABLE"]
+    np.testing.assert_array_equal(table.values, values)
+    # without the sheet's column names, the numeric 'age' column is a gene
+    assert list(io.read_wide_table(path).genes) == ["age", "GA", "GB", "GC"]
+
+
+def test_wide_table_bad_cell_in_a_later_batch_names_sample_and_line(tmp_path, small_batches):
+    header, cells = _wide_rows(known_values())
+    cells[33][3] = "abc"  # field 3 is GA
+    with pytest.raises(InputError) as caught:
+        io.read_wide_table(write_table(tmp_path / "w.tsv", cells, header), not_genes={"age"})
+    assert "column 'GA', sample 'S33' on line 35: 'abc' is not a number" in str(caught.value)
+
+
+def test_layout_detected_from_the_first_column(tmp_path):
+    header, cells = _wide_rows(known_values())
+    wide = write_table(tmp_path / "w.tsv", cells, header)
+    long = write_table(tmp_path / "l.tsv", known_cells(known_values()), ["gene", *SAMPLES])
+    ids = {f"S{r:02d}" for r in range(40)}
+    assert io.detect_layout(wide, None, ids)[0] == "samples_by_genes"
+    assert io.detect_layout(long, None, set(SAMPLES))[0] == "genes_by_samples"
+    assert io.detect_layout(long, None, {"other"}) == ("genes_by_samples", "the default")

@@ -285,7 +285,8 @@ def normalization_text(info: dict, study: dict) -> str:
     if study["input"] == "log2_expression":
         return "The input was already log2-scale expression and was used as given (no DESeq2 normalization)." + scoring
     trend = (f"a parametric dispersion trend (asymptotic dispersion {info['a0_asymptotic_dispersion']:.4g}, "
-             f"extra-Poisson {info['a1_extra_poisson']:.4g})")
+             f"extra-Poisson {info['a1_extra_poisson']:.4g})" if info.get("trend") != "mean" else
+             f"a mean-based dispersion trend (constant dispersion {info['a0_asymptotic_dispersion']:.4g})")
     if info.get("method") == "vst_subset":
         how = (f"fitted on {info['trend_genes']} genes chosen evenly over the mean ranks of genes with mean "
                "normalized count above 5, as R DESeq2's vst() does, and applied to all genes")
@@ -294,8 +295,10 @@ def normalization_text(info: dict, study: dict) -> str:
                   "ctra's vectorized implementation of PyDESeq2's genewise dispersion and trend routines")
         how = (f"fitted on all {info['trend_genes']} non-zero genes above the dispersion floor (PyDESeq2's full "
                f"vst, R's varianceStabilizingTransformation) by {engine}")
+    from .normalize import methods_notes
+
     return ("Size factors: DESeq2 median of ratios (PyDESeq2). Expression: blind variance-stabilizing "
-            f"transformation (log2 scale) with {trend}, {how}." + scoring)
+            f"transformation (log2 scale) with {trend}, {how}." + methods_notes(info) + scoring)
 
 
 def _parameters(study: dict) -> dict[str, str]:

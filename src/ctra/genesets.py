@@ -3,8 +3,12 @@
 A gene-set file is a TSV with columns ``gene, group, direction`` and optionally ``symbol,
 ensembl_id, entrez_id, aliases`` (``;``-separated). ``gene`` is the name shown in every output;
 a row of the input table matches it by Ensembl id (any version suffix stripped) when the table uses
-Ensembl ids, otherwise by ``gene``, ``symbol`` or an alias, case-insensitively. Several input rows
-matching one gene (e.g. both ``IL8`` and ``CXCL8``) are merged by the caller and recorded.
+Ensembl ids, otherwise by ``gene``, ``symbol`` or an alias, case-insensitively. A table with both
+kinds of id (nf-core/rnaseq's ``gene_id`` + ``gene_name``) is matched on both: Ensembl id first, the
+symbol for genes whose Ensembl id is not in the table (an id retired or renumbered between
+annotation releases, or a gene of the set without one); which one matched is recorded per gene.
+Several input rows matching one gene (e.g. both ``IL8`` and ``CXCL8``) are merged by the caller and
+recorded.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from .errors import InputError
 
 SCORE_GROUPS = ("inflammatory", "antiviral", "antibody")
 MARKER_GROUP = "marker"
-ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?(_PAR_Y)?$")  # GENCODE: chrY copies of PAR genes
+PAR_Y_SUFFIX = "_PAR_Y"
 REQUIRED_COLUMNS = ("gene", "group", "direction")
 OPTIONAL_COLUMNS = ("symbol", "ensembl_id", "entrez_id", "aliases")
 
@@ -66,7 +71,12 @@ def looks_like_ensembl(gene_id: str) -> bool:
 
 
 def strip_version(gene_id: str) -> str:
-    return gene_id.split(".", 1)[0] if looks_like_ensembl(gene_id) else gene_id
+    """``ENSG00000002586.20`` -> ``ENSG00000002586``; GENCODE's chrY copy ``ENSG00000002586.20_PAR_Y`` keeps
+    its suffix (``ENSG00000002586_PAR_Y``): it is not the chrX gene's row."""
+    if not looks_like_ensembl(gene_id):
+        return gene_id
+    par = PAR_Y_SUFFIX if gene_id.endswith(PAR_Y_SUFFIX) else ""
+    return gene_id.split(".", 1)[0].removesuffix(PAR_Y_SUFFIX) + par
 
 
 def id_kind(ids: pd.Index, source: str) -> str:
@@ -89,6 +99,7 @@ class GeneMatch:
 
     kind: str
     rows_for_gene: dict[str, list[str]] = field(default_factory=dict)
+    matched_by: dict[str, str] = field(default_factory=dict)  # gene -> "ensembl_id" or "symbol"
 
     @property
     def gene_for_row(self) -> dict[str, str]:
@@ -103,26 +114,49 @@ def _candidate_names(record: pd.Series, kind: str) -> list[str]:
     return [record["gene"].upper(), *([record["symbol"].upper()] if record["symbol"] else []), *aliases]
 
 
-def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str) -> GeneMatch:
+def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str, alt_ids=None,
+                alt_kind: str = "") -> GeneMatch:
     """Find the input rows for each gene of ``genes`` (a gene-set table, markers included).
 
     A gene takes every input row under any of its names (its Ensembl ids, or its name, symbol and
     aliases), so a table with both IL8 and CXCL8 rows has them merged by the caller. An input row
     claimed by two genes is an error naming both, since counting it twice would be wrong.
+
+    ``alt_ids`` (aligned with ``input_ids``) is a second id column of kind ``alt_kind``; when it is
+    the other kind, genes are matched by Ensembl id first and by symbol where that finds no row
+    (rows already matched by Ensembl id are not taken again).
     """
     kind = id_kind(input_ids, source)
-    lookup: dict[str, list[str]] = {}
-    for row_id in input_ids:
-        key = strip_version(row_id).upper() if kind == "ensembl" else row_id.upper()
-        lookup.setdefault(key, []).append(row_id)
+    rows = [str(r) for r in input_ids]
+    keys: dict[str, list[str]] = {}
+    if kind == "ensembl":
+        keys["ensembl"] = [strip_version(r).upper() for r in rows]
+    else:
+        keys["symbol"] = [r.upper() for r in rows]
+    if alt_ids is not None and alt_kind in ("ensembl", "symbol") and alt_kind != kind:
+        alt = ["" if a is None or pd.isna(a) else str(a).strip() for a in alt_ids]
+        keys[alt_kind] = ([strip_version(a).upper() if looks_like_ensembl(a) else "" for a in alt]
+                          if alt_kind == "ensembl" else [a.upper() for a in alt])
     match = GeneMatch(kind=kind)
-    for _, record in genes.iterrows():
-        rows = sorted({row for name in _candidate_names(record, kind) for row in lookup.get(name, [])})
-        if rows:
-            match.rows_for_gene[record["gene"]] = rows
+    taken: set[str] = set()
+    for by, label in (("ensembl", "ensembl_id"), ("symbol", "symbol")):
+        if by not in keys:
+            continue
+        lookup: dict[str, list[str]] = {}
+        for row_id, key in zip(rows, keys[by]):
+            if key and row_id not in taken:
+                lookup.setdefault(key, []).append(row_id)
+        for _, record in genes.iterrows():
+            if record["gene"] in match.rows_for_gene:
+                continue
+            found = sorted({row for name in _candidate_names(record, by) for row in lookup.get(name, [])})
+            if found:
+                match.rows_for_gene[record["gene"]] = found
+                match.matched_by[record["gene"]] = label
+        taken |= {row for found in match.rows_for_gene.values() for row in found}
     claimed: dict[str, str] = {}
-    for gene, rows in match.rows_for_gene.items():
-        for row in rows:
+    for gene, found in match.rows_for_gene.items():
+        for row in found:
             if row in claimed:
                 raise InputError(f"{source}: row '{row}' matches two genes of the gene set "
                                  f"({claimed[row]} and {gene}); fix the gene-set aliases.")

@@ -9,8 +9,9 @@ array that text tables are parsed straight into, batch by batch (a table of 10,0
 
 Every problem becomes an :class:`~ctra.errors.InputError` naming the file and the line, column or
 cell: a parser's own exception never reaches the user. A UTF-8 byte-order mark and CRLF line ends
-are accepted silently (invisible artefacts of Excel and Windows editors); spaces inside values are
-kept as written so that validation can point at them.
+are accepted silently (invisible artefacts of Excel and Windows editors); surrounding whitespace in
+sample-sheet cells and sample names is stripped (and counted), spaces inside values are kept as
+written so that validation can point at them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,20 @@ import pyarrow.csv as pacsv
 from .errors import InputError
 
 FEATURECOUNTS_ANNOTATION = ["Chr", "Start", "End", "Strand", "Length"]
+# Annotation columns a count table may carry between the id column and the samples (nf-core/rnaseq's
+# salmon/RSEM tables: gene_name, transcript_id(s); featureCounts: Chr..Length; Ensembl/GENCODE
+# exports: gene_type, description...). Matched case-insensitively; a leading column whose values are
+# mostly text (not numbers) is an annotation column too, whatever its name.
+SYMBOL_COLUMNS = {"gene_name", "gene_symbol", "symbol", "hgnc_symbol", "external_gene_name", "gene name",
+                  "genesymbol", "gene.name", "gene_names"}
+ENSEMBL_COLUMNS = {"gene_id", "ensembl_gene_id", "ensembl_id", "ensembl", "gene_ids", "gene.id", "gene stable id",
+                   "geneid"}
+ANNOTATION_COLUMNS = {*SYMBOL_COLUMNS, *ENSEMBL_COLUMNS, *(c.casefold() for c in FEATURECOUNTS_ANNOTATION),
+                      "transcript_id(s)", "transcript_ids", "transcript_id", "gene_type", "gene_biotype", "biotype",
+                      "description", "gene_description", "chromosome", "chrom", "strand", "length",
+                      "effective_length", "entrez_id", "entrezid", "entrez"}
+ANNOTATION_SCAN_ROWS = 50  # data rows looked at to tell a text (annotation) column from a sample column
+WIDE_SCAN_ROWS = 20  # rows of a wide table looked at to tell covariate (text) columns from genes
 HTSEQ_SPECIAL_PREFIX = "__"
 NULL_VALUES = ["", "NA", "NaN", "nan", "NULL"]
 BOOLEAN_WORDS = {"true", "false", "True", "False", "TRUE", "FALSE"}
@@ -41,13 +56,16 @@ BLOCK_BYTES = 1 << 24  # text per parsed batch: few batches, each small next to 
 TEXT_BLOCK_BYTES = 1 << 22  # smaller when values are converted as text (a Python string per cell)
 # magic bytes of files people hand over instead of a text table
 MAGIC = {
-    b"PK\x03\x04": "an Excel workbook (.xlsx) or another zip archive; export the sheet as TSV or CSV",
-    b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls); export the sheet as TSV or CSV",
+    b"PK\x03\x04": "an Excel workbook or another zip archive; give workbooks the .xlsx extension (or export "
+                     "the sheet as TSV or CSV)",
+    b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls), which ctra does not read; save it as .xlsx in Excel (or "
+                         "export the sheet as TSV or CSV)",
     b"\x89HDF": "an HDF5 file; give AnnData files the .h5ad extension",
     b"%PDF": "a PDF document, not a table",
     b"BZh": "a bzip2-compressed file; decompress it or recompress it with gzip (.gz)",
     b"\xfd7zXZ": "an xz-compressed file; decompress it or recompress it with gzip (.gz)",
 }
+THOUSANDS = re.compile(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?")
 DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
 
 
@@ -86,6 +104,8 @@ def _check_file(path: Path) -> None:
                          "(or compress it with gzip).")
     if not _is_gz(path) and is_gzip:
         raise InputError(f"{path}: is gzip-compressed but not named .gz; add the .gz extension.")
+    if is_excel(path) and start.startswith(b"PK\x03\x04"):
+        return  # a workbook, read with openpyxl
     for magic, what in MAGIC.items():
         if start.startswith(magic):
             raise InputError(f"{path}: looks like {what}.")
@@ -176,7 +196,10 @@ def locate_rows(path: str | Path, ids: list[str], limit: int = 5) -> dict[str, l
     path = Path(path)
     wanted = set(ids)
     found: dict[str, list[int]] = {i: [] for i in ids}
-    if path.suffix == ".h5ad" or not wanted:
+    if str(path) in _SHEET_ROW_LINES:  # a workbook's table: its rows were noted when it was read
+        lines = _SHEET_ROW_LINES[str(path)]
+        return {i: lines.get(i, [])[:limit] for i in ids}
+    if path.suffix == ".h5ad" or is_excel(path) or not wanted:
         return found
     try:
         header = _head_lines(path, 1)[0]
@@ -225,6 +248,14 @@ class CountTable:
     genes: np.ndarray  # object array of str
     samples: list[str]
     values: np.ndarray
+    # a second id column of the other kind (a symbol column beside Ensembl ids, e.g. nf-core/rnaseq's
+    # gene_name, or Ensembl ids beside symbols), aligned with ``genes``; matching tries Ensembl first
+    alt_ids: np.ndarray | None = None
+    alt_kind: str = ""  # "symbol" or "ensembl"
+    alt_column: str = ""
+    annotation: list[str] | None = None  # annotation column names, which are not samples
+    stripped_names: int = 0  # sample names that had surrounding whitespace (stripped)
+    layout: str = "genes_by_samples"  # or "samples_by_genes": one row per sample (then annotation = set aside)
 
     def frame(self) -> pd.DataFrame:
         """Genes x samples frame indexed by gene id; a view of ``values``, not a copy."""
@@ -235,6 +266,8 @@ class CountTable:
         """Drop the genes where the boolean mask ``keep`` is False (in place)."""
         self.values = _compact_columns(self.values, keep)
         self.genes = self.genes[keep]
+        if self.alt_ids is not None:
+            self.alt_ids = self.alt_ids[keep]
 
     def take_samples(self, order: list[int]) -> None:
         """Keep the samples at positions ``order`` (distinct), in that order, in place."""
@@ -284,8 +317,10 @@ def _take_rows_in_place(values: np.ndarray, order: list[int]) -> np.ndarray:
     return values[: len(order)]
 
 
-def read_count_table(path: str | Path) -> CountTable:
-    """Read a gene x sample table (TSV/CSV[.gz], featureCounts, or .h5ad) into a :class:`CountTable`.
+def read_count_table(path: str | Path, sheet: str | int | None = None) -> CountTable:
+    """Read a gene x sample table (TSV/CSV[.gz], featureCounts, .xlsx or .h5ad) into a :class:`CountTable`.
+
+    ``sheet`` chooses the worksheet of an Excel workbook (a name, or a position counted from 1).
 
     Values are not checked here beyond being numeric or empty (NaN), so that validation can list
     every problem at once. HTSeq's ``__`` counter rows of text tables are dropped.
@@ -293,6 +328,8 @@ def read_count_table(path: str | Path) -> CountTable:
     path = Path(path)
     if path.suffix == ".h5ad":
         return _read_h5ad_counts(path)
+    if is_excel(path):
+        return _read_excel_counts(path, sheet)
     lines = _head_lines(path, 5)
     comment_lines = len(lines) - len([line for line in lines if not line.startswith("#")])
     if comment_lines < len(lines) and lines[comment_lines].startswith("Geneid\tChr\tStart\tEnd\tStrand\tLength"):
@@ -329,17 +366,20 @@ def _read_h5ad_counts(path: Path) -> CountTable:
 def _read_featurecounts(path: Path, skip: int) -> CountTable:
     header = _head_lines(path, skip + 1)[skip]
     names = header.split("\t")
-    first = len(FEATURECOUNTS_ANNOTATION) + 1  # field index of the first sample
+    # fields after Length that hold text are annotation too (featureCounts --extraAttributes gene_name)
+    first = _first_sample_field(path, "\t", names, skip, len(FEATURECOUNTS_ANNOTATION) + 1)
     if len(names) <= first:
         raise InputError(f"{path}: featureCounts table without sample columns (the header has only "
                          f"{', '.join(names)}).")
     _check_unique_columns(path, names[first:], first_position=first + 1)
-    genes, values, bad = _stream_values(path, "\t", skip + 1, len(names), first)
+    alt = _alt_id_field(names, first)
+    genes, extras, values, bad = _stream_values(path, "\t", skip + 1, len(names), first,
+                                                extra=[alt] if alt is not None else [])
     _check_gene_column(path, genes, None, first_line=skip + 2)
-    samples = [_featurecounts_sample_name(c) for c in names[first:]]
+    samples = [_featurecounts_sample_name(c.strip()) for c in names[first:]]
     _check_unique_columns(path, samples, first_position=first + 1,
                           note=" (after reducing BAM paths to file names)")
-    return _count_table(path, genes, samples, values, bad)
+    return _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
 
 
 def _featurecounts_sample_name(column: str) -> str:
@@ -349,7 +389,10 @@ def _featurecounts_sample_name(column: str) -> str:
 
 
 def _read_delimited_matrix(path: Path, lines: list[str]) -> CountTable:
-    """Plain gene x sample table; the gene column's header may be missing (R style) or empty."""
+    """Plain gene x sample table; the gene column's header may be missing (R style) or empty.
+
+    Annotation columns right after the id column (see ``ANNOTATION_COLUMNS``) are not samples.
+    """
     delimiter = _delimiter(path, lines[0], "count table")
     name = DELIMITER_NAMES[delimiter]
     header = next(csv.reader([lines[0]], delimiter=delimiter))
@@ -357,19 +400,72 @@ def _read_delimited_matrix(path: Path, lines: list[str]) -> CountTable:
         raise InputError(f"{path}: has a header but no gene rows.")
     n_fields = _field_count(lines[1], delimiter)
     if n_fields == len(header) + 1:
-        samples = header  # R write.table: no label over the row names
+        names = ["", *header]  # R write.table: no label over the row names
     elif n_fields == len(header):
-        samples = header[1:]
+        names = header
     else:
         raise InputError(f"{path}: line 2 has {n_fields} {name}-separated fields but the header (line 1) has "
                          f"{len(header)}; is the delimiter right, or do numbers use thousands separators?")
+    first = _first_sample_field(path, delimiter, names, 0, 1)
+    written = names[first:]
+    samples = [name.strip() for name in written]
     if not samples:
-        raise InputError(f"{path}: has no sample columns ({name}-separated, one column only); is it the right "
+        what = (f"only an id column and annotation column(s) {', '.join(repr(n) for n in names[1:])}"
+                if first > 1 else "one column only")
+        raise InputError(f"{path}: has no sample columns ({name}-separated, {what}); is it the right "
                          "file and delimiter?")
-    _check_unique_columns(path, samples, first_position=2)
-    genes, values, bad = _stream_values(path, delimiter, 1, n_fields, 1)
+    stripped = sum(a != b for a, b in zip(written, samples))
+    _check_unique_columns(path, samples, first_position=first + 1,
+                          note=" (after stripping surrounding whitespace)" if stripped else "")
+    alt = _alt_id_field(names, first)
+    genes, extras, values, bad = _stream_values(path, delimiter, 1, n_fields, first,
+                                                extra=[alt] if alt is not None else [])
     _check_gene_column(path, genes, header[0] if n_fields == len(header) else None, first_line=2)
-    return _count_table(path, genes, samples, values, bad)
+    table = _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
+    table.stripped_names = stripped
+    return table
+
+
+def _looks_like_text(values: list[str]) -> bool:
+    """Most non-empty cells are neither numbers nor true/false: an annotation column, not a sample."""
+    cells = [v.strip() for v in values if v.strip() and v.strip() not in NULL_VALUES]
+    if not cells or all(c in BOOLEAN_WORDS for c in cells):
+        return False
+    text = 0
+    for cell in cells:
+        try:
+            float(cell)
+        except ValueError:  # '1,234' is a badly written number, reported as such, not text
+            text += not THOUSANDS.fullmatch(cell)
+    return text > len(cells) / 2
+
+
+def _first_sample_field(path: Path, delimiter: str, names: list[str], skip: int, start: int) -> int:
+    """Field index of the first sample: fields from ``start`` on that are annotation columns (a known
+    annotation name, or mostly text in the first ``ANNOTATION_SCAN_ROWS`` data rows) are skipped."""
+    rows = [next(csv.reader([line], delimiter=delimiter))
+            for line in _head_lines(path, skip + 1 + ANNOTATION_SCAN_ROWS)[skip + 1:] if line.strip()]
+    return _first_sample_index(names, rows, start)
+
+
+def _first_sample_index(names: list[str], rows: list[list[str]], start: int) -> int:
+    """See :func:`_first_sample_field`; ``rows`` are the first data rows as lists of cells."""
+    field_index = start
+    while field_index < len(names):
+        known = names[field_index].strip().casefold() in ANNOTATION_COLUMNS
+        if not known and not _looks_like_text([r[field_index] for r in rows if len(r) > field_index]):
+            break
+        field_index += 1
+    return field_index
+
+
+def _alt_id_field(names: list[str], first_sample: int) -> int | None:
+    """The annotation field holding a second kind of gene id (symbols, or Ensembl ids), if any."""
+    for wanted in (SYMBOL_COLUMNS, ENSEMBL_COLUMNS):
+        for index in range(1, first_sample):
+            if names[index].strip().casefold() in wanted:
+                return index
+    return None
 
 
 def _check_gene_column(path: Path, genes: np.ndarray, label: str | None, first_line: int) -> None:
@@ -430,13 +526,14 @@ class _NotNumeric(Exception):
     """A sample cell failed the fast float64 conversion: reread the values as text."""
 
 
-def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int,
-                   first_sample: int) -> tuple[np.ndarray, np.ndarray, dict[int, _BadColumn]]:
+def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sample: int,
+                   extra: list[int] | tuple = ()) -> tuple[np.ndarray, list[np.ndarray], np.ndarray,
+                                                          dict[int, _BadColumn]]:
     """Parse the table straight into one samples x genes float64 array.
 
     Fields ``first_sample`` .. ``n_fields - 1`` are samples, field 0 the gene id, anything between
-    is skipped. Returns gene ids, the array (with as many columns as there are data rows) and the
-    non-numeric cells by sample. The array is sized from the number of lines, an upper bound on the
+    is skipped except the ``extra`` fields, returned as text. Returns gene ids, the extra fields, the
+    array (with as many columns as there are data rows) and the non-numeric cells by sample. The array is sized from the number of lines, an upper bound on the
     rows, because batches are written into it as they are parsed; a first pass parses
     numbers natively, and only if a cell is not a number is the table parsed again as text, to
     accept what the slower converter accepts (e.g. spaces around a number) and name every bad cell.
@@ -444,11 +541,14 @@ def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int,
     capacity = max(_count_lines(path) - skip_rows, 0)
     values = np.empty((n_fields - first_sample, capacity), dtype=np.float64)
     bad: dict[int, _BadColumn] = {}
+    extra = list(extra)
     try:
-        genes, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, False), bad)
+        genes, extras, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, False,
+                                                       extra), bad, len(extra))
     except _NotNumeric:
-        genes, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, True), bad)
-    return genes, _compact_columns(values, np.arange(capacity) < n_rows), bad
+        genes, extras, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, True,
+                                                       extra), bad, len(extra))
+    return genes, extras, _compact_columns(values, np.arange(capacity) < n_rows), bad
 
 
 def _count_lines(path: Path) -> int:
@@ -468,8 +568,9 @@ def _count_lines(path: Path) -> int:
 
 
 def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sample: int,
-             as_text: bool) -> Iterator[pa.RecordBatch]:
-    """Record batches of the gene column (text) and the sample columns (float64, or text).
+             as_text: bool, extra: list[int] | tuple = ()) -> Iterator[pa.RecordBatch]:
+    """Record batches of the gene column (text), the ``extra`` fields (text) and the sample columns
+    (float64, or text).
 
     Fields are named by position, so odd or repeated header names cannot clash. A parser's error
     becomes an :class:`InputError` naming the line; a cell that is not a number raises
@@ -482,8 +583,10 @@ def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sa
     head = sum(len(line.encode()) + 2 for line in _head_lines(path, skip_rows + 1))
     read_options = pacsv.ReadOptions(skip_rows=skip_rows, column_names=names,
                                      block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head))
-    convert_options = pacsv.ConvertOptions(column_types={"0": pa.string(), **{s: sample_type for s in samples}},
-                                           include_columns=["0", *samples], strings_can_be_null=False,
+    texts = ["0", *(names[i] for i in extra)]
+    convert_options = pacsv.ConvertOptions(column_types={**{t: pa.string() for t in texts},
+                                                         **{s: sample_type for s in samples}},
+                                           include_columns=[*texts, *samples], strings_can_be_null=False,
                                            null_values=NULL_VALUES)
     try:
         with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
@@ -497,26 +600,32 @@ def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sa
         raise _read_problem(path, err) from None
 
 
-def _fill(values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, _BadColumn]) -> tuple[np.ndarray, int]:
-    """Write each batch's sample columns into ``values[:, rows]``; returns gene ids and the row count.
+def _fill(values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, _BadColumn],
+          n_extra: int = 0) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """Write each batch's sample columns into ``values[:, rows]``; returns gene ids, the ``n_extra``
+    text columns after the gene column, and the row count.
 
     Text batches (sample columns of type string) are converted here, their bad cells noted in ``bad``.
     """
     genes: list[np.ndarray] = []
+    extras: list[list[np.ndarray]] = [[] for _ in range(n_extra)]
     start = 0
     for batch in batches:
         stop = start + batch.num_rows
         if stop > values.shape[1]:
             raise RuntimeError(f"more rows than lines ({stop} > {values.shape[1]})")
         genes.append(batch.column(0).to_numpy(zero_copy_only=False))
-        columns = batch.columns[1:]
+        for k in range(n_extra):
+            extras[k].append(batch.column(1 + k).to_numpy(zero_copy_only=False))
+        columns = batch.columns[1 + n_extra:]
         if columns and pa.types.is_string(columns[0].type):
             values[:, start:stop] = _text_to_float(columns, start, bad)
         else:
             for i, column in enumerate(columns):
                 values[i, start:stop] = column.to_numpy(zero_copy_only=False)  # nulls become NaN
         start = stop
-    return (np.concatenate(genes) if genes else np.array([], dtype=object)), start
+    join = lambda parts: np.concatenate(parts) if parts else np.array([], dtype=object)  # noqa: E731
+    return join(genes), [join(parts) for parts in extras], start
 
 
 def _text_to_float(columns: list[pa.Array], first_row: int, bad: dict[int, _BadColumn]) -> np.ndarray:
@@ -550,11 +659,17 @@ def _text_cells_to_float(text: pa.Array, missing: pa.Array, shape: tuple[int, in
 
 
 def _count_table(path: Path, genes: np.ndarray, samples: list[str], values: np.ndarray,
-                 bad: dict[int, _BadColumn]) -> CountTable:
+                 bad: dict[int, _BadColumn], annotation: list[str] | None = None,
+                 alt: tuple[int | None, list[str], list[np.ndarray]] | None = None) -> CountTable:
     """The table without HTSeq counter rows; first raises the non-numeric cells found, if any."""
     if bad:
         raise InputError(_not_number_problems(path, genes, samples, bad))
-    table = CountTable(genes=genes, samples=samples, values=values)
+    table = CountTable(genes=genes, samples=samples, values=values, annotation=list(annotation or []))
+    if alt is not None and alt[0] is not None:
+        field_index, names, extras = alt
+        table.alt_ids = np.asarray(extras[0], dtype=object)
+        table.alt_column = names[field_index]
+        table.alt_kind = "symbol" if names[field_index].strip().casefold() in SYMBOL_COLUMNS else "ensembl"
     table.keep_genes(~pd.Series(genes, dtype=object).str.startswith(HTSEQ_SPECIAL_PREFIX).to_numpy(dtype=bool))
     return table
 
@@ -569,7 +684,7 @@ def _not_number_problems(path: Path, genes: np.ndarray, samples: list[str],
     for sample, column in cells[:10]:
         value = column.value
         hint = (" (thousands separators are not allowed: write plain numbers)"
-                if re.fullmatch(r"-?\d{1,3}([,.' ]\d{3})+([.,]\d+)?", value.strip()) else "")
+                if THOUSANDS.fullmatch(value.strip()) else "")
         lines = row_lines(path, genes, column.row)
         where = f" on {line_hint(lines)}" if lines else ""
         problems.append(f"{path}: column '{sample}', gene '{genes[column.row]}'{where}: '{value}' is not a "
@@ -611,15 +726,30 @@ def _short_arrow_message(err: Exception) -> str:
 # Sample sheets
 # ----------------------------------------------------------------------------------------------
 
-def read_sample_sheet(path: str | Path) -> pd.DataFrame:
+def read_sample_sheet(path: str | Path, sheet: str | int | None = None,
+                      columns: set[str] | None = None) -> pd.DataFrame:
     """Read a sample sheet as text (every cell a str, empty cells '').
 
+    TSV/CSV, or an Excel workbook (``.xlsx``: its first worksheet, or ``sheet``, a name or a
+    position counted from 1), whose cells are turned into the text Excel shows (see :func:`_excel_text`).
+    With ``columns``, only the columns of those names are kept (a wide count table that is its own
+    sample sheet: its thousands of gene columns are not sheet columns).
+
     The frame's index is the file line number of each row (header = line 1), so that messages can
-    name lines even after rows are dropped. A BOM and CRLF line ends are accepted; rows that are
+    name lines even after rows are dropped. Surrounding whitespace is stripped from every cell and
+    column name; ``attrs["stripped"]`` maps (line, column) to the original of each changed cell,
+    ``attrs["stripped_headers"]`` counts changed names. A BOM and CRLF line ends are accepted; rows that are
     entirely empty (Excel's trailing ``\\t\\t\\t`` rows) and trailing columns without a header or a
     value are skipped; ragged rows, duplicate or missing column names are errors.
     """
     path = Path(path)
+    if is_excel(path):
+        rows = list(_excel_rows(path, sheet))
+        if not rows:
+            raise InputError(f"{path}: {_sheet_label(path, sheet)} is empty.")
+        width = max(len(r) for _, r in rows)
+        rows = [(n, r + [""] * (width - len(r))) for n, r in rows]  # Excel rows have no delimiters to count
+        return _sheet_frame(path, rows, "Excel", columns)
     lines = _head_lines(path, 2)
     delimiter = _delimiter(path, lines[0], "sample sheet")
     name = DELIMITER_NAMES[delimiter]
@@ -636,6 +766,12 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
                          f"{err}.") from None
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
         raise _decode_problem(path, err, None) from None
+    return _sheet_frame(path, rows, name, columns)
+
+
+def _sheet_frame(path: Path, rows: list[tuple[int, list[str]]], name: str,
+                 columns: set[str] | None = None) -> pd.DataFrame:
+    """The sample sheet frame from (line, cells) rows, the first being the header; see read_sample_sheet."""
     (_, header), body = rows[0], [(n, r) for n, r in rows[1:] if any(cell.strip() for cell in r)]
     # Excel pads exported sheets with empty trailing columns: drop those that are empty everywhere
     while header and not header[-1].strip() and all(len(r) < len(header) or not r[len(header) - 1].strip()
@@ -644,12 +780,23 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         body = [(n, r[: len(header)] if len(r) > len(header) else r) for n, r in body]
     problems = []
     seen: dict[str, int] = {}
+    written = header
+    header = [column.strip() for column in header]
+    wanted = [j for j, column in enumerate(header) if columns is None or column in columns]
     for position, column in enumerate(header, start=1):
-        if not column.strip():
+        if columns is not None and column not in columns:
+            continue
+        if not column:
             problems.append(f"{path}: column {position} has an empty header; name it or delete the column.")
         elif column in seen:
-            problems.append(f"{path}: column name '{column}' appears twice (columns {seen[column]} and "
-                            f"{position}); column names must be unique.")
+            first = seen[column]
+            if written[first - 1] != written[position - 1]:
+                problems.append(f"{path}: column names '{written[first - 1]}' (column {first}) and "
+                                f"'{written[position - 1]}' (column {position}) are the same once surrounding "
+                                "whitespace is stripped; rename one of them.")
+            else:
+                problems.append(f"{path}: column name '{column}' appears twice (columns {first} and "
+                                f"{position}); column names must be unique.")
         seen.setdefault(column, position)
     ragged = [(n, len(r)) for n, r in body if len(r) != len(header)]
     if ragged:
@@ -661,5 +808,348 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         problems.append(f"{path}: sample sheet has a header but no rows.")
     if problems:
         raise InputError(problems)
-    sheet = pd.DataFrame([r for _, r in body], columns=header, index=[n for n, _ in body], dtype=str)
+    # surrounding whitespace is stripped from every cell (Excel exports often pad them); the original
+    # spellings of changed cells are kept, so that ids made identical by stripping can be named
+    originals: dict[tuple[int, str], str] = {}
+    cells = []
+    for number, record in body:
+        record = [record[j] for j in wanted]
+        row = [cell.strip() for cell in record]
+        for column, cell, stripped in zip([header[j] for j in wanted], record, row):
+            if cell != stripped:
+                originals[(number, column)] = cell
+        cells.append(row)
+    sheet = pd.DataFrame(cells, columns=[header[j] for j in wanted], index=[n for n, _ in body], dtype=str)
+    sheet.attrs["stripped"] = originals
+    sheet.attrs["stripped_headers"] = sum(written[j] != header[j] for j in wanted)
     return sheet
+
+
+# ----------------------------------------------------------------------------------------------
+# Excel workbooks
+# ----------------------------------------------------------------------------------------------
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+ZERO_PADDED = re.compile(r"^0+$")
+
+
+def is_excel(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in EXCEL_SUFFIXES
+
+
+def _sheet_label(path: Path, sheet: str | int | None) -> str:
+    if sheet is None:
+        return "the first worksheet"
+    return f"worksheet {sheet!r}" if isinstance(sheet, str) else f"worksheet {sheet} (counted from 1)"
+
+
+def _excel_text(value: object, number_format: str | None) -> str:
+    """A cell as the text Excel shows for the usual cases, so that ids stay as written.
+
+    Text cells are kept as they are ('001' stays '001'); whole numbers lose Excel's float form (12.0
+    -> '12') and, with a zero-padded number format such as '000' (how Excel shows 001 when the cell
+    holds the number 1), are padded to it; other numbers get Excel's 15 significant digits; dates
+    are ISO dates; true/false are TRUE/FALSE; an empty cell is ''.
+    """
+    import datetime as dt
+
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not np.isfinite(value):
+            return str(value)
+        if float(value) == int(value) and abs(value) < 1e15:
+            text = str(int(value))
+            if number_format and ZERO_PADDED.match(number_format) and value >= 0:
+                text = text.zfill(len(number_format))
+            return text
+        return f"{value:.15g}"
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _excel_rows(path: Path, sheet: str | int | None) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells as text) of one worksheet, with openpyxl (read-only, cached formula values)."""
+    import zipfile
+
+    import openpyxl
+
+    _check_file(path)
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot be read as an Excel workbook (.xlsx): {type(err).__name__}: "
+                         f"{str(err)[:200]}; open it in Excel and save it again as .xlsx, or export the sheet "
+                         "as TSV.") from None
+    try:
+        names = workbook.sheetnames
+        if sheet is None:
+            worksheet = workbook.worksheets[0]
+        elif isinstance(sheet, int) and not isinstance(sheet, bool):
+            if not 1 <= sheet <= len(names):
+                raise InputError(f"{path}: has {len(names)} worksheet(s) ({', '.join(repr(n) for n in names)}); "
+                                 f"`sheet: {sheet}` (counted from 1) is not one of them.")
+            worksheet = workbook.worksheets[sheet - 1]
+        elif sheet in names:
+            worksheet = workbook[sheet]
+        else:
+            near = [n for n in names if n.strip().casefold() == str(sheet).strip().casefold()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise InputError(f"{path}: has no worksheet {sheet!r}{hint}; its worksheets are "
+                             f"{', '.join(repr(n) for n in names)}.")
+        for number, row in enumerate(worksheet.iter_rows(), start=1):
+            cells = [_excel_text(cell.value, getattr(cell, "number_format", None)) for cell in row]
+            while cells and cells[-1] == "":
+                cells.pop()
+            yield number, cells
+    finally:
+        workbook.close()
+
+
+# file lines (worksheet rows) of each gene id of the workbook tables read, for messages (locate_rows)
+_SHEET_ROW_LINES: dict[str, dict[str, list[int]]] = {}
+
+
+def _read_excel_counts(path: Path, sheet: str | int | None) -> CountTable:
+    """A gene x sample table on a worksheet. Held as text once (a workbook is at most Excel-sized;
+    biobank-scale tables belong in TSV), then converted as the TSV reader's text path does."""
+    rows = [(n, r) for n, r in _excel_rows(path, sheet) if any(cell.strip() for cell in r)]
+    if not rows:
+        raise InputError(f"{path}: {_sheet_label(path, sheet)} is empty.")
+    (_, header), body = rows[0], rows[1:]
+    if not body:
+        raise InputError(f"{path}: has a header but no gene rows.")
+    width = max(len(header), *(len(r) for _, r in body))
+    names = header + [""] * (width - len(header))
+    cells = [r + [""] * (width - len(r)) for _, r in body]
+    first = _first_sample_index(names, [r for r in cells[:ANNOTATION_SCAN_ROWS]], 1)
+    samples = [name.strip() for name in names[first:]]
+    if not samples:
+        raise InputError(f"{path}: has no sample columns (an id column and annotation column(s) only).")
+    _check_unique_columns(path, samples, first_position=first + 1)
+    genes = np.array([r[0].strip() for r in cells], dtype=object)
+    lines: dict[str, list[int]] = {}
+    for (number, _), gene in zip(body, genes):
+        lines.setdefault(gene, []).append(number)
+    _SHEET_ROW_LINES[str(path)] = lines
+    _check_gene_column(path, genes, names[0] or None, first_line=2)
+    bad: dict[int, _BadColumn] = {}
+    columns = [pa.array([r[j] for r in cells], type=pa.string()) for j in range(first, width)]
+    values = np.require(_text_to_float(columns, 0, bad), np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
+    alt = _alt_id_field(names, first)
+    extras = [np.array([r[alt] for r in cells], dtype=object)] if alt is not None else []
+    table = _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
+    table.stripped_names = sum(a != b for a, b in zip(names[first:], samples))
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+# Wide tables: one row per sample, genes as columns
+# ----------------------------------------------------------------------------------------------
+
+LAYOUTS = ("genes_by_samples", "samples_by_genes")
+LAYOUT_SCAN_ROWS = 1000
+
+
+def _table_head(path: Path, sheet: str | int | None, n_rows: int) -> tuple[str | None, list[str], list[list[str]]]:
+    """(delimiter or None for a workbook, header cells, up to ``n_rows`` data rows as cells)."""
+    if is_excel(path):
+        rows = []
+        for _, cells in _excel_rows(path, sheet):
+            if any(c.strip() for c in cells):
+                rows.append(cells)
+            if len(rows) > n_rows:
+                break
+        if not rows:
+            raise InputError(f"{path}: {_sheet_label(path, sheet)} is empty.")
+        return None, rows[0], rows[1:]
+    lines = _head_lines(path, 1 + n_rows)
+    delimiter = _delimiter(path, lines[0], "count table")
+    cells = [next(csv.reader([line], delimiter=delimiter)) for line in lines if line.strip()]
+    return delimiter, cells[0], cells[1:]
+
+
+def _first_fields(path: Path, sheet: str | int | None, n_rows: int) -> tuple[list[str], list[str]]:
+    """The header's cells and the first cell of up to ``n_rows`` data rows; a text table's rows are
+    not split beyond their first field (a wide table's rows hold tens of thousands)."""
+    if is_excel(path):
+        _, header, rows = _table_head(path, sheet, n_rows)
+        return header, [row[0] if row else "" for row in rows]
+    first_line = _head_lines(path, 1)[0]
+    delimiter = _delimiter(path, first_line, "count table")
+    header = next(csv.reader([first_line], delimiter=delimiter))
+    firsts: list[str] = []
+    for number, line in _iter_lines(path):  # one line at a time: only its first field is kept
+        if number > 1 and line.strip():
+            firsts.append(line.split(delimiter, 1)[0].strip('"'))
+            if len(firsts) >= n_rows:
+                break
+    return header, firsts
+
+
+def detect_layout(path: str | Path, sheet: str | int | None, sample_ids: set[str]) -> tuple[str, str]:
+    """(layout, why): ``samples_by_genes`` when the sheet's sample ids label the table's rows (its first
+    column) rather than its columns, else ``genes_by_samples`` (the usual count table)."""
+    path = Path(path)
+    if path.suffix == ".h5ad" or not sample_ids:
+        return "genes_by_samples", "the default"
+    header, rows = _first_fields(path, sheet, LAYOUT_SCAN_ROWS)
+    in_header = sum(name.strip() in sample_ids for name in header)
+    in_rows = sum(first.strip() in sample_ids for first in rows)
+    if in_rows > in_header:
+        return "samples_by_genes", (f"detected: {in_rows} of its first {len(rows)} rows start with a sample id of "
+                                    f"the sheet, {in_header} of its column names are one")
+    return "genes_by_samples", (f"detected: {in_header} of its column names are sample ids of the sheet"
+                                if in_header else "the default")
+
+
+def read_wide_table(path: str | Path, sheet: str | int | None = None, id_column: str | None = None,
+                    not_genes: set[str] | frozenset = frozenset()) -> CountTable:
+    """A samples x genes table (one row per sample): the sample id in ``id_column`` (default the first
+    column), genes in every other column except those named in ``not_genes`` (the sample sheet's
+    columns when the sheet is this same file) and columns of text (covariates such as sex or arm);
+    the columns set aside are listed in ``annotation``. Text tables are streamed into the array row
+    block by row block (the orientation of the result), workbooks read as text first.
+    """
+    path = Path(path)
+    if path.suffix == ".h5ad":
+        raise InputError(f"{path}: an AnnData file has its own orientation (obs = samples); `layout: "
+                         "samples_by_genes` applies to text and Excel tables: remove it.")
+    delimiter, header, head = _table_head(path, sheet, WIDE_SCAN_ROWS)
+    names = [name.strip() for name in header]
+    if id_column is not None and id_column in names:
+        id_field = names.index(id_column)
+    else:
+        id_field = 0
+    genes, aside = [], []
+    for j, name in enumerate(names):
+        if j == id_field:
+            continue
+        values = [row[j] for row in head if len(row) > j]
+        (aside if name in not_genes or _looks_like_text(values) else genes).append(j)
+    if not genes:
+        raise InputError(f"{path}: read with one row per sample (`layout: samples_by_genes`), but no column holds "
+                         f"numbers (columns: {', '.join(repr(n) for n in names[:12])}); is the layout right?")
+    empty = [str(j + 1) for j in genes if not names[j]]
+    if empty:
+        raise InputError(f"{path}: gene column(s) {', '.join(empty[:10])} have an empty header.")
+    if delimiter is None:
+        ids, workbook_lines, values, bad = _wide_from_workbook(path, sheet, id_field, genes)
+        lines = lambda: workbook_lines  # noqa: E731
+    else:
+        ids, values, bad = _stream_wide(path, delimiter, len(header), id_field, genes)
+        lines = lambda: _data_lines(path, len(ids))  # noqa: E731  (reread only to word a message)
+    gene_names = [names[j] for j in genes]
+    if bad:
+        raise InputError(_wide_not_number_problems(path, ids, lines(), gene_names, bad))
+    samples = [str(i).strip() for i in ids]
+    if any(not sample for sample in samples) or len(set(samples)) < len(samples):
+        _wide_id_problems(path, samples, lines())
+    table = CountTable(genes=np.array(gene_names, dtype=object), samples=samples, values=values,
+                       annotation=[names[j] for j in aside], layout="samples_by_genes")
+    table.stripped_names = sum(str(a) != b for a, b in zip(ids, samples))
+    table.keep_genes(~pd.Series(gene_names, dtype=object).str.startswith(HTSEQ_SPECIAL_PREFIX).to_numpy(dtype=bool))
+    return table
+
+
+def _wide_id_problems(path: Path, samples: list[str], lines: list[int]) -> None:
+    blank = [str(line) for line, sample in zip(lines, samples) if not sample]
+    if blank:
+        raise InputError(f"{path}: {len(blank)} row(s) have an empty sample id (line(s) {', '.join(blank[:5])}); "
+                         "every row needs the sample id in its first column.")
+    seen: dict[str, int] = {}
+    repeated = []
+    for line, sample in zip(lines, samples):
+        if sample in seen:
+            repeated.append(f"'{sample}' (lines {seen[sample]} and {line})")
+        seen.setdefault(sample, line)
+    if repeated:
+        raise InputError(f"{path}: sample id(s) {', '.join(repeated[:10])} appear on more than one row; each sample "
+                         "(blood draw) needs one row.")
+
+
+def _stream_wide(path: Path, delimiter: str, n_fields: int, id_field: int,
+                 genes: list[int]) -> tuple[np.ndarray, np.ndarray, dict[int, _BadColumn]]:
+    """Rows of a wide text table straight into a samples x genes array (rows as they come)."""
+    capacity = max(_count_lines(path) - 1, 0)
+    values = np.empty((capacity, len(genes)), dtype=np.float64)
+    bad: dict[int, _BadColumn] = {}
+
+    def fill(as_text: bool) -> tuple[np.ndarray, int]:
+        ids, start = [], 0
+        for batch in _wide_batches(path, delimiter, n_fields, id_field, genes, as_text):
+            stop = start + batch.num_rows
+            ids.append(batch.column(0).to_numpy(zero_copy_only=False))
+            columns = batch.columns[1:]
+            if as_text:
+                values[start:stop] = _text_to_float(columns, start, bad).T
+            else:
+                for j, column in enumerate(columns):
+                    values[start:stop, j] = column.to_numpy(zero_copy_only=False)
+            start = stop
+        return (np.concatenate(ids) if ids else np.array([], dtype=object)), start
+
+    try:
+        ids, n_rows = fill(False)
+    except _NotNumeric:
+        ids, n_rows = fill(True)
+    return ids, values[:n_rows], bad
+
+
+def _data_lines(path: Path, n_rows: int) -> list[int]:
+    """File line of each non-blank data row (for messages about rows of a wide table)."""
+    lines = [number for number, line in _iter_lines(path) if number > 1 and line.strip()]
+    return lines[:n_rows] if len(lines) >= n_rows else list(range(2, n_rows + 2))
+
+
+def _wide_batches(path: Path, delimiter: str, n_fields: int, id_field: int, genes: list[int],
+                  as_text: bool) -> Iterator[pa.RecordBatch]:
+    names = [str(i) for i in range(n_fields)]
+    kept = [names[j] for j in genes]
+    head = sum(len(line.encode()) + 2 for line in _head_lines(path, 2))
+    read_options = pacsv.ReadOptions(skip_rows=1, column_names=names,
+                                     block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head))
+    convert_options = pacsv.ConvertOptions(
+        column_types={names[id_field]: pa.string(), **{k: pa.string() if as_text else pa.float64() for k in kept}},
+        include_columns=[names[id_field], *kept], strings_can_be_null=False, null_values=NULL_VALUES)
+    try:
+        with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                            convert_options=convert_options) as reader:
+            yield from reader
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        if "conversion error" in str(err) and not as_text:
+            raise _NotNumeric() from None
+        raise _parse_problem(path, err, delimiter, n_fields, 1) from None
+    except OSError as err:
+        raise _read_problem(path, err) from None
+
+
+def _wide_from_workbook(path: Path, sheet: str | int | None, id_field: int,
+                        genes: list[int]) -> tuple[np.ndarray, list[int], np.ndarray, dict[int, _BadColumn]]:
+    rows = [(n, r) for n, r in _excel_rows(path, sheet) if any(c.strip() for c in r)][1:]
+    width = max([id_field + 1, *(j + 1 for j in genes)])
+    cells = [r + [""] * (width - len(r)) for _, r in rows]
+    ids = np.array([r[id_field] for r in cells], dtype=object)
+    bad: dict[int, _BadColumn] = {}
+    columns = [pa.array([r[j] for r in cells], type=pa.string()) for j in genes]
+    values = np.ascontiguousarray(_text_to_float(columns, 0, bad).T) if cells else np.empty((0, len(genes)))
+    return ids, [n for n, _ in rows], values, bad
+
+
+def _wide_not_number_problems(path: Path, ids: np.ndarray, lines: list[int], genes: list[str],
+                              bad: dict[int, _BadColumn]) -> list[str]:
+    problems = [f"{path}: column '{genes[j]}' holds true/false values, not numbers."
+                for j, column in sorted(bad.items()) if column.only_booleans]
+    cells = [(j, column) for j, column in sorted(bad.items()) if not column.only_booleans]
+    for j, column in cells[:10]:
+        problems.append(f"{path}: column '{genes[j]}', sample '{str(ids[column.row]).strip()}' on line "
+                        f"{lines[column.row]}: '{column.value}' is not a number; {column.count} such cell(s) in "
+                        "this column (columns of text are read as covariates only when most of their cells are text).")
+    if len(cells) > 10:
+        problems.append(f"{path}: ... and {len(cells) - 10} more columns with cells that are not numbers.")
+    return problems

@@ -17,7 +17,9 @@ Three ways to the same kind of VST, all blind (intercept-only design) and parame
 * ``pydeseq2``: PyDESeq2's own ``DeseqDataSet.vst_fit(use_design=False)``, for cross-checking.
 
 In all three, genes whose dispersion sits at the lower bound are left out of the trend fit, as R's
-``estimateDispersionsFit`` does (see ``fit_trend_from_dispersions``).
+``estimateDispersionsFit`` does (see ``fit_trend_from_dispersions``). Where the parametric trend
+does not converge, all three do what PyDESeq2 does: warn and use a mean-based trend (see
+``dispersion_trend``), recorded in ``uns["normalization"]``.
 
 With ``input: log2_expression`` no normalization is done: the given values are the VST layer.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,6 +39,8 @@ import pandas as pd
 from scipy.special import digamma
 
 from .errors import InputError
+
+log = logging.getLogger("ctra")
 
 NSUB = 1000
 PYDESEQ2_MIN_DISP = 1e-8  # DeseqDataSet's min_disp default (DESeq2's minDisp)
@@ -343,12 +348,44 @@ def fit_trend_from_dispersions(dispersions: np.ndarray, base_mean: np.ndarray) -
         previous = coeffs
         coeffs, converged = gamma_identity_glm(x, y) if len(y) >= 2 else (coeffs, False)
         if not converged or (coeffs <= 1e-10).any():
-            raise InputError("the parametric dispersion trend did not converge on this data; try "
-                             "`normalization: pydeseq2` or check the counts.")
+            raise TrendNotConverged("the parametric dispersion trend did not converge on this data.")
         ratio = y / (coeffs[0] + coeffs[1] * x)
         near = (ratio >= 1e-4) & (ratio < 15)
         y, x = y[near], x[near]
     return float(coeffs[0]), float(coeffs[1])
+
+
+class TrendNotConverged(InputError):
+    """The parametric trend's gamma GLM failed or gave a coefficient <= 1e-10 (e.g. dispersions that do
+    not fall with the mean); :func:`dispersion_trend` then uses the mean-based trend."""
+
+
+def mean_dispersion(dispersions: np.ndarray) -> float:
+    """PyDESeq2's mean-based trend: the 0.1 %-trimmed mean of the genewise dispersions above
+    10 x min_disp (``_fit_mean_dispersion_trend``, and ``vst_transform`` for ``fit_type='mean'``)."""
+    from scipy.stats import trim_mean
+
+    usable = dispersions[np.isfinite(dispersions) & (dispersions > 10 * PYDESEQ2_MIN_DISP)]
+    if not usable.size:
+        raise InputError("no gene has a dispersion above the lower bound (every gene looks Poisson), so no "
+                         "dispersion trend can be fitted; check the counts.")
+    return float(trim_mean(usable, proportiontocut=0.001))
+
+
+def dispersion_trend(dispersions: np.ndarray, base_mean: np.ndarray) -> tuple[float, float, dict]:
+    """``(a0, a1, record)``: the parametric trend, or, where it does not converge, what PyDESeq2 does:
+    warn and use a mean-based trend, a constant dispersion ``a0 = mean_dispersion`` (its VST,
+    ``(2 asinh(sqrt(a0 x)) - log(4 a0)) / log 2``, is the parametric formula with ``a1 = 0``)."""
+    try:
+        a0, a1 = fit_trend_from_dispersions(dispersions, base_mean)
+        return a0, a1, {"trend": "parametric"}
+    except TrendNotConverged:
+        a0 = mean_dispersion(dispersions)
+    message = ("the parametric dispersion trend (a0 + a1 / mean) did not converge on this data (dispersions "
+               f"that do not fall with the mean); switched to a mean-based trend, a constant dispersion {a0:.4g}, "
+               "as PyDESeq2 does")
+    log.warning("%s", message)
+    return a0, 0.0, {"trend": "mean", "trend_fallback": message}
 
 
 def vst_transform(normed: np.ndarray, a0: float, a1: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -394,9 +431,9 @@ def vst_fast(counts: np.ndarray, factors: np.ndarray, nsub: int | None = None,
         # R's vst() is the reference here, and on these genes (mean > 5) the exact maxima reproduce it
         dispersions, _ = genewise_dispersions(counts[:, subset], factors, n_cpus=n_cpus, floor_start_stays=False)
         trend_means = base_mean[subset]
-    a0, a1 = fit_trend_from_dispersions(dispersions, trend_means)
+    a0, a1, trend = dispersion_trend(dispersions, trend_means)
     info = {"method": "fast" if nsub is None else "vst_subset", "trend_genes": _trend_gene_count(dispersions),
-            "a0_asymptotic_dispersion": a0, "a1_extra_poisson": a1}
+            "a0_asymptotic_dispersion": a0, "a1_extra_poisson": a1, **trend}
     return vst_counts(counts, factors, a0, a1, n_cpus), info
 
 
@@ -413,9 +450,9 @@ def vst_pydeseq2(counts: np.ndarray, n_cpus: int = 1) -> tuple[np.ndarray, np.nd
         warnings.simplefilter("ignore")
         dds.vst_fit(use_design=False)
     dispersions = dds.var["vst_genewise_dispersions"].to_numpy()
-    a0, a1 = fit_trend_from_dispersions(dispersions, dds.var["_normed_means"].to_numpy())
+    a0, a1, trend = dispersion_trend(dispersions, dds.var["_normed_means"].to_numpy())
     info = {"method": "pydeseq2", "trend_genes": _trend_gene_count(dispersions),
-            "a0_asymptotic_dispersion": a0, "a1_extra_poisson": a1}
+            "a0_asymptotic_dispersion": a0, "a1_extra_poisson": a1, **trend}
     return vst_transform(np.asarray(dds.layers["normed_counts"]), a0, a1), dds.obs["size_factors"].to_numpy(), info
 
 
@@ -449,5 +486,22 @@ def normalize(adata: ad.AnnData, input_kind: str = "counts", method: str = "fast
     out.layers["vst"] = vst
     out.obs["size_factor"] = factors
     out.obs["library_size"] = values.sum(axis=1)
+    if "non_integer_counts" in adata.uns:  # estimated counts rounded by validate: part of the method
+        info["non_integer_counts_rounded"] = int(adata.uns["non_integer_counts"]["cells"])
     out.uns["normalization"] = info
     return out
+
+
+def methods_notes(info: dict) -> str:
+    """Sentences for the report's Methods about what the normalization did beyond the usual: estimated
+    counts rounded, a mean-based dispersion trend instead of the parametric one (empty otherwise)."""
+    notes = []
+    if info.get("non_integer_counts_rounded"):
+        notes.append(f"{int(info['non_integer_counts_rounded']):,} non-integer values (estimated counts) were rounded "
+                     "to the nearest integer before normalization (`non_integer_counts: round`), as DESeq2 users do "
+                     "for estimated counts (DESeqDataSetFromTximport, round()).")
+    if info.get("trend") == "mean":
+        notes.append("The parametric dispersion trend did not converge on this data (dispersions that do not fall "
+                     "with the mean), so, as PyDESeq2 does, a mean-based trend was used: one dispersion for every "
+                     f"gene, the 0.1 %-trimmed mean of the genewise dispersions ({info['a0_asymptotic_dispersion']:.4g}).")
+    return "".join(" " + n for n in notes)

@@ -21,17 +21,20 @@ SCORE_COLUMNS = ("ctra", *SCORE_GROUPS)
 
 def usage_table(adata: ad.AnnData, gene_table: pd.DataFrame, min_count: float = 1.0,
                 min_fraction: float = 0.5) -> pd.DataFrame:
-    """One row per gene of the set (and markers): used or not, the input id(s) matched, and why not."""
+    """One row per gene of the set (and markers): used or not, the input id(s) matched, by which id
+    (``matched_by``: ``ensembl_id`` or ``symbol``), and why not."""
     rows = []
     has_counts = "counts" in adata.layers
     for record in gene_table.itertuples(index=False):
         row = {"gene": record.gene, "group": record.group, "direction": record.direction,
-               "used": False, "matched_id": "", "reason": ""}
+               "used": False, "matched_id": "", "matched_by": "", "reason": ""}
         if record.gene not in adata.var_names:
             row["reason"] = "absent from input"
         else:
             j = adata.var_names.get_loc(record.gene)
             row["matched_id"] = adata.var["input_ids"].iloc[j]
+            if "matched_by" in adata.var:
+                row["matched_by"] = adata.var["matched_by"].iloc[j]
             row["reason"] = _unused_reason(adata, j, has_counts, min_count, min_fraction)
             row["used"] = row["reason"] == ""
         rows.append(row)

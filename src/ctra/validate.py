@@ -13,6 +13,7 @@ Line numbers in messages are file lines (the header is line 1).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -25,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, ProblemList
-from .genesets import SCORE_GROUPS, id_kind, match_genes
-from .io import CountTable, line_hint, locate_rows, read_count_table, read_sample_sheet, row_lines, sha256sum
+from .genesets import PAR_Y_SUFFIX, SCORE_GROUPS, id_kind, match_genes, strip_version
+from .io import (CountTable, detect_layout, is_excel, line_hint, locate_rows, read_count_table, read_sample_sheet,
+                 read_wide_table, row_lines, sha256sum)
 
 CANONICAL = ("sample", "participant", "arm", "time", "period")
 MIN_PARTICIPANTS_PER_ARM = 2
@@ -38,6 +40,7 @@ MISSING_COVARIATE = ("", "NA")  # a covariate cell with one of these (after stri
 LINE = "_line"  # obs column carrying each sample's sheet line until the checks are done
 
 T = TypeVar("T")
+log = logging.getLogger("ctra")
 
 
 def _at(lines: Iterable[int], limit: int = 5) -> str:
@@ -86,18 +89,14 @@ def _column_label(key: str, names: dict[str, str]) -> str:
 
 def _check_text_column(obs: pd.DataFrame, column: str, names: dict[str, str], path: Path,
                        problems: ProblemList) -> None:
-    """Empty cells, spaces around values, and values differing only in case or inner spacing."""
+    """Empty cells, and values differing only in case or inner spacing (the reader has stripped
+    surrounding whitespace)."""
     label = _column_label(column, names)
     values = obs[column].fillna("").astype(str)
     stripped = values.str.strip()
     empty = stripped == ""
     if empty.any():
         problems.add(f"{path}: {label} is empty on {_rows(empty)}; every sample needs a {column}.")
-    padded = (values != stripped) & ~empty
-    if padded.any():
-        problems.add(f"{path}: {label} has leading/trailing spaces on {_rows(padded)} "
-                     f"(e.g. '{values[padded].iloc[0]}'); remove them: ids must match exactly and ctra does "
-                     "not strip them silently.")
     if column == "sample":
         return  # sample ids differing in case can be different samples; matching to the counts is exact
     spellings: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -303,6 +302,19 @@ def build_obs(sheet: pd.DataFrame, study: dict, path: Path,
     for column in [c for c in CANONICAL if c in obs]:
         _check_text_column(obs, column, names, path, problems)
     duplicated = obs["sample"].duplicated(keep=False)
+    originals = sheet.attrs.get("stripped", {})
+    sample_column = names["sample"]
+    collided = [line for line in obs.index[duplicated.to_numpy()] if (line, sample_column) in originals]
+    if collided:
+        groups = defaultdict(list)
+        for line in obs.index[duplicated.to_numpy()]:
+            groups[obs.loc[line, "sample"]].append(line)
+        shown = "; ".join(" and ".join(f"'{originals.get((line, sample_column), value)}' (line {line})"
+                                       for line in lines)
+                          for value, lines in groups.items() if any(line in collided for line in lines))
+        problems.add(f"{path}: sample ids {shown} are the same once surrounding whitespace is stripped; they "
+                     "may be different samples: make the ids distinct (or remove the duplicate row).")
+        return None, None
     if duplicated.any():
         problems.add(f"{path}: sample id(s) {_listing(sorted(set(obs['sample'][duplicated])))} appear more than "
                      f"once ({_rows(duplicated)}); each sample (blood draw) needs one row.")
@@ -401,9 +413,11 @@ def _scan_values(values: np.ndarray, rows: np.ndarray, mode: str) -> _ValueScan:
 def _first_cell(table: CountTable, cells: _Cells, path: Path) -> str:
     """"gene 'X' (line N), sample 'Y'" for the first cell found."""
     gene_i, sample_i = cells.first
-    lines = row_lines(path, table.genes, gene_i)
+    lines = row_lines(path, table.genes, gene_i) if table.layout == "genes_by_samples" else []
     where = f" ({line_hint(lines)})" if lines else ""
-    return f"gene '{table.genes[gene_i]}'{where}, sample '{table.samples[sample_i]}'"
+    symbol = (f" ({table.alt_column} '{table.alt_ids[gene_i]}')"
+              if table.alt_ids is not None and table.alt_kind == "symbol" else "")
+    return f"gene '{table.genes[gene_i]}'{symbol}{where}, sample '{table.samples[sample_i]}'"
 
 
 def _first_value(table: CountTable, cells: _Cells) -> float:
@@ -411,41 +425,59 @@ def _first_value(table: CountTable, cells: _Cells) -> float:
     return float(table.values[sample_i, gene_i])
 
 
-def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList) -> None:
+def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList,
+                  non_integer: str = "round") -> dict | None:
     """Counts must be finite non-negative integers; log2 values must be finite and log-scale.
 
-    Only the samples at positions ``rows`` are checked (excluded samples are not).
+    Only the samples at positions ``rows`` are checked (excluded samples are not). In counts mode,
+    non-integer values (estimated counts of Salmon/RSEM/kallisto) are rounded to the nearest
+    integer in place when ``non_integer == "round"``, as DESeq2 users do (``round()``, or tximport's
+    ``DESeqDataSetFromTximport``), unless every sample sums to 1e6 (TPM/CPM, always refused).
+    Returns what was rounded (``None`` if nothing was).
     """
     if len(rows) == 0 or len(table.genes) == 0:
-        return
+        return None
     scan = _scan_values(table.values, rows, mode)
     if scan.non_finite.count:
         problems.add(f"{path}: {scan.non_finite.count} missing or non-finite value(s) (empty, NA, NaN or Inf), "
                      f"first at {_first_cell(table, scan.non_finite, path)}; every cell needs a number.")
-        return
+        return None
     integral = scan.fractional.count == 0
+    rounded = None
     if mode == "counts":
         if scan.negative.count:
             problems.add(f"{path}: {scan.negative.count} negative count(s), first at "
                          f"{_first_cell(table, scan.negative, path)} ({_first_value(table, scan.negative):g}); "
                          "counts cannot be negative. If these are log-scale values, set `input: log2_expression`.")
+        totals = scan.totals
         if not integral:
             first = (f"first at {_first_cell(table, scan.fractional, path)} "
                      f"({_first_value(table, scan.fractional):g})")
             if np.all(np.abs(scan.totals - TPM_TOTAL) <= 0.01 * TPM_TOTAL):
                 what = (f"every sample's values sum to {TPM_TOTAL:,.0f}, so these look like TPM (or CPM), not raw "
-                        "counts. ctra needs raw integer counts (featureCounts/HTSeq, or tximport counts); with "
-                        "TPM only, give log2(TPM + 1) and set `input: log2_expression`")
-            else:
+                        "counts. ctra needs raw integer counts (featureCounts/HTSeq, or estimated counts, which "
+                        "it rounds); with TPM only, give log2(TPM + 1) and set `input: log2_expression`")
+                problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what}.")
+            elif non_integer != "round":
                 what = ("these look like estimated counts (RSEM/Salmon/kallisto) or normalized values, not raw "
                         "counts (TPM/CPM would sum to 1,000,000 per sample; these do not). Give raw integer "
-                        "counts (round estimated counts, e.g. tximport's countsFromAbundance='no' rounded), or "
-                        "give log2-scale values and set `input: log2_expression`")
-            problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what}.")
-        zero = rows[scan.totals == 0]
+                        "counts, set `non_integer_counts: round` (the default) to round estimated counts to "
+                        "the nearest integer as DESeq2 users do, or give log2-scale values and set "
+                        "`input: log2_expression`")
+                problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what} "
+                             "(the config has `non_integer_counts: error`).")
+            elif not scan.negative.count:
+                first_cell = _first_cell(table, scan.fractional, path)
+                first_value = _first_value(table, scan.fractional)
+                totals, samples = _round_in_place(table.values, rows)
+                rounded = {"policy": "round", "cells": int(scan.fractional.count), "samples": int(samples),
+                           "first": f"{first_cell} ({first_value:g} -> {np.rint(first_value):g})"}
+        zero = rows[totals == 0]
         if len(zero):
+            after = " once rounded" if rounded else ""
             problems.add(f"{path}: sample(s) {_listing([table.samples[i] for i in zero])} have zero counts for "
-                         "every gene (a failed or empty library); remove them (or list them in `exclude_samples`).")
+                         f"every gene{after} (a failed or empty library); remove them (or list them in "
+                         "`exclude_samples`).")
     elif integral and scan.maximum > LOG2_LOOKS_LIKE_COUNTS:
         problems.add(f"{path}: `input: log2_expression` but the values are integers up to {scan.maximum:g}; "
                      "these look like raw counts: set `input: counts`.")
@@ -453,22 +485,49 @@ def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, pr
         problems.add(f"{path}: `input: log2_expression` but values reach {scan.maximum:g} (first above "
                      f"{LOG2_MAX:g} at {_first_cell(table, scan.above_log2_max, path)}); log2 expression stays "
                      "below ~25. Transform them (e.g. log2(TPM + 1)) or, for raw counts, set `input: counts`.")
+    return rounded
+
+
+def _round_in_place(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Round the samples ``rows`` to the nearest integer (half to even, as R's round()), a block at a
+    time; returns their new totals and how many samples had a non-integer value."""
+    totals = np.zeros(len(rows))
+    changed = 0
+    done = 0
+    for block_rows in _row_blocks(rows, values.shape[1]):
+        block = _block(values, block_rows)
+        fractional = (block != np.round(block)).any(axis=1)
+        changed += int(np.count_nonzero(fractional))
+        is_view = np.shares_memory(block, values)
+        np.rint(block, out=block)
+        if not is_view:
+            values[block_rows] = block
+        totals[done:done + len(block_rows)] = block.sum(axis=1)
+        done += len(block_rows)
+    return totals, changed
 
 
 def _match_samples(samples: list[str], obs: pd.DataFrame, ignored: set[str], counts_path: Path,
-                   samples_path: Path, problems: ProblemList) -> None:
+                   samples_path: Path, problems: ProblemList, layout: str = "genes_by_samples",
+                   why: str = "") -> None:
     in_counts = set(samples)
     missing = [s for s in obs.index if s not in in_counts]
     extra = [s for s in samples if s not in obs.index and s not in ignored]
+    unit = "row" if layout == "samples_by_genes" else "column"
+    if missing and unit == "row" and not (set(obs.index) & in_counts):  # the layout may be the wrong one
+        problems.add(f"{counts_path}: no sample id of the sheet is a row of the count table, read with one row "
+                     f"per sample (layout: {layout}; {why or 'the default'}); if the table has one column per "
+                     "sample, set `layout: genes_by_samples`.")
+        return
     if missing:
         in_lines = obs.loc[missing, LINE].tolist()
         near = {s: c for s in missing for c in samples if level_key(c) == level_key(s)}
         hint = ("; the count table has " + ", ".join(f"'{c}' for '{s}'" for s, c in list(near.items())[:3])
                 + " (ids differ in case or spacing)" if near else "")
-        problems.add(f"{samples_path}: {len(missing)} sample(s) of the sheet have no column in {counts_path}: "
+        problems.add(f"{samples_path}: {len(missing)} sample(s) of the sheet have no {unit} in {counts_path}: "
                      f"{_listing(missing)} ({_at(in_lines)}){hint}.")
     if extra:
-        problems.add(f"{counts_path}: {len(extra)} column(s) are not in the sample sheet {samples_path}: "
+        problems.add(f"{counts_path}: {len(extra)} {unit}(s) are not in the sample sheet {samples_path}: "
                      f"{_listing(extra)}; add them to the sheet or to `exclude_samples`.")
 
 
@@ -481,7 +540,7 @@ def merge_gene_rows(table: CountTable, gene_table: pd.DataFrame, mode: str,
     ``group`` and ``direction``.
     """
     ids = pd.Index(table.genes, dtype=object)
-    match = match_genes(ids, gene_table, str(path))
+    match = match_genes(ids, gene_table, str(path), table.alt_ids, table.alt_kind)
     gene_for_row = match.gene_for_row
     merged = {g: rows for g, rows in match.rows_for_gene.items() if len(rows) > 1}
     if merged and mode != "counts":
@@ -513,6 +572,7 @@ def merge_gene_rows(table: CountTable, gene_table: pd.DataFrame, mode: str,
     var["input_ids"] = input_ids[keep]
     var["group"] = info["group"].reindex(var.index).fillna("").to_numpy()
     var["direction"] = info["direction"].reindex(var.index).fillna(0).astype(int).to_numpy()
+    var["matched_by"] = pd.Series(match.matched_by, dtype=object).reindex(var.index).fillna("").to_numpy()
     return table, var
 
 
@@ -528,17 +588,120 @@ def _check_set_coverage(var: pd.DataFrame, gene_set: pd.DataFrame, kind: str, pa
 
 
 def _check_genes(table: CountTable, gene_set: pd.DataFrame, markers: pd.DataFrame, mode: str,
-                 path: Path) -> tuple[CountTable, pd.DataFrame, str]:
+                 path: Path) -> tuple[CountTable, pd.DataFrame, str, dict | None]:
     gene_table = pd.concat([gene_set, markers[~markers["gene"].isin(gene_set["gene"])]], ignore_index=True)
     kind = id_kind(pd.Index(table.genes, dtype=object), str(path))
+    par = _par_y_rows(table, mode) if kind == "ensembl" else None
     table, var = merge_gene_rows(table, gene_table, mode, path)
     _check_set_coverage(var, gene_set, kind, path)
-    return table, var, kind
+    return table, var, kind, par
+
+
+def _par_y_rows(table: CountTable, mode: str) -> dict | None:
+    """GENCODE's ``_PAR_Y`` rows: the chrY copies of the pseudoautosomal genes (the reads of a PAR gene go
+    to either copy; most Y copies are all zero). Counts: each is added to its chrX gene's row (the
+    same id without the suffix), so the gene's count covers both copies, and removed; a Y copy whose
+    chrX row is missing becomes that gene's row. Log2 values cannot be summed: the Y rows are dropped.
+    Works in place on the few rows concerned. Returns what was done (None without such rows)."""
+    genes = table.genes
+    par = np.flatnonzero(pd.Series(genes, dtype=object).str.endswith(PAR_Y_SUFFIX).to_numpy(dtype=bool))
+    if not par.size:
+        return None
+    position = {g: i for i, g in enumerate(genes)}
+    by_base = {strip_version(g): i for i, g in enumerate(genes) if not str(g).endswith(PAR_Y_SUFFIX)}
+    keep = np.ones(len(genes), dtype=bool)
+    nonzero = int(np.count_nonzero((table.values[:, par] != 0).any(axis=0)))
+    merged = renamed = 0
+    for i in par:
+        base = str(genes[i])[: -len(PAR_Y_SUFFIX)]
+        x = position.get(base, by_base.get(strip_version(base)))
+        if mode == "counts" and x is not None:
+            table.values[:, x] += table.values[:, i]
+            merged += 1
+        elif mode == "counts":
+            genes[i] = base
+            renamed += 1
+            continue
+        keep[i] = False
+    table.keep_genes(keep)
+    return {"rows": int(par.size), "with_reads": nonzero, "merged_into_chrX": merged, "renamed": renamed,
+            "dropped": int(par.size) - merged - renamed if mode != "counts" else 0}
+
+
+def _input_notes(table: CountTable, var: pd.DataFrame, kind: str, path: Path) -> list[str]:
+    notes = []
+    if table.layout == "samples_by_genes":
+        if table.annotation:
+            notes.append(f"{path.name}: {len(table.annotation)} column(s) set aside as sample-sheet columns, not genes: "
+                         f"{_listing(table.annotation, 12)}.")
+    elif table.annotation:
+        notes.append(f"{path.name}: {len(table.annotation)} annotation column(s) beside the gene ids, not samples: "
+                     f"{', '.join(repr(c) for c in table.annotation)}.")
+    matching = _matching_note(table, var, kind)
+    if matching:
+        notes.append(f"{path.name}: {matching}")
+    return notes
+
+
+def _matching_note(table: CountTable, var: pd.DataFrame, kind: str) -> str | None:
+    """How the genes of the set were found, when the table has a second id column."""
+    if table.alt_ids is None or table.alt_kind == kind:
+        return None
+    by = var.loc[var["matched_by"] != "", "matched_by"].value_counts()
+    fallback = [g for g in var.index[var["matched_by"] == "symbol"]]
+    return (f"genes of the gene set and markers matched on two id columns, Ensembl id first: "
+            f"{int(by.get('ensembl_id', 0))} by Ensembl id, {int(by.get('symbol', 0))} by symbol "
+            f"(column '{table.alt_column if table.alt_kind == 'symbol' else 'the first column'}')"
+            + (f" ({', '.join(fallback[:10])}{' ...' if len(fallback) > 10 else ''})" if fallback else "")
+            + "; genes_used.tsv records which (column matched_by).")
 
 
 # ----------------------------------------------------------------------------------------------
 # One study
 # ----------------------------------------------------------------------------------------------
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a == b or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _layout(study: dict, counts_path: Path, counts_sheet, same_file: bool, sheet: pd.DataFrame | None,
+            sample_column: str, problems: ProblemList) -> tuple[str, str]:
+    """The count table's layout and why: the config's `layout`, else samples_by_genes when the sample
+    sheet is the count table itself or when the sheet's sample ids label the table's rows."""
+    layout = study.get("layout", "auto")
+    if layout != "auto":
+        return layout, "`layout` in the config"
+    if same_file:
+        return "samples_by_genes", "the sample sheet is this same file"
+    if sheet is None or sample_column not in sheet.columns:
+        return "genes_by_samples", "the default"
+    try:
+        return detect_layout(counts_path, counts_sheet, set(sheet[sample_column]))
+    except InputError:
+        return "genes_by_samples", "the default"  # the reader reports the file's problem
+
+
+def _worksheets(study: dict, samples_path: Path, counts_path: Path,
+                problems: ProblemList) -> tuple[str | int | None, str | int | None]:
+    """The worksheet to read from each file: `sheet: <name or position>` is the sample sheet's (and the
+    count table's when both are one workbook); `sheet: {samples: ..., counts: ...}` names each."""
+    sheet = study.get("sheet")
+    if sheet is None:
+        return None, None
+    if isinstance(sheet, dict):
+        chosen = {"samples": sheet.get("samples"), "counts": sheet.get("counts")}
+    else:
+        chosen = {"samples": sheet, "counts": sheet if counts_path == samples_path else None}
+    for key, path in (("samples", samples_path), ("counts", counts_path)):
+        if chosen[key] is not None and not is_excel(path):
+            problems.add(f"config: `sheet` chooses worksheet {chosen[key]!r} of the {key} file, but {path} is not an "
+                         "Excel workbook (.xlsx); remove `sheet` (TSV/CSV files have one table).")
+            chosen[key] = None
+    return chosen["samples"], chosen["counts"]
+
 
 def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers: pd.DataFrame) -> ad.AnnData:
     """Read and check everything for one study; return samples x genes AnnData of raw values.
@@ -550,19 +713,33 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     """
     counts_path, samples_path = Path(study["counts"]), Path(study["samples"])
     problems = ProblemList()
-    sheet = _attempt(read_sample_sheet, samples_path, problems=problems)
-    table = _attempt(read_count_table, counts_path, problems=problems)
+    samples_sheet, counts_sheet = _worksheets(study, samples_path, counts_path, problems)
+    same_file = _same_file(counts_path, samples_path)
+    sample_column = (study.get("columns") or {}).get("sample", "sample")
+    # a wide table that is its own sample sheet: only the columns the study names are sheet columns
+    sheet_columns = ({v for v in (study.get("columns") or {"sample": "sample"}).values() if v}
+                     | {"sample", "participant", "arm", "time"} | set(study.get("covariates", []))
+                     if same_file else None)
+    sheet = _attempt(read_sample_sheet, samples_path, samples_sheet, sheet_columns, problems=problems)
+    layout, why = _layout(study, counts_path, counts_sheet, same_file, sheet, sample_column, problems)
+    if layout == "samples_by_genes":
+        not_genes = set(sheet.columns) if sheet is not None else (sheet_columns or set())
+        table = _attempt(read_wide_table, counts_path, counts_sheet, sample_column if same_file else None,
+                         not_genes, problems=problems)
+    else:
+        table = _attempt(read_count_table, counts_path, counts_sheet, problems=problems)
     obs, record = build_obs(sheet, study, samples_path, problems) if sheet is not None else (None, None)
     config_excluded = list(study.get("exclude_samples", []))
     if table is not None and len(table.genes) == 0:
         problems.add(f"{counts_path}: has a header but no gene rows.")
         table = None
     genes = None
+    rounded = None
     if table is not None:
         ignored = set(config_excluded + (record["dropped_incomplete"] if record else []))
         in_counts = set(table.samples)
         if obs is not None:
-            _match_samples(table.samples, obs, ignored, counts_path, samples_path, problems)
+            _match_samples(table.samples, obs, ignored, counts_path, samples_path, problems, layout, why)
         if sheet is not None and obs is not None:
             sheet_samples = set(sheet[(study.get("columns") or {}).get("sample", "sample")])
             unknown = [s for s in config_excluded if s not in in_counts and s not in sheet_samples]
@@ -571,11 +748,12 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
                              f"{counts_path}: {_listing(unknown)}.")
         checked = np.array([i for i, s in enumerate(table.samples)
                             if s not in ignored and (obs is None or s in obs.index)], dtype=np.intp)
-        _check_values(table, checked, study["input"], counts_path, problems)
+        rounded = _check_values(table, checked, study["input"], counts_path, problems,
+                                study.get("non_integer_counts", "round"))
         genes = _attempt(_check_genes, table, gene_set, markers, study["input"], counts_path, problems=problems)
     problems.raise_if_any()
     assert obs is not None and record is not None and genes is not None
-    table, var, kind = genes
+    table, var, kind, par = genes
     position = {s: i for i, s in enumerate(table.samples)}
     table.take_samples([position[s] for s in obs.index])
     obs = obs.drop(columns=[LINE])
@@ -589,6 +767,40 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     adata.uns["input_checksums"] = json.dumps({str(counts_path): sha256sum(counts_path),
                                                str(samples_path): sha256sum(samples_path)})
     adata.uns["id_kind"] = kind
+    notes = _input_notes(table, var, kind, counts_path)
+    notes.insert(0, f"{counts_path.name}: read as {'one row per sample, genes as columns' if layout == 'samples_by_genes' else 'one row per gene, samples as columns'} "
+                    f"(layout: {layout}; {why}).")
+    adata.uns["layout"] = layout
+    stripped = len(sheet.attrs.get("stripped", {})) + int(sheet.attrs.get("stripped_headers", 0))
+    if stripped:
+        notes.insert(0, f"{samples_path.name}: surrounding whitespace stripped from {stripped} cell(s)"
+                        f"{' and column name(s)' if sheet.attrs.get('stripped_headers') else ''} of the sample sheet "
+                        f"(e.g. {_listing(list(sheet.attrs.get('stripped', {}).values())[:3] or ['a column name'], 3)}).")
+    for path, chosen in {counts_path: counts_sheet, samples_path: samples_sheet}.items():
+        if is_excel(path):
+            notes.insert(0, f"{path.name}: read from Excel, "
+                            f"{'the first worksheet' if chosen is None else f'worksheet {chosen!r}'}.")
+    if table.stripped_names:
+        notes.insert(0, f"{counts_path.name}: surrounding whitespace stripped from {table.stripped_names} sample "
+                        "name(s).")
+    adata.uns["whitespace_stripped"] = {"sample_sheet_cells": stripped, "count_table_names": table.stripped_names}
+    if par:
+        adata.uns["par_y_rows"] = par
+        what = (f"added to their chrX gene's counts ({par['merged_into_chrX']}) and removed"
+                + (f", {par['renamed']} without a chrX row kept as that gene" if par["renamed"] else "")
+                if study["input"] == "counts" else "dropped (log2 values cannot be summed)")
+        notes.append(f"{counts_path.name}: {par['rows']} GENCODE _PAR_Y row(s) (chrY copies of pseudoautosomal genes, "
+                     f"{par['with_reads']} with any reads) {what}.")
+    if rounded:
+        # recorded for normalize (uns is carried into normalized.h5ad) and the report's Methods
+        adata.uns["non_integer_counts"] = rounded
+        notes.append(f"{counts_path.name}: {rounded['cells']} non-integer count(s) in {rounded['samples']} "
+                     f"sample(s) (estimated counts) rounded to the nearest integer (`non_integer_counts: round`), "
+                     f"as DESeq2 does for estimated counts; first at {rounded['first']}.")
+    for note in notes:
+        log.info("%s", note)
+    # what was done to the inputs as read (annotation columns, id matching, ...): log and report Methods
+    adata.uns["input_notes"] = notes
     adata.uns["study"] = study_name
     adata.uns["study_config"] = json.dumps(study, sort_keys=True)
     return adata

@@ -172,3 +172,95 @@ class Workdir:
         return sorted(str(p.relative_to(self.results)) for p in self.results.rglob("*")
                       if p.is_file() and p.name in names)
 
+
+
+# ----------------------------------------------------------------------------------------------
+# The cohort as core facilities deliver it (nf-core/rnaseq salmon and RSEM tables, GENCODE ids)
+# ----------------------------------------------------------------------------------------------
+
+FAKE_ENSEMBL_START = 99_000_000  # synthetic genes get ENSG ids far from any real one
+
+
+def ensembl_ids(genes: list[str], versions: bool = True, renumbered: tuple[str, ...] = ()) -> list[str]:
+    """A GENCODE-style id per gene: the gene set's Ensembl id (with a version suffix), a synthetic
+    id for genes without one (IGLL3P, the SYN genes) and for ``renumbered`` genes (as if the id
+    changed between annotation releases: only their symbol can find them)."""
+    ctra, markers = gene_sets()
+    known = {g: e.split(";")[0] for g, e in zip([*ctra["gene"], *markers["gene"]],
+                                                 [*ctra["ensembl_id"], *markers["ensembl_id"]]) if e}
+    ids = []
+    for i, gene in enumerate(genes):
+        base = known.get(gene) if gene not in renumbered else None
+        base = base or f"ENSG{FAKE_ENSEMBL_START + i:011d}"
+        ids.append(f"{base}.{1 + i % 19}" if versions else base)
+    return ids
+
+
+def estimated_counts(counts: pd.DataFrame, seed: int = 5) -> pd.DataFrame:
+    """Salmon/RSEM-like expected counts: non-integer, about the integer counts, zeros kept."""
+    rng = np.random.default_rng(seed)
+    jitter = rng.uniform(-0.49, 0.49, counts.shape)
+    return (counts + np.where(counts > 0, jitter, 0)).clip(lower=0).round(3)
+
+
+def salmon_table(counts: pd.DataFrame, renumbered: tuple[str, ...] = ("CD3E",), aliases: dict | None = None,
+                 par_y: int = 0) -> pd.DataFrame:
+    """nf-core/rnaseq ``salmon.merged.gene_counts.tsv``: gene_id (GENCODE, versioned), gene_name, then
+    one column of estimated counts per sample. ``aliases`` writes an old symbol in gene_name (e.g.
+    IL8 for CXCL8); ``par_y`` appends that many ``_PAR_Y`` rows (chrY copies of the first genes,
+    all zero but the first, which gets a few reads)."""
+    genes = counts.index.tolist()
+    frame = estimated_counts(counts)
+    frame.insert(0, "gene_name", [(aliases or {}).get(g, g) for g in genes])
+    frame.insert(0, "gene_id", ensembl_ids(genes, renumbered=renumbered))
+    if par_y:
+        par = frame.iloc[:par_y].copy()
+        par["gene_id"] = par["gene_id"] + "_PAR_Y"
+        par.iloc[:, 2:] = 0.0
+        par.iloc[0, 2:] = 2.0
+        frame = pd.concat([frame, par])
+    return frame.reset_index(drop=True)
+
+
+def rsem_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """nf-core/rnaseq ``rsem.merged.gene_counts.tsv``: gene_id, transcript_id(s), expected counts."""
+    genes = counts.index.tolist()
+    frame = estimated_counts(counts, seed=6).round(2)
+    frame.insert(0, "transcript_id(s)", [",".join(f"ENST{90_000_000 + 3 * i + k:011d}.1" for k in range(1 + i % 3))
+                                         for i in range(len(genes))])
+    frame.insert(0, "gene_id", ensembl_ids(genes, versions=False))
+    return frame.reset_index(drop=True)
+
+
+def write_xlsx(frame: pd.DataFrame, path: Path, sheet: str = "Sheet1", before: dict | None = None,
+               number_formats: dict | None = None, index: bool = False) -> Path:
+    """A workbook with ``frame`` on worksheet ``sheet`` (after the worksheets in ``before``: name ->
+    rows). Cells are written as Excel holds them: numbers as numbers, text as text;
+    ``number_formats`` maps (row, column) of ``frame`` (0-based, header excluded) to
+    (number, format) to write that cell as a formatted number (e.g. (7, "000"): shows 007)."""
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
+    for name, rows in (before or {}).items():
+        other = workbook.create_sheet(name)
+        for row in rows:
+            other.append(row)
+    sheet_ = workbook.create_sheet(sheet)
+    frame = frame.reset_index() if index else frame
+    sheet_.append([str(c) for c in frame.columns])
+    for r, row in enumerate(frame.itertuples(index=False)):
+        cells = []
+        for value in row:
+            if isinstance(value, (np.integer, np.floating)):
+                value = value.item()
+            cells.append(value)
+        sheet_.append(cells)
+        for c in range(len(cells)):
+            if (r, c) in (number_formats or {}):
+                number, fmt = number_formats[(r, c)]
+                cell = sheet_.cell(row=r + 2, column=c + 1, value=number)
+                cell.number_format = fmt
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook.save(path)
+    return path

@@ -11,9 +11,18 @@ Decisions recorded here (and in the report of the change):
 
 * A sample sheet with a UTF-8 byte-order mark and/or CRLF line ends that is otherwise fine WORKS:
   both are invisible artefacts of Excel / Windows editors, stripping them cannot change meaning.
-* Leading/trailing spaces inside ids (sample, participant, arm, time, period) are an ERROR, with
-  the line and the value: ``'P03_pre '`` and ``'P03_pre'`` may be different samples to the user,
-  and silently stripping would hide a copy-paste mistake that also affects the count table.
+* Leading/trailing whitespace in sheet cells (and around count-table sample names) is STRIPPED and
+  counted in the log and ``uns`` (issue 11: Excel exports pad cells; this replaced an earlier
+  decision that refused it). Ids that stripping makes identical are an ERROR naming both lines and
+  spellings: ``'P03_pre '`` and ``'P03_pre'`` on two rows may be different samples to the user.
+  Spaces inside a value are kept, so 'week 4' vs 'week  4' is still refused.
+* Non-integer values in counts mode (estimated counts: Salmon, RSEM) are ROUNDED by default
+  (``non_integer_counts: round``, recorded); ``non_integer_counts: error`` refuses them. TPM/CPM (every
+  sample summing to 1e6 +/- 1 %) is an ERROR either way, with the ``input: log2_expression`` suggestion.
+* Count-table annotation columns (nf-core's gene_name, RSEM's transcript_id(s), any leading text column)
+  WORK; GENCODE ``_PAR_Y`` rows WORK (added to the chrX gene's counts, dropped for log2 input, counted).
+* Wide tables (one row per sample) WORK, with covariates in the same file when ``samples:`` is it.
+* ``.xlsx`` sheets and count tables WORK (first worksheet or ``sheet:``); ``.xls`` is an ERROR.
 * "Output directory not writable": the test runs as root, which ignores permission bits, so it is
   simulated twice: ``results`` is a regular FILE (always), and ``results/`` is made immutable with
   ``chattr +i`` (when chattr works on this file system; skipped otherwise).
@@ -36,7 +45,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .cohort import TRACEBACK, Workdir, base_cohort, write_table
+from .cohort import TRACEBACK, Workdir, base_cohort, rsem_table, salmon_table, write_table, write_xlsx
 
 
 @dataclass
@@ -99,6 +108,159 @@ def sheet_excel_file(w):
     w.write_cohort()
     w.studies["s"]["samples"] = "data/s_samples.xlsx"
     (w.root / "data" / "s_samples.xlsx").write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)) * 8)
+
+
+def _numbered_cohort(w, sheet_name: str = "Sheet1", before: dict | None = None) -> None:
+    """The cohort with sample ids 001..048 on an .xlsx sheet: odd rows as text cells, even rows as the
+    numbers 1..48 with Excel's '000' format (both show 001); ages as numbers; some arm cells padded."""
+    counts, sheet = base_cohort()
+    ids = [f"{i + 1:03d}" for i in range(len(sheet))]
+    counts = counts.rename(columns=dict(zip(sheet["sample"], ids)))
+    sheet["sample"] = ids
+    sheet["age"] = sheet["age"].astype(int)
+    sheet.loc[[0, 5, 17], "arm"] = sheet.loc[[0, 5, 17], "arm"] + "  "
+    formats = {(r, 0): (r + 1, "000") for r in range(1, len(sheet), 2)}
+    w.write_cohort(counts=counts)
+    sheet_path(w).unlink()
+    write_xlsx(sheet, w.root / "data" / "s_samples.xlsx", sheet=sheet_name, before=before, number_formats=formats)
+    w.studies["s"]["samples"] = "data/s_samples.xlsx"
+
+
+def _xlsx_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert list(adata.obs_names[:4]) == ["001", "002", "003", "004"] and adata.n_obs == 48
+    assert set(adata.obs["arm"]) == {"control", "treat"}
+    assert adata.obs["age"].dtype.kind == "f" and adata.obs["age"].between(25, 70).all()
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "s_samples.xlsx: read from Excel" in log and "whitespace stripped from 3 cell(s)" in log
+
+
+@case([], ok=True, check=_xlsx_ok)
+def sheet_xlsx_with_numbered_ids_works(w):
+    """Ids like 001 stay 001, whether a text cell or the number 1 shown with Excel's '000' format."""
+    _numbered_cohort(w)
+
+
+@case([], ok=True, check=_xlsx_ok)
+def sheet_xlsx_chosen_worksheet_works(w):
+    _numbered_cohort(w, sheet_name="samples", before={"README": [["Sample sheet of study s"], ["version 3"]]})
+    w.studies["s"]["sheet"] = "samples"
+
+
+@case(["s_samples.xls", "old Excel workbook (.xls)", "save it as .xlsx"])
+def sheet_old_xls_refused(w):
+    w.write_cohort()
+    (w.root / "data" / "s_samples.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096))
+    w.studies["s"]["samples"] = "data/s_samples.xls"
+
+
+@case(["s_samples.xlsx", "no worksheet 'Samples'", "'README'", "'samples'"])
+def sheet_xlsx_unknown_worksheet(w):
+    _numbered_cohort(w, sheet_name="samples", before={"README": [["Sample sheet of study s"]]})
+    w.studies["s"]["sheet"] = "Samples"
+
+
+@case(["config", "`sheet`", "s_samples.tsv", "not an Excel workbook"])
+def config_sheet_for_a_tsv(w):
+    w.write_cohort()
+    w.studies["s"]["sheet"] = "samples"
+
+
+def _xlsx_counts_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    counts, _ = base_cohort()
+    assert adata.n_obs == 48 and adata.var.loc["IGLL3P", "matched_by"] == "symbol"
+    np.testing.assert_array_equal(adata[["P05_post"], ["TNF"]].X[0, 0], round(counts.loc["TNF", "P05_post"]))
+
+
+@case([], ok=True, check=_xlsx_counts_ok)
+def counts_xlsx_salmon_works(w):
+    """A count table on a worksheet (a salmon table pasted into Excel, estimated counts)."""
+    counts, _ = base_cohort()
+    w.write_cohort()
+    table = salmon_table(counts, renumbered=())
+    write_xlsx(table, w.root / "data" / "s_counts.xlsx")
+    w.studies["s"]["counts"] = "data/s_counts.xlsx"
+
+
+@case(["s_counts.xlsx", "column 'P03_pre'", "'IL6'", "'n.d.'", "is not a number"])
+def counts_xlsx_text_cell(w):
+    counts, _ = base_cohort()
+    w.write_cohort()
+    counts = counts.astype(object)
+    counts.loc["IL6", "P03_pre"] = "n.d."
+    write_xlsx(counts, w.root / "data" / "s_counts.xlsx", index=True)
+    w.studies["s"]["counts"] = "data/s_counts.xlsx"
+
+
+def _wide_frame(with_sheet: bool = True) -> pd.DataFrame:
+    """One row per sample: (sheet columns, a free-text note,) then the genes, as paper supplements look."""
+    counts, sheet = base_cohort()
+    genes = counts.T.reset_index(drop=True)
+    if not with_sheet:
+        return pd.concat([sheet[["sample"]], genes], axis=1)
+    sheet = sheet.assign(note=["hemolysed" if i % 7 == 0 else "ok" for i in range(len(sheet))])
+    return pd.concat([sheet, genes], axis=1)
+
+
+def _wide_ok(layout_why: str):
+    def check(w, result):
+        adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+        counts, _ = base_cohort()
+        assert adata.n_obs == 48 and adata.uns["layout"] == "samples_by_genes"
+        assert adata.n_vars == len(counts) and "age" not in adata.var_names and "note" not in adata.var_names
+        np.testing.assert_array_equal(adata[["P05_post"], ["TNF"]].X[0, 0], counts.loc["TNF", "P05_post"])
+        log = (w.results / "s" / "logs" / "validate.log").read_text()
+        assert "read as one row per sample, genes as columns (layout: samples_by_genes; " + layout_why in log
+    return check
+
+
+@case([], ok=True, check=_wide_ok("the sample sheet is this same file"))
+def counts_wide_with_covariates_works(w):
+    """A samples-as-rows table with the design and covariate columns in the same file (`samples:` is it)."""
+    w.write_cohort()
+    write_table(_wide_frame(), w.root / "data" / "wide.tsv", index=False)
+    w.studies["s"].update(counts="data/wide.tsv", samples="data/wide.tsv")
+
+
+@case([], ok=True, check=_wide_ok("detected: 48 of its first 48 rows start with a sample id"))
+def counts_wide_detected_beside_a_sheet(w):
+    w.write_cohort()
+    write_table(_wide_frame(with_sheet=False), counts_path(w), index=False)
+
+
+@case([], ok=True, check=_wide_ok("`layout` in the config"))
+def counts_wide_xlsx_one_workbook(w):
+    """A supplement workbook: the README worksheet first, then samples x genes with covariates."""
+    w.write_cohort()
+    write_xlsx(_wide_frame(), w.root / "data" / "supplement.xlsx", sheet="Table S2",
+               before={"README": [["Supplementary table 2: whole-blood counts"]]})
+    w.studies["s"].update(counts="data/supplement.xlsx", samples="data/supplement.xlsx", sheet="Table S2",
+                          layout="samples_by_genes")
+
+
+@case(["wide.tsv", "column 'IL6'", "sample 'P03_pre'", "line 6", "'n.d.'", "is not a number"])
+def counts_wide_text_cell(w):
+    w.write_cohort()
+    frame = _wide_frame().astype({"IL6": object})
+    frame.loc[4, "IL6"] = "n.d."
+    write_table(frame, w.root / "data" / "wide.tsv", index=False)
+    w.studies["s"].update(counts="data/wide.tsv", samples="data/wide.tsv")
+
+
+@case(["s_counts.tsv", "no sample id of the sheet is a row", "layout: samples_by_genes", "`layout: genes_by_samples`"])
+def counts_wrong_layout_configured(w):
+    """`layout: samples_by_genes` on an ordinary count table: the message suggests the other layout."""
+    w.write_cohort(layout="samples_by_genes")
+
+
+@case(["s_counts.tsv", "'P02_pre'", "lines 4 and 6", "more than one row"])
+def counts_wide_repeated_sample(w):
+    w.write_cohort()
+    frame = _wide_frame(with_sheet=False)
+    frame.loc[4, "sample"] = "P02_pre"
+    write_table(frame, counts_path(w), index=False)
+    w.studies["s"]["layout"] = "samples_by_genes"
 
 
 @case(["s_counts.tsv.gz", "gzip"])
@@ -221,12 +383,128 @@ def counts_are_tpm(w):
     w.write_cohort(counts=(counts / counts.sum() * 1e6).round(3))
 
 
-@case(["s_counts.tsv", "non-integer", "'SYN00005'", "'P02_post'", "12.5", "input: log2_expression"])
+@case(["s_counts.tsv", "non-integer", "'SYN00005'", "'P02_post'", "12.5", "input: log2_expression",
+       "non_integer_counts: error", "non_integer_counts: round"])
 def counts_with_fractional_values(w):
+    """Decision: non-integer counts are refused only when the config asks for it (default: rounded)."""
     counts, _ = base_cohort()
     counts = counts.astype(float)
     counts.loc["SYN00005", "P02_post"] = 12.5
+    w.write_cohort(counts=counts, non_integer_counts="error")
+
+
+def _rounded_recorded(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    counts, _ = base_cohort()
+    assert adata.uns["non_integer_counts"]["cells"] == 2 and adata.uns["non_integer_counts"]["samples"] == 1
+    assert adata[["P02_post"], ["SYN00005"]].X[0, 0] == 12  # 12.5 -> 12 (half to even, as R's round)
+    assert adata[["P02_post"], ["SYN00006"]].X[0, 0] == counts.loc["SYN00006", "P02_post"] + 1  # +0.7
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "2 non-integer count(s) in 1 sample(s)" in log and "rounded to the nearest integer" in log
+
+
+@case([], ok=True, check=_rounded_recorded)
+def counts_with_fractional_values_rounded(w):
+    counts, _ = base_cohort()
+    counts = counts.astype(float)
+    counts.loc["SYN00005", "P02_post"] = 12.5
+    counts.loc["SYN00006", "P02_post"] += 0.7
     w.write_cohort(counts=counts)
+
+
+def _salmon_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    var = adata.var
+    assert adata.n_obs == 48 and adata.uns["id_kind"] == "ensembl"
+    assert var.loc["IL1B", "matched_by"] == "ensembl_id" and var.loc["IL1B", "input_ids"].startswith("ENSG00000125538.")
+    assert var.loc["IGLL3P", "matched_by"] == "symbol"  # no Ensembl id in the gene set
+    assert var.loc["CD3E", "matched_by"] == "symbol"  # its id 'changed': found by gene_name
+    assert var.loc["CXCL8", "matched_by"] == "ensembl_id"
+    assert adata.uns["non_integer_counts"]["cells"] > 10000
+    assert float(np.abs(adata.X - np.round(adata.X)).max()) == 0
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "annotation column(s) beside the gene ids, not samples: 'gene_name'" in log
+    assert "by symbol (column 'gene_name') (IGLL3P, CD3E)" in log
+
+
+@case([], ok=True, check=_salmon_ok)
+def counts_nfcore_salmon_works(w):
+    """nf-core/rnaseq salmon.merged.gene_counts.tsv: gene_id + gene_name, estimated counts."""
+    counts, _ = base_cohort()
+    w.write_cohort()
+    write_table(salmon_table(counts), counts_path(w), index=False)
+
+
+def _rsem_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.n_obs == 48 and "IGLL3P" not in adata.var_names  # no symbol column: IGLL3P has no Ensembl id
+    assert (adata.var.loc[["IL1A", "CD3E"], "matched_by"] == "ensembl_id").all()
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "'transcript_id(s)'" in log and "rounded" in log
+
+
+@case([], ok=True, check=_rsem_ok)
+def counts_nfcore_rsem_works(w):
+    """nf-core/rnaseq rsem.merged.gene_counts.tsv: gene_id, transcript_id(s), expected counts."""
+    counts, _ = base_cohort()
+    w.write_cohort()
+    write_table(rsem_table(counts), counts_path(w), index=False)
+
+
+def _par_y_merged(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    counts, _ = base_cohort()
+    assert adata.uns["par_y_rows"]["rows"] == 5 and adata.uns["par_y_rows"]["merged_into_chrX"] == 5
+    assert adata.uns["par_y_rows"]["with_reads"] == 1
+    assert not any(str(g).endswith("_PAR_Y") for g in adata.var["input_ids"])
+    assert adata.n_vars == len(counts)
+    # IL1A's Y copy had 2 reads in every sample: added to its estimated (rounded) count
+    salmon = salmon_table(counts).set_index("gene_name")
+    expected = np.rint(salmon.loc["IL1A", adata.obs_names].to_numpy(float)) + 2
+    np.testing.assert_array_equal(adata[:, "IL1A"].X[:, 0], expected)
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "5 GENCODE _PAR_Y row(s)" in log and "added to their chrX gene's counts (5)" in log
+
+
+@case([], ok=True, check=_par_y_merged)
+def counts_gencode_par_y_rows_merged(w):
+    """GENCODE ids with versions and _PAR_Y rows (once refused as 'mixed id kinds')."""
+    counts, _ = base_cohort()
+    w.write_cohort()
+    write_table(salmon_table(counts, par_y=5), counts_path(w), index=False)
+
+
+def _par_y_dropped(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.uns["par_y_rows"]["dropped"] == 3 and adata.n_vars == 1200
+    assert "3 GENCODE _PAR_Y row(s)" in (w.results / "s" / "logs" / "validate.log").read_text()
+
+
+@case([], ok=True, check=_par_y_dropped)
+def log2_gencode_par_y_rows_dropped(w):
+    counts, _ = base_cohort()
+    table = salmon_table(counts, par_y=3)
+    table.iloc[:, 2:] = np.log2(table.iloc[:, 2:].astype(float) + 1).round(4)
+    w.write_cohort(input="log2_expression")
+    write_table(table.drop(columns=["gene_name"]), counts_path(w), index=False)
+
+
+@case(["s_counts.tsv", "no sample columns", "'gene_name'"])
+def counts_only_annotation_columns(w):
+    counts, _ = base_cohort()
+    w.write_cohort()
+    write_table(salmon_table(counts).iloc[:, :2], counts_path(w), index=False)
+
+
+@case(["s_counts.tsv", "TPM", "input: log2_expression", "'IL1A'"])
+def counts_salmon_tpm_refused(w):
+    """nf-core's salmon.merged.gene_tpm.tsv given as counts: refused, although estimated counts are rounded."""
+    counts, _ = base_cohort()
+    table = salmon_table(counts)
+    values = table.iloc[:, 2:]
+    table.iloc[:, 2:] = (values / values.sum() * 1e6).round(4)
+    w.write_cohort()
+    write_table(table, counts_path(w), index=False)
 
 
 @case(["s_counts.tsv", "negative", "'TNF'", "'P04_pre'", "-3"])
@@ -350,12 +628,50 @@ def counts_bom_and_crlf_works(w):
     counts_path(w).write_bytes(b"\xef\xbb\xbf" + counts.to_csv(sep="\t", lineterminator="\r\n").encode())
 
 
-@case(["s_samples.tsv", "column 'sample'", "line 6", "'P03_pre '", "spaces"])
+def _stripped_recorded(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.n_obs == 48 and "P03_pre" in adata.obs_names and adata.obs.loc["P03_pre", "time"] == "pre"
+    assert set(adata.obs["arm"]) == {"control", "treat"}
+    assert adata.uns["whitespace_stripped"]["sample_sheet_cells"] == 3
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "surrounding whitespace stripped from 3 cell(s)" in log and "'P03_pre '" in log
+
+
+@case([], ok=True, check=_stripped_recorded)
 def sheet_trailing_spaces_in_ids(w):
-    """Decision: spaces around ids are an error, never stripped silently (see module docstring)."""
+    """Decision (changed by issue 11): surrounding whitespace in sheet cells is stripped and counted, as
+    Excel exports often pad cells; only ids that stripping makes identical are an error (next case)."""
     _, sheet = base_cohort()
     sheet.loc[4, "sample"] = "P03_pre "
+    sheet.loc[7, "arm"] = " control"
+    sheet.loc[9, "time"] = "post\t"
     w.write_cohort(sheet=sheet)
+
+
+@case(["s_samples.tsv", "'P03_pre' (line 6)", "' P03_pre' (line 7)", "once surrounding whitespace is stripped"])
+def sheet_ids_identical_after_stripping(w):
+    """Two rows whose sample ids differ only by surrounding whitespace may be different samples: refused."""
+    _, sheet = base_cohort()
+    sheet.loc[5, "sample"] = " P03_pre"  # P03_post's row
+    w.write_cohort(sheet=sheet)
+
+
+@case(["s_samples.tsv", "'age'", "'age '", "once surrounding whitespace is stripped"])
+def sheet_column_names_identical_after_stripping(w):
+    _, sheet = base_cohort()
+    sheet["age "] = sheet["age"]
+    w.write_cohort(sheet=sheet)
+
+
+def _count_names_stripped(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.n_obs == 48 and adata.uns["whitespace_stripped"]["count_table_names"] == 2
+
+
+@case([], ok=True, check=_count_names_stripped)
+def counts_sample_names_padded(w):
+    counts, _ = base_cohort()
+    w.write_cohort(counts=counts.rename(columns={"P01_pre": " P01_pre", "P02_post": "P02_post  "}))
 
 
 @case(["s_samples.tsv", "column 'arm'", "'Treat'", "'treat'", "line"])
@@ -365,10 +681,12 @@ def sheet_arm_differs_in_case(w):
     w.write_cohort(sheet=sheet)
 
 
-@case(["s_samples.tsv", "column 'time'", "'post  '", "line 5", "spaces"])
+@case(["s_samples.tsv", "column 'time'", "'week  4'", "'week 4'", "line 5", "case or spacing"])
 def sheet_time_differs_in_spacing(w):
+    """Spaces inside a value are kept as written: 'week  4' vs 'week 4' is refused, not merged."""
     _, sheet = base_cohort()
-    sheet.loc[3, "time"] = "post  "
+    sheet["time"] = sheet["time"].replace({"post": "week 4"})
+    sheet.loc[3, "time"] = "week  4"
     w.write_cohort(sheet=sheet)
 
 
