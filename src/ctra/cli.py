@@ -317,7 +317,7 @@ def run_example(args: argparse.Namespace) -> None:
 def _parser() -> argparse.ArgumentParser:
     option_help = {
         "study": "study name (its key under `studies:` in the config)",
-        "study-config": "the study's config block as JSON, defaults filled in (as the workflow passes it)",
+        "study-config": "the study settings this stage reads, as JSON (ctra.config.STAGE_KEYS; the workflow passes them)",
         "gene-set": "gene set TSV (gene, group, direction, ...), e.g. resources/gene_sets/ctra53.tsv",
         "markers": "leukocyte marker set TSV, e.g. resources/gene_sets/leukocyte_markers.tsv",
         "samples-schema": "also check the sample sheet against this YAML schema (workflow/schemas/samples.schema.yaml)",

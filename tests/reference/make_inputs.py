@@ -120,7 +120,8 @@ def export_case(case: str) -> None:
     results = REPO / "results" / STUDY[case]
     adata = ad.read_h5ad(results / "normalized.h5ad")
     model = json.loads((results / "model.json").read_text())
-    study = json.loads(adata.uns["study_config"])
+    # the validate stage's settings (ctra.config.STAGE_KEYS) and the normalization that was run
+    study = {**json.loads(adata.uns["study_config"]), "normalization": model["normalization"]["method"]}
     scores = pd.read_csv(results / "scores.tsv", sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""])
     usage = pd.read_csv(results / "genes_used.tsv", sep="\t", dtype=TEXT, keep_default_na=False)
     usage["used"] = usage["used"].astype(str) == "True"

@@ -15,6 +15,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.sourcecache import LocalSourceFile
 
+from ctra.config import stage_settings
+
 # Files shipped with ctra (schemas, gene sets) are found relative to this file (ctra's workflow/rules/), never
 # through workflow.basedir: that is the main Snakefile's directory, the user's own one when ctra is a module.
 RULES_DIR = workflow.current_basedir  # only valid while this file is parsed, hence kept
@@ -189,8 +191,10 @@ def normalize_memory_factor(wildcards):
     return 20 if study_config(wildcards)["normalization"] == "pydeseq2" else 3
 
 
-def study_json(wildcards):
-    return json.dumps(study_config(wildcards), sort_keys=True)
+def stage_json(stage):
+    """Params function: the settings the stage reads (ctra.config.STAGE_KEYS) as JSON, so that Snakemake reruns a
+    job only when a setting of its own stage changes."""
+    return lambda wildcards: json.dumps(stage_settings(study_config(wildcards), stage), sort_keys=True)
 
 
 def gene_set_path(name):

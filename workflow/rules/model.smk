@@ -10,7 +10,7 @@ rule model:
                      subcategory="Tables", labels={"study": "{study}", "table": "genes.tsv (per-gene contrasts)"}),
         model="results/{study}/model.json",
     params:
-        study=study_json,
+        settings=stage_json("model"),
     threads: 1
     resources:
         # reads only the used genes of normalized.h5ad; measured ~0.3 MB per MB of input
@@ -19,7 +19,7 @@ rule model:
     log:
         "results/{study}/logs/model.log",
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli model --study-config {params.study:q} --input {input.normalized:q}'
+        '"$CTRA_PYTHON" -m ctra.cli model --study-config {params.settings:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q}"
         " --models {output.models:q} --genes {output.genes:q} --model {output.model:q} --log {log:q}"
 
@@ -33,7 +33,7 @@ rule null_chunk:
     output:
         "results/{study}/work/null_{chunk}.tsv",
     params:
-        study=study_json,
+        settings=stage_json("null"),
     threads: 1
     resources:
         # reads the expressed genes' VST (about half of normalized.h5ad); measured ~0.75 MB per MB
@@ -42,7 +42,7 @@ rule null_chunk:
     log:
         "results/{study}/logs/null_{chunk}.log",
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli null --study-config {params.study:q} --input {input.normalized:q}'
+        '"$CTRA_PYTHON" -m ctra.cli null --study-config {params.settings:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q} --chunk {wildcards.chunk}"
         " --out {output:q} --log {log:q}"
 
@@ -60,7 +60,7 @@ rule robustness:
         contrasts=report("results/{study}/contrasts.tsv", caption="../report/contrasts.rst", category="{study}",
                          subcategory="Tables", labels={"study": "{study}", "table": "contrasts.tsv (arm x time)"}),
     params:
-        study=study_json,
+        settings=stage_json("robustness"),
     threads: 1
     resources:
         mem_mb=lambda wildcards, input, attempt: (1000 + int(input.size_mb) // 4) * attempt,
@@ -68,6 +68,6 @@ rule robustness:
     log:
         "results/{study}/logs/robustness.log",
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli robustness --study-config {params.study:q} --input {input.normalized:q}'
+        '"$CTRA_PYTHON" -m ctra.cli robustness --study-config {params.settings:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q} --model {input.model:q}"
         " --models {input.models:q} --nulls {input.nulls:q} --contrasts {output.contrasts:q} --log {log:q}"

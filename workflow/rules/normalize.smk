@@ -5,7 +5,7 @@ rule normalize:
     output:
         "results/{study}/normalized.h5ad",
     params:
-        study=study_json,
+        settings=stage_json("normalize"),
     threads: 2
     resources:
         # measured peak: ~2.2 MB per MB of validated.h5ad (the counts and the VST); PyDESeq2's own code
@@ -15,5 +15,5 @@ rule normalize:
     log:
         "results/{study}/logs/normalize.log",
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli normalize --study-config {params.study:q} --input {input:q} --out {output:q}'
+        '"$CTRA_PYTHON" -m ctra.cli normalize --study-config {params.settings:q} --input {input:q} --out {output:q}'
         " --threads {threads} --log {log:q}"

@@ -9,12 +9,12 @@ rule validate:
     output:
         "results/{study}/validated.h5ad",
     params:
-        study=study_json,
+        settings=stage_json("validate"),
     log:
         "results/{study}/logs/validate.log",
     # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
     localrule: True
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli validate --study {wildcards.study:q} --study-config {params.study:q}'
+        '"$CTRA_PYTHON" -m ctra.cli validate --study {wildcards.study:q} --study-config {params.settings:q}'
         " --gene-set {input.gene_set:q} --markers {input.markers:q}"
         " --samples-schema {input.samples_schema:q} --out {output:q} --log {log:q}"
