@@ -252,7 +252,10 @@ def model_adata(case: str, genes_z: pd.DataFrame | None = None) -> tuple[ad.AnnD
     adata = ad.AnnData(X=values, obs=obs, var=pd.DataFrame(index=var_names))
     adata.layers["vst"] = values.copy()
     adata.uns["levels"] = {"arm": info["arm_levels"], "time": info["time_levels"]}
-    study = {"covariates": info["covariates"], "adjust_for_cell_markers": bool(markers)}
+    from ctra.config import DesignSettings
+
+    study = DesignSettings(source=f"fixture {case}", covariates=tuple(info["covariates"]),
+                           adjust_for_cell_markers=bool(markers))
     return adata, usage, table, study
 
 
@@ -261,7 +264,7 @@ def ctra_contrasts(case: str) -> pd.DataFrame:
     from ctra.stats import fit_scores, study_design
 
     adata, usage, table, study = model_adata(case)
-    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    design, _ = study_design(adata, usage, study)
     assert design.columns == design_info(case)["ctra_coefficients"]
     fitted = fit_scores(design, table[list(SCORES)], "lmm")
     contrasts = fitted[0] if isinstance(fitted, tuple) else fitted
@@ -316,7 +319,7 @@ def test_lmm_reml_optimum_matches_lme4(case):
     from ctra.stats import fit_reml, study_design
 
     adata, usage, table, study = model_adata(case)
-    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    design, _ = study_design(adata, usage, study)
     reference = read_fixture(case, "lmm_fit.tsv").set_index("score")["reml_criterion"].astype(float)
     ours = pd.Series({score: fit_reml(design, table[score].to_numpy(float)).deviance for score in reference.index})
     excess = ours - reference
@@ -332,7 +335,7 @@ def test_batch_reml_matches_lmerTest(case):
     from ctra.stats import contrast_specs, fit_reml_batch, study_design
 
     adata, usage, table, study = model_adata(case)
-    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    design, _ = study_design(adata, usage, study)
     beta, cov = fit_reml_batch(design, table[list(SCORES)].to_numpy(float))
     reference = read_fixture(case, "lmm_contrasts.tsv").set_index(["score", "contrast", "arm", "time"])
     for k, score in enumerate(SCORES):
@@ -390,7 +393,7 @@ def gee_inputs(case: str):
     long = read_fixture(case, "gee_input.tsv.gz")
     wide = long.pivot(index="sample", columns="gene", values="z")
     adata, usage, _, study = model_adata(case, genes_z=wide)
-    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    design, _ = study_design(adata, usage, study)
     return adata, usage, design
 
 

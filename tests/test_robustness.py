@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ctra import robustness as rb
+from ctra.config import NullSettings
 from ctra.scoring import gene_summaries
 from ctra.stats import BlockStructure, build_design, contrast_specs, fit_reml
 
@@ -177,9 +178,10 @@ def test_null_draws_gathered_from_chunks_equal_one_chunk():
                            "antiviral": np.nan, "antibody": np.nan}, index=obs.index)
     study = {"samples": "samples.tsv", "covariates": [], "adjust_for_cell_markers": False,
              "expression_filter": {"min_count": 1, "min_fraction": 0.5},
-             "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11}}
-    one = rb.null_draws(adata, scores, usage, study, 0, 1)
-    split = pd.concat([rb.null_draws(adata, scores, usage, study, k, 3) for k in range(3)])
+             "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11, "chunks": 1}}
+    settings = NullSettings.from_study(study)
+    one = rb.null_draws(adata, scores, usage, settings, 0, 1)
+    split = pd.concat([rb.null_draws(adata, scores, usage, settings, k, 3) for k in range(3)])
     assert set(one["kind"]) == {"permutation", "permutation_observed", "gene_set"}
     key = ["kind", "score", "contrast", "arm", "time", "draw"]
     pd.testing.assert_frame_equal(one.sort_values(key).reset_index(drop=True),

@@ -18,12 +18,15 @@ import traceback
 from datetime import datetime, timezone
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .config import ReportSettings
 
 log = logging.getLogger("ctra")
 FLOAT_FORMAT = "%.10g"
@@ -128,7 +131,13 @@ def _plain(value: object) -> object:
 
 
 def _study(args: argparse.Namespace) -> dict:
+    """The stage's settings as given (the validate stage reads them as a dict)."""
     return json.loads(args.study_config)
+
+
+def _settings(args: argparse.Namespace, kind: type):
+    """The stage's typed settings (``ctra.config``), built once from ``--study-config``."""
+    return kind.from_study(_study(args))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,13 +174,15 @@ def _sha(path: str) -> str:
 def run_normalize(args: argparse.Namespace) -> None:
     import anndata as ad
 
+    from .config import NormalizeSettings
     from .normalize import normalize
     from .scoring import gene_summaries
 
-    study = _study(args)
-    adata = normalize(ad.read_h5ad(args.input), input_kind=study["input"], method=study["normalization"],
+    settings = _settings(args, NormalizeSettings)
+    adata = normalize(ad.read_h5ad(args.input), input_kind=settings.input, method=settings.normalization,
                       n_cpus=args.threads)
-    summaries = gene_summaries(adata, **study["expression_filter"])
+    rule = settings.expression_filter
+    summaries = gene_summaries(adata, min_count=rule.min_count, min_fraction=rule.min_fraction)
     adata.var[summaries.columns] = summaries
     log.info("normalization: %s; %d of %d genes expressed", adata.uns["normalization"],
              int(summaries["expressed"].sum()), adata.n_vars)
@@ -179,18 +190,20 @@ def run_normalize(args: argparse.Namespace) -> None:
 
 
 def run_score(args: argparse.Namespace) -> None:
+    from .config import ScoreSettings
     from .genesets import load_gene_set
     from .scoring import score_study, usage_table
 
-    study = _study(args)
+    settings = _settings(args, ScoreSettings)
     genes = pd.concat([load_gene_set(args.gene_set), load_gene_set(args.markers, allowed_groups=("marker",))],
                       ignore_index=True)
     genes = genes.drop_duplicates("gene")
     adata = read_normalized(args.input, genes["gene"], layers=("vst", "counts"))
-    usage = usage_table(adata, genes, **study["expression_filter"])
+    rule = settings.expression_filter
+    usage = usage_table(adata, genes, min_count=rule.min_count, min_fraction=rule.min_fraction)
     used = usage[usage["used"] & (usage["group"] != "marker")]
     if len(used) == 0:
-        raise InputError(f"{study['counts']}: no gene of the gene set passes the expression rule; see genes_used.tsv.")
+        raise InputError(f"{settings.counts}: no gene of the gene set passes the expression rule; see genes_used.tsv.")
     scores = score_study(adata, usage)
     log.info("scored %d samples with %d genes (%d of the set not used)", len(scores), len(used),
              int((~usage['used'] & (usage['group'] != 'marker')).sum()))
@@ -201,13 +214,14 @@ def run_score(args: argparse.Namespace) -> None:
 def run_model(args: argparse.Namespace) -> None:
     """Every model fit: the main mixed model (per score and per gene), the gene-level GEE and the
     sensitivity refits; the resampling checks come after, in ``robustness``."""
+    from .config import ModelSettings
     from .robustness import other_models
     from .stats import fit_study
 
-    study = _study(args)
+    settings = _settings(args, ModelSettings)
     adata, scores, usage = _model_inputs(args)
-    contrasts, genes, model_info = fit_study(adata, scores.rename_axis("sample").reset_index(), usage, study, source=study["samples"])
-    contrasts = pd.concat([contrasts, other_models(adata, scores, usage, study)], ignore_index=True)
+    contrasts, genes, model_info = fit_study(adata, scores.rename_axis("sample").reset_index(), usage, settings)
+    contrasts = pd.concat([contrasts, other_models(adata, scores, usage, settings.design)], ignore_index=True)
     write_tsv(genes, args.genes)
     with atomic_path(args.model) as tmp:
         tmp.write_text(json.dumps(model_info, indent=2, sort_keys=True, default=_plain) + "\n")
@@ -225,23 +239,24 @@ def _model_inputs(args: argparse.Namespace, pool: bool = False) -> tuple:
 
 
 def run_null(args: argparse.Namespace) -> None:
+    from .config import NullSettings
     from .robustness import null_draws
 
-    study = _study(args)
     adata, scores, usage = _model_inputs(args, pool=True)
-    draws = null_draws(adata, scores, usage, study, args.chunk, study["robustness"]["chunks"])
+    draws = null_draws(adata, scores, usage, _settings(args, NullSettings), args.chunk)
     write_tsv(draws, args.out)
 
 
 def run_robustness(args: argparse.Namespace) -> None:
+    from .config import RobustnessSettings
     from .endpoints import mark_endpoints
     from .robustness import robustness_table
 
-    study = _study(args)
+    settings = _settings(args, RobustnessSettings)
     adata, scores, usage = _model_inputs(args)
     model_info = json.loads(Path(args.model).read_text())
     nulls = pd.concat([read_table(path) for path in args.nulls], ignore_index=True)
-    table = robustness_table(adata, scores, usage, study, read_table(args.models), model_info["relative_variances"],
+    table = robustness_table(adata, scores, usage, settings, read_table(args.models), model_info["relative_variances"],
                              nulls, var=read_var(args.input))
     table = mark_endpoints(table, model_info["primary"])
     log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
@@ -249,21 +264,22 @@ def run_robustness(args: argparse.Namespace) -> None:
 
 
 def run_report(args: argparse.Namespace) -> None:
+    from .config import ReportSettings
     from .report import PCA_GENES, write_report
     from .versions import package_versions
 
-    study = _study(args)
+    settings = _settings(args, ReportSettings)
     used = _set_and_used_genes(read_table(args.genes_used))
     adata = read_normalized(args.input, lambda var: used(var) | _most_variable(var, PCA_GENES))
     model_info = json.loads(Path(args.model).read_text())
-    methods = {**model_info, "normalization": normalization_text(model_info["normalization"], study),
-               "parameters": _parameters(study), "package_versions": package_versions(),
+    methods = {**model_info, "normalization": normalization_text(model_info["normalization"], settings),
+               "parameters": _parameters(settings), "package_versions": package_versions(),
                "input_checksums": {Path(k).name: v for k, v in json.loads(adata.uns["input_checksums"]).items()},
                "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     write_report(args.out, study=args.study, adata=adata, scores=read_table(args.scores),
                  contrasts=read_table(args.contrasts), genes=read_table(args.genes),
                  genes_used=read_table(args.genes_used), methods=methods,
-                 show_participant_ids=study.get("show_participant_ids", False))
+                 show_participant_ids=settings.show_participant_ids)
 
 
 def _most_variable(var: pd.DataFrame, n: int) -> np.ndarray:
@@ -274,15 +290,15 @@ def _most_variable(var: pd.DataFrame, n: int) -> np.ndarray:
     return mask
 
 
-def normalization_text(info: dict, study: dict) -> str:
+def normalization_text(info: dict, settings: ReportSettings) -> str:
     """The normalization and scoring paragraph of the methods, from what was actually run."""
-    rule = study["expression_filter"]
-    scoring = (f" A gene of the set was used if its normalized count was at least {rule['min_count']:g} in at least "
-               f"{rule['min_fraction']:.0%} of samples and its VST was not constant. Each used gene's VST was z-scored "
+    rule = settings.expression_filter
+    scoring = (f" A gene of the set was used if its normalized count was at least {rule.min_count:g} in at least "
+               f"{rule.min_fraction:.0%} of samples and its VST was not constant. Each used gene's VST was z-scored "
                "over all samples of the study (ddof = 1); the CTRA score is the mean of the direction-signed "
                "z-scores (pro-inflammatory +1, antiviral and antibody -1) and each subscore the unsigned mean z "
                "of its group.")
-    if study["input"] == "log2_expression":
+    if settings.input == "log2_expression":
         return "The input was already log2-scale expression and was used as given (no DESeq2 normalization)." + scoring
     trend = (f"a parametric dispersion trend (asymptotic dispersion {info['a0_asymptotic_dispersion']:.4g}, "
              f"extra-Poisson {info['a1_extra_poisson']:.4g})")
@@ -298,10 +314,8 @@ def normalization_text(info: dict, study: dict) -> str:
             f"transformation (log2 scale) with {trend}, {how}." + scoring)
 
 
-def _parameters(study: dict) -> dict[str, str]:
-    keys = ("input", "normalization", "baseline", "control", "adjust_for_cell_markers", "gene_set", "marker_set",
-            "drop_incomplete_samples", "exclude_samples")
-    return {key: json.dumps(study.get(key)) if not isinstance(study.get(key), str) else study[key] for key in keys}
+def _parameters(settings: ReportSettings) -> dict[str, str]:
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in settings.parameters.items()}
 
 
 def run_example(args: argparse.Namespace) -> None:

@@ -13,6 +13,11 @@ while it is parsed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+# the settings the report lists in its methods, in this order
+REPORTED_PARAMETERS = ("input", "normalization", "baseline", "control", "adjust_for_cell_markers", "gene_set",
+                       "marker_set", "drop_incomplete_samples", "exclude_samples")
 # the settings that decide a study's design (the model, the null draws and the robustness checks fit it)
 _DESIGN = ("samples", "covariates", "adjust_for_cell_markers")
 
@@ -25,8 +30,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     # robustness.chunks: how the draws are split, which decides each chunk's share (not any number)
     "null": (*_DESIGN, "robustness.permutations", "robustness.gene_sets", "robustness.seed", "robustness.chunks"),
     "robustness": (*_DESIGN, "robustness.gene_sets", "robustness.seed"),
-    "report": ("input", "normalization", "baseline", "control", "adjust_for_cell_markers", "gene_set", "marker_set",
-               "drop_incomplete_samples", "exclude_samples", "expression_filter", "show_participant_ids"),
+    "report": (*REPORTED_PARAMETERS, "expression_filter", "show_participant_ids"),
 }
 
 
@@ -43,3 +47,112 @@ def stage_settings(study: dict, stage: str) -> dict:
         if name in source:
             target[name] = source[name]
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Typed settings: built once per stage from its (schema-checked, defaults-filled) settings
+# ----------------------------------------------------------------------------------------------
+# The schema is the one source of defaults: these classes have none, and ``from_study`` reads every
+# setting of its stage (a missing one is a KeyError naming it, never a silent default).
+
+
+@dataclass(frozen=True)
+class ExpressionFilter:
+    """A gene is expressed if its normalized count is >= ``min_count`` in >= ``min_fraction`` of samples."""
+
+    min_count: float
+    min_fraction: float
+
+    @classmethod
+    def from_study(cls, study: dict) -> ExpressionFilter:
+        rule = study["expression_filter"]
+        return cls(min_count=rule["min_count"], min_fraction=rule["min_fraction"])
+
+
+@dataclass(frozen=True)
+class DesignSettings:
+    """What decides a study's fixed design besides the sample sheet: covariates and whether the used
+    leukocyte markers are adjusted for; ``source`` (the sample sheet) names the study in design errors."""
+
+    source: str
+    covariates: tuple[str, ...]
+    adjust_for_cell_markers: bool
+
+    @classmethod
+    def from_study(cls, study: dict) -> DesignSettings:
+        return cls(source=study["samples"], covariates=tuple(study["covariates"]),
+                   adjust_for_cell_markers=bool(study["adjust_for_cell_markers"]))
+
+
+@dataclass(frozen=True)
+class NormalizeSettings:
+    input: str
+    normalization: str
+    expression_filter: ExpressionFilter
+
+    @classmethod
+    def from_study(cls, study: dict) -> NormalizeSettings:
+        return cls(input=study["input"], normalization=study["normalization"],
+                   expression_filter=ExpressionFilter.from_study(study))
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    counts: str  # named in the error when no gene of the set is used
+    expression_filter: ExpressionFilter
+
+    @classmethod
+    def from_study(cls, study: dict) -> ScoreSettings:
+        return cls(counts=study["counts"], expression_filter=ExpressionFilter.from_study(study))
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    design: DesignSettings
+    primary: dict  # {score, contrast}: ctra.endpoints.primary_endpoint reads it
+
+    @classmethod
+    def from_study(cls, study: dict) -> ModelSettings:
+        return cls(design=DesignSettings.from_study(study), primary=dict(study["primary"]))
+
+
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """The robustness stage: the random-gene-set draws' count and seed (for the reason when there is no pool)."""
+
+    design: DesignSettings
+    gene_sets: int
+    seed: int
+
+    @classmethod
+    def from_study(cls, study: dict) -> RobustnessSettings:
+        draws = study["robustness"]
+        return cls(design=DesignSettings.from_study(study), gene_sets=draws["gene_sets"], seed=draws["seed"])
+
+
+@dataclass(frozen=True)
+class NullSettings(RobustnessSettings):
+    """The null draws: also the permutations and how the draws are split into chunks."""
+
+    permutations: int = field(kw_only=True)
+    chunks: int = field(kw_only=True)
+
+    @classmethod
+    def from_study(cls, study: dict) -> NullSettings:
+        draws = study["robustness"]
+        return cls(design=DesignSettings.from_study(study), gene_sets=draws["gene_sets"], seed=draws["seed"],
+                   permutations=draws["permutations"], chunks=draws["chunks"])
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    input: str
+    expression_filter: ExpressionFilter
+    show_participant_ids: bool
+    parameters: dict  # REPORTED_PARAMETERS -> value, as configured
+
+    @classmethod
+    def from_study(cls, study: dict) -> ReportSettings:
+        return cls(input=study["input"], expression_filter=ExpressionFilter.from_study(study),
+                   show_participant_ids=bool(study["show_participant_ids"]),
+                   parameters={key: study[key] for key in REPORTED_PARAMETERS})

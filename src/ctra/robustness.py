@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.special import stdtr, stdtrit  # Student t cdf and quantile
 
+from .config import DesignSettings, NullSettings, RobustnessSettings
 from .scoring import set_scores, zscore
 from .stats import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_reml,
                     fit_reml_batch, fit_scores, interaction_column, period_levels, study_design,
@@ -559,20 +560,21 @@ def gene_set_null(adata, usage: pd.DataFrame, design: Design, scores: pd.DataFra
 NULL_COLUMNS = ["kind", "score", "contrast", "arm", "time", "draw", "value"]
 
 
-def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, chunk: int,
-               n_chunks: int) -> pd.DataFrame:
-    """Permutation and random-gene-set t for this chunk's share of the draws (tidy); the design is
-    the main model's, so this stage need not wait for the model stage."""
-    settings = study["robustness"]
-    design, _ = study_design(adata, usage, study, source=study["samples"])
-    frames = permutation_draws(design, scores, settings["permutations"], settings["seed"], chunk, n_chunks)
-    gene_sets, _ = gene_set_null(adata, usage, design, scores, settings["gene_sets"], settings["seed"], chunk,
+def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: NullSettings, chunk: int,
+               n_chunks: int | None = None) -> pd.DataFrame:
+    """Permutation and random-gene-set t for this chunk's share of the draws (tidy; ``n_chunks``
+    default ``settings.chunks``); the design is the main model's, so this stage need not wait for the
+    model stage."""
+    n_chunks = settings.chunks if n_chunks is None else n_chunks
+    design, _ = study_design(adata, usage, settings.design)
+    frames = permutation_draws(design, scores, settings.permutations, settings.seed, chunk, n_chunks)
+    gene_sets, _ = gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, chunk,
                                  n_chunks)
     frames += gene_sets
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=NULL_COLUMNS)
 
 
-def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, models: pd.DataFrame,
+def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: RobustnessSettings, models: pd.DataFrame,
                      gammas: dict, nulls: pd.DataFrame, var: pd.DataFrame | None = None) -> pd.DataFrame:
     """contrasts.tsv before the endpoint columns: the main-model (lmm) rows of ``models`` with
     perm_p, geneset_p and leave-one-out columns added, then its other rows as they are.
@@ -581,7 +583,7 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: di
     set's) with the random sets' t; the permutation p compares the permutation test's observed t.
     ``var`` is every gene's annotation (default ``adata.var``), for the reason when there is no
     random-gene-set pool."""
-    design, _ = study_design(adata, usage, study, source=study["samples"])
+    design, _ = study_design(adata, usage, settings.design)
     specs = contrast_specs(design)
     L = np.array([s.vector for s in specs])
     key = ["score", "contrast", "arm", "time"]
@@ -589,7 +591,7 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: di
     draws = {k: g.sort_values("draw")["value"].to_numpy() for k, g in nulls.groupby(["kind", *key], sort=False)}
     main_t = models[models["model"] == "lmm"].set_index(key)
     main_t = (main_t["estimate"] / main_t["se"]).to_dict()
-    gene_set_reason = _gene_set_reason(adata.var if var is None else var, usage, study)
+    gene_set_reason = _gene_set_reason(adata.var if var is None else var, usage, settings)
     extra = []
     for score, gamma in gammas.items():
         y = scores[score].to_numpy(float)
@@ -630,23 +632,23 @@ def _permutation_columns(draws: dict, where: tuple) -> dict:
     return {"perm_p": np.nan, "n_permutations": 0, "perm_note": ""}
 
 
-def _gene_set_reason(var: pd.DataFrame, usage: pd.DataFrame, study: dict) -> str:
-    if study["robustness"]["gene_sets"] == 0:
+def _gene_set_reason(var: pd.DataFrame, usage: pd.DataFrame, settings: RobustnessSettings) -> str:
+    if settings.gene_sets == 0:
         return ""
-    return gene_set_draws(var, usage, study["robustness"]["seed"], range(0))[2]
+    return gene_set_draws(var, usage, settings.seed, range(0))[2]
 
 
-def other_models(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
+def other_models(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: DesignSettings) -> pd.DataFrame:
     """The contrast rows of the models beside the main one: gene-level GEE, then the sensitivity refits."""
-    design, _ = study_design(adata, usage, study, source=study["samples"])
-    return pd.concat([gee_table(adata, usage, design), sensitivity_table(adata, scores, usage, study)],
+    design, _ = study_design(adata, usage, settings)
+    return pd.concat([gee_table(adata, usage, design), sensitivity_table(adata, scores, usage, settings)],
                      ignore_index=True)
 
 
-def sensitivity_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
+def sensitivity_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: DesignSettings) -> pd.DataFrame:
     """The main model refitted without covariates, without markers, and without both (when configured)."""
-    has_covariates = bool(study.get("covariates"))
-    has_markers = bool(study.get("adjust_for_cell_markers", True)) and bool(
+    has_covariates = bool(settings.covariates)
+    has_markers = settings.adjust_for_cell_markers and bool(
         ((usage["group"] == "marker") & usage["used"].astype(bool)).any())
     variants = []
     if has_covariates:
@@ -657,6 +659,6 @@ def sensitivity_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: d
         variants.append(("lmm_unadjusted", False, False))
     tables = []
     for name, covariates, markers in variants:
-        design, _ = study_design(adata, usage, study, study["samples"], covariates=covariates, markers=markers)
+        design, _ = study_design(adata, usage, settings, covariates=covariates, markers=markers)
         tables.append(fit_scores(design, scores, name)[0])
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

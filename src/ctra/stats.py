@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import optimize
 from scipy.special import stdtr, stdtrit  # Student t cdf and quantile (scipy.stats costs ~1 s to import)
 
+from .config import DesignSettings, ModelSettings
 from .endpoints import primary_endpoint
 from .errors import InputError
 
@@ -639,16 +640,17 @@ SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
 DF_METHOD = "Satterthwaite (as lmerTest), REML"
 
 
-def study_design(adata, usage: pd.DataFrame, study: dict, source: str,
+def study_design(adata, usage: pd.DataFrame, settings: DesignSettings,
                  covariates: bool = True, markers: bool = True) -> tuple[Design, list[str]]:
-    """The study's fixed design (checked for full rank) and the marker genes it adjusts for."""
+    """The study's fixed design (checked for full rank) and the marker genes it adjusts for; ``covariates``
+    and ``markers`` False leave the configured covariates or markers out (the sensitivity refits)."""
     marker_genes: list[str] = []
     extra = None
-    if markers and study.get("adjust_for_cell_markers", True):
+    if markers and settings.adjust_for_cell_markers:
         marker_genes = usage.loc[(usage["group"] == "marker") & usage["used"].astype(bool), "gene"].tolist()
         extra = pd.DataFrame(adata[:, marker_genes].layers["vst"], columns=marker_genes, index=adata.obs_names)
-    design = build_design(adata.obs, adata.uns["levels"], study.get("covariates", []) if covariates else [], extra)
-    check_full_rank(design.X, design.columns, source)
+    design = build_design(adata.obs, adata.uns["levels"], list(settings.covariates) if covariates else [], extra)
+    check_full_rank(design.X, design.columns, settings.source)
     return design, marker_genes
 
 
@@ -707,20 +709,20 @@ def fit_genes(design: Design, adata, usage: pd.DataFrame) -> pd.DataFrame:
     return genes.drop(columns=["n_participants"])
 
 
-def fit_study(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, source: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def fit_study(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: ModelSettings) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """contrasts.tsv, genes.tsv and the model description for the report's methods."""
     scores = scores.set_index("sample").loc[adata.obs_names]
-    design, marker_genes = study_design(adata, usage, study, source)
+    design, marker_genes = study_design(adata, usage, settings.design)
     contrasts, gammas = fit_scores(design, scores, "lmm")
     genes = fit_genes(design, adata, usage)
-    base, _ = study_design(adata, usage, study, source, covariates=False, markers=False)
+    base, _ = study_design(adata, usage, settings.design, covariates=False, markers=False)
     info = {"formula": design.formula, "coefficients": design.columns, "df_method": DF_METHOD,
-            "primary": primary_endpoint(study.get("primary", {}), len(design.arms) > 1),
+            "primary": primary_endpoint(settings.primary, len(design.arms) > 1),
             "adjustment": {"columns": design.X.shape[1] - base.X.shape[1],
                            "residual_df_without": int(len(design.X) - base.X.shape[1]),
                            "participants": int(design.participant.max() + 1)},
             "covariate_warnings": list(adata.uns.get("covariate_warnings", [])),
-            "covariates": list(study.get("covariates", [])), "markers_used": marker_genes,
+            "covariates": list(settings.design.covariates), "markers_used": marker_genes,
             "reference_levels": {"arm": design.arms[0], "time": design.times[0]},
             "levels": {"arm": design.arms, "time": design.times},
             "normalization": adata.uns.get("normalization", {}), "relative_variances": gammas,

@@ -147,6 +147,7 @@ def load_calibration():
 def export_crossover() -> None:
     """The simulated unbalanced AB/BA crossover (no workflow, no counts): ctra's scores, design and
     contrast keys on benchmarks/calibration.py's cohort, in the workflow cases' layout."""
+    from ctra.config import DesignSettings
     from ctra.scoring import score_study
     from ctra.stats import fit_scores, study_design
 
@@ -155,7 +156,8 @@ def export_crossover() -> None:
     usage = usage.copy()
     usage["used"] = usage["used"].astype(bool)
     scores = score_study(adata, usage)
-    design, markers = study_design(adata, usage, CROSSOVER_STUDY, source="simulated crossover")
+    design, markers = study_design(adata, usage, DesignSettings.from_study(
+        {**CROSSOVER_STUDY, "samples": "simulated crossover"}))
     contrasts, _ = fit_scores(design, scores.set_index("sample")[list(SCORES)], "lmm")
     study = {**CROSSOVER_STUDY, "normalization": "none (simulated log2 scale)",
              "generator": f"benchmarks/calibration.py simulate(DESIGNS['crossover_24'], seed={CROSSOVER_SEED})"}
