@@ -19,10 +19,9 @@ from __future__ import annotations
 import html
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import anndata
 import jinja2
@@ -34,7 +33,11 @@ from plotly.subplots import make_subplots
 from scipy import linalg
 from scipy.special import stdtrit  # Student t quantile (scipy.stats costs ~1 s to import)
 
+from .results import atomic_path
 from .robustness import MIN_GEE_DF, MIN_GEE_PARTICIPANTS
+
+if TYPE_CHECKING:
+    from .config import ReportSettings
 
 SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
 SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral",
@@ -136,15 +139,9 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
 
 def write_report(path: str | Path, **kwargs: Any) -> None:
     """Render with ``render_report(**kwargs)`` and write atomically, so a failed run leaves no half file."""
-    path = Path(path)
     text = render_report(**kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _environment() -> jinja2.Environment:
@@ -938,3 +935,34 @@ def _key_value_table(mapping: dict, key_name: str, value_name: str) -> Table:
     rows = [[str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]
             for k, v in sorted(mapping.items(), key=lambda item: str(item[0]))]
     return Table(columns=[key_name, value_name], rows=rows, numeric=[False, False])
+
+
+# ---------------------------------------------------------------- methods text
+
+def normalization_text(info: dict, settings: ReportSettings) -> str:
+    """The normalization and scoring paragraph of the methods, from what was actually run."""
+    rule = settings.expression_filter
+    scoring = (f" A gene of the set was used if its normalized count was at least {rule.min_count:g} in at least "
+               f"{rule.min_fraction:.0%} of samples and its VST was not constant. Each used gene's VST was z-scored "
+               "over all samples of the study (ddof = 1); the CTRA score is the mean of the direction-signed "
+               "z-scores (pro-inflammatory +1, antiviral and antibody -1) and each subscore the unsigned mean z "
+               "of its group.")
+    if settings.input == "log2_expression":
+        return "The input was already log2-scale expression and was used as given (no DESeq2 normalization)." + scoring
+    trend = (f"a parametric dispersion trend (asymptotic dispersion {info['a0_asymptotic_dispersion']:.4g}, "
+             f"extra-Poisson {info['a1_extra_poisson']:.4g})")
+    if info.get("method") == "vst_subset":
+        how = (f"fitted on {info['trend_genes']} genes chosen evenly over the mean ranks of genes with mean "
+               "normalized count above 5, as R DESeq2's vst() does, and applied to all genes")
+    else:
+        engine = ("PyDESeq2's own DeseqDataSet" if info.get("method") == "pydeseq2" else
+                  "ctra's vectorized implementation of PyDESeq2's genewise dispersion and trend routines")
+        how = (f"fitted on all {info['trend_genes']} non-zero genes above the dispersion floor (PyDESeq2's full "
+               f"vst, R's varianceStabilizingTransformation) by {engine}")
+    return ("Size factors: DESeq2 median of ratios (PyDESeq2). Expression: blind variance-stabilizing "
+            f"transformation (log2 scale) with {trend}, {how}." + scoring)
+
+
+def parameter_text(settings: ReportSettings) -> dict[str, str]:
+    """The configured settings the methods list, as text."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in settings.parameters.items()}
