@@ -44,10 +44,11 @@ sys.path.insert(0, str(REPO / "src"))
 from ctra.config import DesignSettings, RobustnessSettings  # noqa: E402
 from ctra.endpoints import mark_endpoints, primary_endpoint  # noqa: E402
 from ctra.genesets import load_gene_set  # noqa: E402
-from ctra.robustness import (gee_table, gene_set_null, permutation_draws, robustness_table,  # noqa: E402
-                             sensitivity_table)
+from ctra.models.gee import gee_table  # noqa: E402
+from ctra.models.sensitivity import sensitivity_table  # noqa: E402
+from ctra.safeguards import gene_set_null, permutation_draws, robustness_table  # noqa: E402
 from ctra.scoring import gene_summaries, score_study  # noqa: E402
-from ctra.stats import contrast_specs, contrast_table, fit_reml, fit_scores, study_design  # noqa: E402
+from ctra.models.mixed import contrast_specs, contrast_table, fit_reml, fit_scores, study_design  # noqa: E402
 
 N_POOL = 800
 N_FACTORS = 3

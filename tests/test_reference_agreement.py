@@ -261,7 +261,7 @@ def model_adata(case: str, genes_z: pd.DataFrame | None = None) -> tuple[ad.AnnD
 
 @functools.lru_cache(maxsize=None)
 def ctra_contrasts(case: str) -> pd.DataFrame:
-    from ctra.stats import fit_scores, study_design
+    from ctra.models.mixed import fit_scores, study_design
 
     adata, usage, table, study = model_adata(case)
     design, _ = study_design(adata, usage, study)
@@ -316,7 +316,7 @@ def test_lmm_contrasts_match_lmerTest(case):
 def test_lmm_reml_optimum_matches_lme4(case):
     """ctra's REML criterion at its optimum is lme4's (REMLcrit), never worse: the remaining contrast
     differences are the optimizers' tolerances, not a different maximum."""
-    from ctra.stats import fit_reml, study_design
+    from ctra.models.mixed import fit_reml, study_design
 
     adata, usage, table, study = model_adata(case)
     design, _ = study_design(adata, usage, study)
@@ -332,7 +332,7 @@ def test_lmm_reml_optimum_matches_lme4(case):
 def test_batch_reml_matches_lmerTest(case):
     """The vectorized REML of the random-gene-set null (``fit_reml_batch``; crossover: nested
     components, projected Newton) gives lmerTest's estimates and SEs for the four scores at once."""
-    from ctra.stats import contrast_specs, fit_reml_batch, study_design
+    from ctra.models.mixed import contrast_specs, fit_reml_batch, study_design
 
     adata, usage, table, study = model_adata(case)
     design, _ = study_design(adata, usage, study)
@@ -363,12 +363,7 @@ def test_gee_fixture_is_consistent_with_scores():
 
 def _gee_function():
     try:
-        from ctra.stats import fit_gene_gee  # noqa: F401
-        return fit_gene_gee
-    except ImportError:
-        pass
-    try:
-        from ctra.robustness import fit_gene_gee
+        from ctra.models.gee import fit_gene_gee
         return fit_gene_gee
     except ImportError:
         return None
@@ -388,7 +383,7 @@ GEE_CASES = [
 @functools.lru_cache(maxsize=None)
 def gee_inputs(case: str):
     """AnnData, usage and ctra's design of the GEE fixture (the stored z of the used genes)."""
-    from ctra.stats import study_design
+    from ctra.models.mixed import study_design
 
     long = read_fixture(case, "gee_input.tsv.gz")
     wide = long.pivot(index="sample", columns="gene", values="z")
@@ -448,7 +443,7 @@ def test_gene_gee_bias_reduced_se_matches_clubsandwich_cr3(case):
 @pytest.mark.parametrize("case", BIAS_REDUCED_CASES)
 def test_gee_genes_contrasts_match_clubsandwich_cr3(case):
     """The gee_genes rows of contrasts.tsv (ctra score): estimate, bias-reduced SE, df and p."""
-    from ctra.robustness import gee_table
+    from ctra.models.gee import gee_table
 
     adata, usage, design = gee_inputs(case)
     ours = gee_table(adata, usage, design, scores=("ctra",))

@@ -8,7 +8,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 from ctra.errors import InputError
-from ctra.stats import (benjamini_hochberg, build_design, check_full_rank, contrast_specs, contrast_table,
+from ctra.models.mixed import (benjamini_hochberg, build_design, check_full_rank, contrast_specs, contrast_table,
                         fit_reml)
 
 LEVELS = {"arm": ["control", "a", "b"], "time": ["pre", "post", "fu"]}

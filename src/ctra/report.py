@@ -34,7 +34,8 @@ from scipy import linalg
 from scipy.special import stdtrit  # Student t quantile (scipy.stats costs ~1 s to import)
 
 from .results import atomic_path
-from .robustness import MIN_GEE_DF, MIN_GEE_PARTICIPANTS
+from .models import OTHER_MODELS
+from .models.gee import MIN_GEE_DF, MIN_GEE_PARTICIPANTS
 
 if TYPE_CHECKING:
     from .config import ReportSettings
@@ -820,9 +821,7 @@ def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: di
                                           "hinges on one participant." if flips and significant else "."))
     key = (contrasts["score"] == row["score"]) & (contrasts["contrast"] == row["contrast"]) & \
           (contrasts["arm"] == row["arm"]) & (contrasts["time"] == row["time"])
-    for model, label in (("gee_genes", "Gene-level GEE (exchangeable, bias-reduced sandwich SE, t reference)"),
-                         ("lmm_no_covariates", "Without covariates"), ("lmm_no_markers", "Without cell markers"),
-                         ("lmm_unadjusted", "Without covariates or markers")):
+    for model, label in ((m.name, m.label) for m in OTHER_MODELS):
         other = contrasts[key & (contrasts["model"] == model)]
         if not len(other):
             continue

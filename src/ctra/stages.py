@@ -94,13 +94,13 @@ def model(settings: ModelSettings, *, input: str, scores: str, genes_used: str, 
           model: str) -> None:
     """Every model fit: the main mixed model (per score and per gene), the gene-level GEE and the
     sensitivity refits; the resampling checks come after, in ``robustness``."""
-    from .robustness import other_models
-    from .stats import fit_study
+    from .models import fit_other_models
+    from .models.mixed import fit_study
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used)
     contrasts, gene_table, model_info = fit_study(adata, score_table.rename_axis("sample").reset_index(), usage,
                                                   settings)
-    contrasts = pd.concat([contrasts, other_models(adata, score_table, usage, settings.design)], ignore_index=True)
+    contrasts = pd.concat([contrasts, fit_other_models(adata, score_table, usage, settings.design)], ignore_index=True)
     write_tsv(gene_table, genes)
     write_json(model_info, model)
     write_tsv(contrasts, models)
@@ -123,7 +123,7 @@ def _model_inputs(input: str, scores: str, genes_used: str, pool: bool = False) 
 
 
 def null(settings: NullSettings, *, input: str, scores: str, genes_used: str, chunk: int, out: str) -> None:
-    from .robustness import null_draws
+    from .safeguards import null_draws
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used, pool=True)
     draws = null_draws(adata, score_table, usage, settings, chunk)
@@ -133,7 +133,7 @@ def null(settings: NullSettings, *, input: str, scores: str, genes_used: str, ch
 def robustness(settings: RobustnessSettings, *, input: str, scores: str, genes_used: str, model: str, models: str,
                nulls: list[str], contrasts: str) -> None:
     from .endpoints import mark_endpoints
-    from .robustness import robustness_table
+    from .safeguards import robustness_table
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used)
     model_info = read_json(model)

@@ -23,9 +23,9 @@ import pandas as pd
 from scipy import optimize
 from scipy.special import stdtr, stdtrit  # Student t cdf and quantile (scipy.stats costs ~1 s to import)
 
-from .config import DesignSettings, ModelSettings
-from .endpoints import primary_endpoint
-from .errors import InputError
+from ..config import DesignSettings, ModelSettings
+from ..endpoints import primary_endpoint
+from ..errors import InputError
 
 LOG_2PI = float(np.log(2 * np.pi))
 MAX_THETA = 1e3  # relative SD of a random effect; beyond this H is numerically singular
