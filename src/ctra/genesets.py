@@ -19,6 +19,7 @@ from .errors import InputError
 
 SCORE_GROUPS = ("inflammatory", "antiviral", "antibody")
 MARKER_GROUP = "marker"
+SCORE_NAMES = ("ctra", *SCORE_GROUPS)  # the columns of scores.tsv and the `score` column of every table
 ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 REQUIRED_COLUMNS = ("gene", "group", "direction")
 OPTIONAL_COLUMNS = ("symbol", "ensembl_id", "entrez_id", "aliases")
@@ -59,6 +60,18 @@ def load_gene_set(path: str | Path, allowed_groups: tuple[str, ...] = SCORE_GROU
         raise InputError(problems)
     table["direction"] = table["direction"].astype(int)
     return table[[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]]
+
+
+def set_genes(usage: pd.DataFrame, score: str = "ctra") -> pd.DataFrame:
+    """The rows of genes_used.tsv that a score is made of: the used genes of the set (``ctra``), or of
+    one group (a subscore); markers never."""
+    used = usage[usage["used"].astype(bool) & (usage["group"] != MARKER_GROUP)]
+    return used if score == "ctra" else used[used["group"] == score]
+
+
+def marker_genes(usage: pd.DataFrame) -> list[str]:
+    """The used leukocyte markers (the models adjust for their VST)."""
+    return usage.loc[(usage["group"] == MARKER_GROUP) & usage["used"].astype(bool), "gene"].tolist()
 
 
 def looks_like_ensembl(gene_id: str) -> bool:

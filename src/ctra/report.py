@@ -34,17 +34,18 @@ from scipy import linalg
 from scipy.special import stdtrit  # Student t quantile (scipy.stats costs ~1 s to import)
 
 from .results import atomic_path
+from .genesets import MARKER_GROUP, SCORE_GROUPS, SCORE_NAMES
 from .models import OTHER_MODELS
 from .models.gee import MIN_GEE_DF, MIN_GEE_PARTICIPANTS
 
 if TYPE_CHECKING:
     from .config import ReportSettings
 
-SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
+SCORES = SCORE_NAMES
 SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral",
                 "antibody": "Antibody"}
 CONTRASTS = ("arm_x_time", "change")
-GENE_GROUPS = ("inflammatory", "antiviral", "antibody", "marker")
+GENE_GROUPS = (*SCORE_GROUPS, MARKER_GROUP)
 MAIN_MODEL = "lmm"
 STANDARD_COLUMNS = ("score", "model", "role", "contrast", "arm", "time", "estimate", "se", "ci_low", "ci_high",
                     "df", "p_value", "n_participants", "n_samples")

@@ -33,6 +33,7 @@ from .config import NullSettings, RobustnessSettings
 from .models.gls import Whitener, _solve_batched, gls_estimates
 from .models.mixed import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_reml,
                            fit_reml_batch, interaction_column, period_levels, study_design, without_arm_terms)
+from .genesets import set_genes
 from .scoring import set_scores
 
 PERMUTATION_STREAM, GENE_SET_STREAM = 0, 1
@@ -260,7 +261,7 @@ def gene_set_draws(var: pd.DataFrame, usage: pd.DataFrame, seed: int, draws: ran
     (``var['expressed']`` and ``var['vst_mean']``, from ``ctra.scoring.gene_summaries``). Without a
     pool (an input holding only the set and marker genes) there is no random-gene-set null.
     """
-    used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")].reset_index(drop=True)
+    used = set_genes(usage).reset_index(drop=True)
     pool = np.flatnonzero(var["expressed"].to_numpy(bool) & (var["group"].to_numpy() == ""))
     if len(pool) < 10 * len(used):
         return None, used, (f"no random gene sets: {len(pool)} expressed genes outside the set and markers, fewer "

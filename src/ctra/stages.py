@@ -71,7 +71,7 @@ def normalize(settings: NormalizeSettings, *, input: str, out: str, threads: int
 
 def score(settings: ScoreSettings, *, input: str, gene_set: str, markers: str, scores: str,
           genes_used: str) -> None:
-    from .genesets import load_gene_set
+    from .genesets import MARKER_GROUP, load_gene_set, set_genes
     from .scoring import score_study, usage_table
 
     genes = pd.concat([load_gene_set(gene_set), load_gene_set(markers, allowed_groups=("marker",))],
@@ -80,12 +80,12 @@ def score(settings: ScoreSettings, *, input: str, gene_set: str, markers: str, s
     adata = read_normalized(input, genes["gene"], layers=("vst", "counts"))
     rule = settings.expression_filter
     usage = usage_table(adata, genes, min_count=rule.min_count, min_fraction=rule.min_fraction)
-    used = usage[usage["used"] & (usage["group"] != "marker")]
+    used = set_genes(usage)
     if len(used) == 0:
         raise InputError(f"{settings.counts}: no gene of the gene set passes the expression rule; see genes_used.tsv.")
     table = score_study(adata, usage)
     log.info("scored %d samples with %d genes (%d of the set not used)", len(table), len(used),
-             int((~usage['used'] & (usage['group'] != 'marker')).sum()))
+             int((usage["group"] != MARKER_GROUP).sum()) - len(used))
     write_tsv(usage, genes_used)
     write_tsv(table, scores)
 

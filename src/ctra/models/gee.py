@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtr, stdtrit  # Student t cdf and quantile
 
-from ..scoring import zscore
+from ..genesets import set_genes
+from ..scoring import score_terms, zscore
 from ..config import DesignSettings
 from .mixed import SCORES, Design, contrast_specs, study_design
 
@@ -20,19 +21,17 @@ MIN_GEE_PARTICIPANTS = 10  # below this a sandwich covariance is not trusted, co
 MIN_GEE_DF = 4             # participants - fixed effects; the t reference needs a few df
 
 
-
 def gene_long_format(adata, usage: pd.DataFrame, design: Design, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Response, design and groups for the long-format gene model of one score.
 
-    ``ctra`` uses all used genes with direction-signed z; a subscore uses its group's genes, unsigned.
-    Rows are ordered by participant, then sample, then gene (as geepack expects clusters contiguous).
+    The response is the score's per-gene terms (``ctra.scoring.score_terms``, whose mean is the
+    score): for ``ctra`` every used gene's direction-signed z, for a subscore its group's genes'
+    unsigned z. Rows are ordered by participant, then sample, then gene (as geepack expects clusters
+    contiguous).
     """
-    used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")]
-    if score != "ctra":
-        used = used[used["group"] == score]
-    z = zscore(np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float))
-    if score == "ctra":
-        z = z * used["direction"].to_numpy(float)
+    used = set_genes(usage, score)
+    z = score_terms(zscore(np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float)),
+                    used["direction"].to_numpy(float), used["group"].to_numpy(), score)
     n, k = z.shape
     order = np.lexsort((np.arange(n), design.participant))
     sample = np.repeat(order, k)
@@ -87,9 +86,7 @@ def gee_table(adata, usage: pd.DataFrame, design: Design, scores: tuple[str, ...
                 f"{MIN_GEE_DF} (drop covariates or markers)")
     tables = []
     for score in scores:
-        groups = usage.loc[usage["used"].astype(bool) & (usage["group"] != "marker"), "group"]
-        n_genes = len(groups) if score == "ctra" else int((groups == score).sum())
-        if n_genes < 2:
+        if len(set_genes(usage, score)) < 2:
             continue
         estimate = se = np.full(len(specs), np.nan)
         note = np.full(len(specs), skip, dtype=object)

@@ -26,6 +26,7 @@ from scipy.special import stdtr, stdtrit  # Student t cdf and quantile (scipy.st
 from ..config import DesignSettings, ModelSettings
 from ..endpoints import primary_endpoint
 from ..errors import InputError
+from ..genesets import SCORE_NAMES, marker_genes as used_markers, set_genes
 
 LOG_2PI = float(np.log(2 * np.pi))
 MAX_THETA = 1e3  # relative SD of a random effect; beyond this H is numerically singular
@@ -636,7 +637,7 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 # One study: all scores and all used genes
 # ----------------------------------------------------------------------------------------------
 
-SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
+SCORES = SCORE_NAMES
 DF_METHOD = "Satterthwaite (as lmerTest), REML"
 
 
@@ -647,7 +648,7 @@ def study_design(adata, usage: pd.DataFrame, settings: DesignSettings,
     marker_genes: list[str] = []
     extra = None
     if markers and settings.adjust_for_cell_markers:
-        marker_genes = usage.loc[(usage["group"] == "marker") & usage["used"].astype(bool), "gene"].tolist()
+        marker_genes = used_markers(usage)
         extra = pd.DataFrame(adata[:, marker_genes].layers["vst"], columns=marker_genes, index=adata.obs_names)
     design = build_design(adata.obs, adata.uns["levels"], list(settings.covariates) if covariates else [], extra)
     check_full_rank(design.X, design.columns, settings.source)
@@ -694,7 +695,7 @@ def fit_genes(design: Design, adata, usage: pd.DataFrame) -> pd.DataFrame:
     """The same contrasts per used gene on its VST, with BH FDR within each contrast."""
     structure = BlockStructure(design)
     specs = contrast_specs(design)
-    used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")]
+    used = set_genes(usage)
     vst = np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float)
     tables = []
     for j, record in enumerate(used.itertuples(index=False)):

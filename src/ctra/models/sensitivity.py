@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import DesignSettings
+from ..genesets import marker_genes
 from .mixed import fit_scores, study_design
 
 # (model name, keep covariates, keep markers), in the order of contrasts.tsv
@@ -16,8 +17,7 @@ def refit(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: DesignSett
     """The main model's contrast rows (model ``name``) without the covariates and/or markers; empty when
     the study has none of what is left out (nothing to compare)."""
     has_covariates = bool(settings.covariates)
-    has_markers = settings.adjust_for_cell_markers and bool(
-        ((usage["group"] == "marker") & usage["used"].astype(bool)).any())
+    has_markers = settings.adjust_for_cell_markers and bool(marker_genes(usage))
     if (not covariates and not has_covariates) or (not markers and not has_markers):
         return pd.DataFrame()
     design, _ = study_design(adata, usage, settings, covariates=covariates, markers=markers)
