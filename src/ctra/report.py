@@ -123,6 +123,7 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
         "summary": _summary_sentences(contrasts, levels),
         "design": _design_table(adata.obs, levels),
         "qc": _qc_figures(adata, levels, samples),
+        "set_description": _set_description(genes_used),
         "genes_used_summary": _genes_used_summary(genes_used),
         "genes_used": _genes_used_table(genes_used),
         "trajectories": [_trajectory_figure(score, units, levels, participants) for score in trajectory_scores],
@@ -532,6 +533,31 @@ def _pca_figure(adata: anndata.AnnData, levels: Levels, samples: list[str]) -> F
 
 
 # ---------------------------------------------------------------- genes used
+
+# how the report names the genes of each score group
+GROUP_NOUNS = {"inflammatory": "pro-inflammatory", "antiviral": "type I interferon antiviral", "antibody": "antibody"}
+
+
+def _set_description(genes_used: pd.DataFrame) -> str:
+    """'CTRA = 19 pro-inflammatory genes (up) minus 31 type I interferon antiviral and 3 antibody genes
+    (down)': the gene set's genes per group and direction, as listed in genes_used.tsv (every gene of
+    the set, used or not; the QC section says how many were used)."""
+    genes = genes_used[genes_used["group"] != MARKER_GROUP]
+    direction = pd.to_numeric(genes["direction"], errors="coerce")
+
+    def listing(sign: int) -> str:
+        parts = [f"{int(((genes['group'] == g) & (direction == sign)).sum())} {GROUP_NOUNS.get(g, g)}"
+                 for g in [*SCORE_GROUPS, *sorted(set(genes["group"]) - set(SCORE_GROUPS))]
+                 if ((genes["group"] == g) & (direction == sign)).any()]
+        if not parts:
+            return ""
+        return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + " genes"
+
+    up, down = listing(1), listing(-1)
+    if up and down:
+        return f"CTRA = {up} (up) minus {down} (down)"
+    return f"CTRA = the mean of {up} (up)" if up else f"CTRA = minus the mean of {down} (down)"
+
 
 def _genes_used_summary(genes_used: pd.DataFrame) -> list[str]:
     """Per group: 'inflammatory: 18 of 19 used'."""
