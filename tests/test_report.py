@@ -435,3 +435,14 @@ def test_the_gene_set_description_counts_the_set_genes_by_group_and_direction():
                                         "antiviral and 3 antibody genes (down)")
     custom = usage({"inflammatory": (5, 1), "antiviral": (2, -1)})
     assert _set_description(custom) == "CTRA = 5 pro-inflammatory genes (up) minus 2 type I interferon antiviral genes (down)"
+
+
+def test_every_section_in_the_list_has_a_body_and_nothing_else_does():
+    """ctra.report.SECTIONS drives the contents and the body: one body_<id> macro per section."""
+    import re
+
+    from ctra.report import SECTIONS, TEMPLATE_DIR
+
+    source = (TEMPLATE_DIR / "report_sections.html.j2").read_text()
+    assert re.findall(r"\{% macro body_(\w+)\(\) %\}", source) == [s.id for s in SECTIONS]
+    assert len({s.title for s in SECTIONS}) == len(SECTIONS)

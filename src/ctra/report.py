@@ -21,7 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import anndata
 import jinja2
@@ -116,28 +116,68 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
     participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
     samples = _sample_labels(adata.obs, participants, show_participant_ids)
     contrasts = _sort_contrasts(contrasts, levels)
-    trajectory_scores = [score for score in SCORES if score in scores.columns]
-    units = _participant_means(scores, trajectory_scores, levels) if trajectory_scores else None
+    inputs = ReportInputs(adata=adata, scores=scores, contrasts=contrasts, genes=genes, genes_used=genes_used,
+                          methods=methods, levels=levels, participants=participants, samples=samples)
     context = {
         "study": study,
         "summary": _summary_sentences(contrasts, levels),
-        "design": _design_table(adata.obs, levels),
-        "qc": _qc_figures(adata, levels, samples),
         "set_description": _set_description(genes_used),
-        "genes_used_summary": _genes_used_summary(genes_used),
-        "genes_used": _genes_used_table(genes_used),
-        "trajectories": [_trajectory_figure(score, units, levels, participants) for score in trajectory_scores],
-        "forest": _forest_figure(contrasts, levels),
-        "heatmap": _heatmap_figure(genes, levels),
-        "robustness": _robustness_tables(contrasts, participants),
-        "verdicts": _robustness_verdicts(contrasts, participants),
-        "adjustment": _adjustment_sentences(methods),
-        "methods": _methods_context(methods),
-        "contrasts": _contrasts_table(contrasts, participants),
+        "sections": SECTIONS,
         "plotly_js": plotly.offline.get_plotlyjs(),
         "plot_config": json.dumps(PLOT_CONFIG, sort_keys=True),
     }
+    for section in SECTIONS:
+        context.update(section.build(inputs))
     return _environment().get_template("report.html.j2").render(**context)
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the section builders read: the study's tables, prepared once by ``render_report``."""
+
+    adata: anndata.AnnData
+    scores: pd.DataFrame
+    contrasts: pd.DataFrame  # sorted for display
+    genes: pd.DataFrame
+    genes_used: pd.DataFrame
+    methods: dict
+    levels: Levels
+    participants: dict[str, str]  # id -> label shown
+    samples: list[str]  # per-sample labels shown
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the report: its anchor, its title (contents and heading) and the builder of its
+    template variables. The body is the macro of the same name in templates/report_sections.html.j2."""
+
+    id: str
+    title: str
+    build: Callable[[ReportInputs], dict]
+
+
+def _trajectories(inputs: ReportInputs) -> dict:
+    trajectory_scores = [score for score in SCORES if score in inputs.scores.columns]
+    units = _participant_means(inputs.scores, trajectory_scores, inputs.levels) if trajectory_scores else None
+    return {"trajectories": [_trajectory_figure(score, units, inputs.levels, inputs.participants)
+                             for score in trajectory_scores]}
+
+
+SECTIONS = (
+    Section("design", "Study summary", lambda d: {"design": _design_table(d.adata.obs, d.levels)}),
+    Section("qc", "Quality control", lambda d: {"qc": _qc_figures(d.adata, d.levels, d.samples),
+                                                 "genes_used_summary": _genes_used_summary(d.genes_used),
+                                                 "genes_used": _genes_used_table(d.genes_used)}),
+    Section("trajectories", "Score trajectories", _trajectories),
+    Section("forest", "Contrasts (forest plot)", lambda d: {"forest": _forest_figure(d.contrasts, d.levels)}),
+    Section("genes", "Per-gene effects", lambda d: {"heatmap": _heatmap_figure(d.genes, d.levels)}),
+    Section("robustness", "Robustness", lambda d: {
+        "robustness": _robustness_tables(d.contrasts, d.participants),
+        "verdicts": _robustness_verdicts(d.contrasts, d.participants),
+        "adjustment": _adjustment_sentences(d.methods)}),
+    Section("methods", "Methods", lambda d: {"methods": _methods_context(d.methods)}),
+    Section("contrasts", "All contrasts", lambda d: {"contrasts": _contrasts_table(d.contrasts, d.participants)}),
+)
 
 
 def write_report(path: str | Path, **kwargs: Any) -> None:
