@@ -282,7 +282,6 @@ def test_random_gene_set_t_of_the_real_set_is_the_main_model_t():
 
 
 def test_gene_set_null_says_why_without_a_pool():
-    obs = cohort(n=12)
     var = pd.DataFrame({"group": ["inflammatory"] * 4 + [""] * 5, "expressed": True, "vst_mean": np.arange(9.0)},
                        index=[f"g{j}" for j in range(9)])
     usage = pd.DataFrame({"gene": var.index[:4], "group": "inflammatory", "direction": 1, "used": True})

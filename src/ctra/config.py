@@ -16,14 +16,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # the settings the report lists in its methods, in this order
-REPORTED_PARAMETERS = ("input", "normalization", "baseline", "control", "adjust_for_cell_markers", "gene_set",
-                       "marker_set", "drop_incomplete_samples", "exclude_samples")
+REPORTED_PARAMETERS = (
+    "input",
+    "normalization",
+    "baseline",
+    "control",
+    "adjust_for_cell_markers",
+    "gene_set",
+    "marker_set",
+    "drop_incomplete_samples",
+    "exclude_samples",
+)
 # the settings that decide a study's design (the model, the null draws and the robustness checks fit it)
 _DESIGN = ("samples", "covariates", "adjust_for_cell_markers")
 
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "validate": ("counts", "samples", "columns", "baseline", "control", "time_levels", "arm_levels", "covariates",
-                 "categorical", "exclude_samples", "drop_incomplete_samples", "input"),
+    "validate": (
+        "counts",
+        "samples",
+        "columns",
+        "baseline",
+        "control",
+        "time_levels",
+        "arm_levels",
+        "covariates",
+        "categorical",
+        "exclude_samples",
+        "drop_incomplete_samples",
+        "input",
+    ),
     "normalize": ("input", "normalization", "expression_filter"),
     "score": ("counts", "expression_filter"),
     "model": (*_DESIGN, "primary"),
@@ -80,8 +101,11 @@ class DesignSettings:
 
     @classmethod
     def from_study(cls, study: dict) -> DesignSettings:
-        return cls(source=study["samples"], covariates=tuple(study["covariates"]),
-                   adjust_for_cell_markers=bool(study["adjust_for_cell_markers"]))
+        return cls(
+            source=study["samples"],
+            covariates=tuple(study["covariates"]),
+            adjust_for_cell_markers=bool(study["adjust_for_cell_markers"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -92,8 +116,11 @@ class NormalizeSettings:
 
     @classmethod
     def from_study(cls, study: dict) -> NormalizeSettings:
-        return cls(input=study["input"], normalization=study["normalization"],
-                   expression_filter=ExpressionFilter.from_study(study))
+        return cls(
+            input=study["input"],
+            normalization=study["normalization"],
+            expression_filter=ExpressionFilter.from_study(study),
+        )
 
 
 @dataclass(frozen=True)
@@ -140,8 +167,13 @@ class NullSettings(RobustnessSettings):
     @classmethod
     def from_study(cls, study: dict) -> NullSettings:
         draws = study["robustness"]
-        return cls(design=DesignSettings.from_study(study), gene_sets=draws["gene_sets"], seed=draws["seed"],
-                   permutations=draws["permutations"], chunks=draws["chunks"])
+        return cls(
+            design=DesignSettings.from_study(study),
+            gene_sets=draws["gene_sets"],
+            seed=draws["seed"],
+            permutations=draws["permutations"],
+            chunks=draws["chunks"],
+        )
 
 
 @dataclass(frozen=True)
@@ -153,6 +185,9 @@ class ReportSettings:
 
     @classmethod
     def from_study(cls, study: dict) -> ReportSettings:
-        return cls(input=study["input"], expression_filter=ExpressionFilter.from_study(study),
-                   show_participant_ids=bool(study["show_participant_ids"]),
-                   parameters={key: study[key] for key in REPORTED_PARAMETERS})
+        return cls(
+            input=study["input"],
+            expression_filter=ExpressionFilter.from_study(study),
+            show_participant_ids=bool(study["show_participant_ids"]),
+            parameters={key: study[key] for key in REPORTED_PARAMETERS},
+        )

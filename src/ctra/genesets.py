@@ -25,14 +25,6 @@ REQUIRED_COLUMNS = ("gene", "group", "direction")
 OPTIONAL_COLUMNS = ("symbol", "ensembl_id", "entrez_id", "aliases")
 
 
-def gene_set_path(name_or_path: str, resources_dir: str | Path) -> Path:
-    """A bare name (``ctra53``) refers to ``resources/gene_sets/<name>.tsv``; anything else is a path."""
-    candidate = Path(resources_dir) / f"{name_or_path}.tsv"
-    if "/" not in name_or_path and not name_or_path.endswith(".tsv") and candidate.exists():
-        return candidate
-    return Path(name_or_path)
-
-
 def load_gene_set(path: str | Path, allowed_groups: tuple[str, ...] = SCORE_GROUPS) -> pd.DataFrame:
     """Read and check a gene-set TSV; returns it with all optional columns present (as '')."""
     path = Path(path)

@@ -372,7 +372,7 @@ def _summary_sentences(contrasts: pd.DataFrame, levels: Levels) -> list[str]:
         held = [f"{row['arm']} at {row['time']}: {_fmt_p(row['p_holm'])}" for _, row in primary.iterrows()]
         sentences.append(f"The primary endpoint ({score}, {len(primary)} tests) is one family: Holm-adjusted p "
                          f"({'; '.join(held)}) keep the chance of any false positive among them at 5%.")
-    sentences.append(f"Everything else (subscores, within-arm changes, other scores) is exploratory: "
+    sentences.append("Everything else (subscores, within-arm changes, other scores) is exploratory: "
                      "unadjusted p-values, to be read as hypothesis-generating.")
     return sentences
 

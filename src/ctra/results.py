@@ -53,8 +53,11 @@ def write_h5ad(adata, path: str | Path) -> None:
         adata.write_h5ad(tmp)
 
 
-def read_normalized(path: str | Path, genes: Callable[[pd.DataFrame], np.ndarray] | Iterable[str] | None = None,
-                    layers: tuple[str, ...] = ("vst",)):
+def read_normalized(
+    path: str | Path,
+    genes: Callable[[pd.DataFrame], np.ndarray] | Iterable[str] | None = None,
+    layers: tuple[str, ...] = ("vst",),
+):
     """``normalized.h5ad`` with only the given layers, for only some genes (``None``: all; names; or a
     function of ``var`` returning a boolean mask).
 
@@ -75,8 +78,9 @@ def read_normalized(path: str | Path, genes: Callable[[pd.DataFrame], np.ndarray
         else:
             columns = np.flatnonzero(var.index.isin(list(genes)))
         data = {name: _read_columns(handle["layers"][name], columns) for name in layers if name in handle["layers"]}
-        return ad.AnnData(obs=read_elem(handle["obs"]), var=var.iloc[columns], uns=read_elem(handle["uns"]),
-                          layers=data)
+        return ad.AnnData(
+            obs=read_elem(handle["obs"]), var=var.iloc[columns], uns=read_elem(handle["uns"]), layers=data
+        )
 
 
 def read_var(path: str | Path) -> pd.DataFrame:
@@ -96,12 +100,28 @@ def _read_columns(dataset, columns: np.ndarray) -> np.ndarray:
     out = np.empty((n_rows, len(columns)), dtype=dataset.dtype)
     step = max(1, READ_BLOCK_BYTES // max(1, dataset.dtype.itemsize * n_columns))
     for start in range(0, n_rows, step):
-        out[start:start + step] = dataset[start:start + step][:, columns]
+        out[start : start + step] = dataset[start : start + step][:, columns]
     return out
 
 
-TEXT_COLUMNS = ("sample", "participant", "arm", "time", "period", "gene", "group", "matched_id", "reason",
-                "score", "model", "role", "contrast", "loo_participant", "note", "kind")
+TEXT_COLUMNS = (
+    "sample",
+    "participant",
+    "arm",
+    "time",
+    "period",
+    "gene",
+    "group",
+    "matched_id",
+    "reason",
+    "score",
+    "model",
+    "role",
+    "contrast",
+    "loo_participant",
+    "note",
+    "kind",
+)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

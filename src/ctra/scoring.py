@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .genesets import SCORE_GROUPS, SCORE_NAMES, set_genes
+from .genesets import SCORE_NAMES, set_genes
 
 if TYPE_CHECKING:
     import anndata as ad

@@ -8,12 +8,12 @@ rule validate:
         samples_schema=SAMPLES_SCHEMA,
     output:
         "results/{study}/validated.h5ad",
-    params:
-        settings=stage_json("validate"),
     log:
         "results/{study}/logs/validate.log",
     # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
     localrule: True
+    params:
+        settings=stage_json("validate"),
     shell:
         '"$CTRA_PYTHON" -m ctra.cli validate --study {wildcards.study:q} --study-config {params.settings:q}'
         " --gene-set {input.gene_set:q} --markers {input.markers:q}"

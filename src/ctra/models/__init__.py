@@ -29,16 +29,19 @@ MAIN_MODEL = "lmm"
 
 @dataclass(frozen=True)
 class Model:
-    name: str        # the `model` column of contrasts.tsv
+    name: str  # the `model` column of contrasts.tsv
     fit: Callable[..., pd.DataFrame]
-    label: str       # how the report names it
+    label: str  # how the report names it
 
 
 OTHER_MODELS = (
     Model("gee_genes", gee.fit, "Gene-level GEE (exchangeable, bias-reduced sandwich SE, t reference)"),
-    *(Model(name, partial(sensitivity.refit, name=name, covariates=covariates, markers=markers), label)
-      for (name, covariates, markers), label in zip(sensitivity.VARIANTS, (
-          "Without covariates", "Without cell markers", "Without covariates or markers"))),
+    *(
+        Model(name, partial(sensitivity.refit, name=name, covariates=covariates, markers=markers), label)
+        for (name, covariates, markers), label in zip(
+            sensitivity.VARIANTS, ("Without covariates", "Without cell markers", "Without covariates or markers")
+        )
+    ),
 )
 
 

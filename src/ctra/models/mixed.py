@@ -335,7 +335,7 @@ def _projected_newton(deviance, m: int, k: int) -> np.ndarray:
             grad[:, a] = (up - down) / (2 * h[:, a])
             hess[:, a, a] = (up - 2 * f0 + down) / h[:, a] ** 2
             for b in range(a):
-                shift = lambda sa, sb: deviance(gamma + sa * h[:, a, None] * eye[a] + sb * h[:, b, None] * eye[b])
+                shift = lambda sa, sb: deviance(gamma + sa * h[:, a, None] * eye[a] + sb * h[:, b, None] * eye[b])  # noqa: E731
                 hess[:, a, b] = hess[:, b, a] = ((shift(1, 1) - shift(1, -1) - shift(-1, 1) + shift(-1, -1))
                                                  / (4 * h[:, a] * h[:, b]))
         free = ~((gamma <= 0) & (grad > 0))                     # held at the bound: gamma = 0, pushing out

@@ -12,8 +12,16 @@ from .mixed import fit_scores, study_design
 VARIANTS = (("lmm_no_covariates", False, True), ("lmm_no_markers", True, False), ("lmm_unadjusted", False, False))
 
 
-def refit(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: DesignSettings, *, name: str,
-          covariates: bool, markers: bool) -> pd.DataFrame:
+def refit(
+    adata,
+    scores: pd.DataFrame,
+    usage: pd.DataFrame,
+    settings: DesignSettings,
+    *,
+    name: str,
+    covariates: bool,
+    markers: bool,
+) -> pd.DataFrame:
     """The main model's contrast rows (model ``name``) without the covariates and/or markers; empty when
     the study has none of what is left out (nothing to compare)."""
     has_covariates = bool(settings.covariates)
@@ -26,7 +34,9 @@ def refit(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: DesignSett
 
 def sensitivity_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: DesignSettings) -> pd.DataFrame:
     """The main model refitted without covariates, without markers, and without both (when configured)."""
-    tables = [refit(adata, scores, usage, settings, name=name, covariates=covariates, markers=markers)
-              for name, covariates, markers in VARIANTS]
+    tables = [
+        refit(adata, scores, usage, settings, name=name, covariates=covariates, markers=markers)
+        for name, covariates, markers in VARIANTS
+    ]
     tables = [table for table in tables if len(table)]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
