@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtr, stdtrit  # Student t cdf and quantile
 
 from ..genesets import set_genes
 from ..scoring import score_terms, zscore
 from ..config import DesignSettings
-from .mixed import SCORES, Design, contrast_specs, study_design
+from .mixed import SCORES, Design, contrast_rows, contrast_specs, study_design
 
 MIN_GEE_PARTICIPANTS = 10  # below this a sandwich covariance is not trusted, corrected or not
 MIN_GEE_DF = 4             # participants - fixed effects; the t reference needs a few df
@@ -97,17 +96,11 @@ def gee_table(adata, usage: pd.DataFrame, design: Design, scores: tuple[str, ...
             with np.errstate(invalid="ignore"):
                 se = np.sqrt(np.einsum("cp,pq,cq->c", L, result.cov_robust_bc, L))
             note[~np.isfinite(se)] = "GEE not estimable: the bias-reduced covariance is degenerate"
-        t_crit = stdtrit(df, 0.975) if df > 0 else np.nan
-        with np.errstate(invalid="ignore"):
-            p_value = 2 * stdtr(df, -np.abs(estimate / se)) if df > 0 else np.full(len(specs), np.nan)
-        tables.append(pd.DataFrame({
-            "score": score, "model": "gee_genes", "contrast": [s.contrast for s in specs],
-            "arm": [s.arm for s in specs], "time": [s.time for s in specs], "estimate": estimate, "se": se,
-            "ci_low": estimate - t_crit * se, "ci_high": estimate + t_crit * se,
-            "df": np.nan if skip else float(df),
-            "p_value": p_value,
-            "n_participants": [len(np.unique(design.participant[s.samples])) for s in specs],
-            "n_samples": [int(s.samples.sum()) for s in specs], "note": note}))
+        table = contrast_rows(design, specs, estimate, se, np.full(len(specs), np.nan if skip else float(df)))
+        table.insert(0, "score", score)
+        table.insert(1, "model", "gee_genes")
+        table["note"] = note
+        tables.append(table)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 

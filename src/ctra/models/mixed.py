@@ -603,8 +603,16 @@ def contrast_table(fit: Fit, design: Design, specs: list[ContrastSpec]) -> pd.Da
     L = np.array([s.vector for s in specs])
     estimate = L @ fit.beta
     se = np.sqrt(np.einsum("cp,pq,cq->c", L, fit.cov_beta, L))
-    df = satterthwaite_df(fit, L)
+    return contrast_rows(design, specs, estimate, se, satterthwaite_df(fit, L))
+
+
+def contrast_rows(design: Design, specs: list[ContrastSpec], estimate: np.ndarray, se: np.ndarray,
+                  df: np.ndarray) -> pd.DataFrame:
+    """The contrast rows of every model: each contrast's estimate, se, 95% CI and two-sided p on a t
+    reference with ``df`` (NaN: no CI, no p), and the participants and samples it involves."""
     t_crit = stdtrit(df, 0.975)
+    with np.errstate(invalid="ignore"):
+        p_value = 2 * stdtr(df, -np.abs(estimate / se))
     participants = np.asarray(design.participant)
     return pd.DataFrame({
         "contrast": [s.contrast for s in specs],
@@ -615,7 +623,7 @@ def contrast_table(fit: Fit, design: Design, specs: list[ContrastSpec]) -> pd.Da
         "ci_low": estimate - t_crit * se,
         "ci_high": estimate + t_crit * se,
         "df": df,
-        "p_value": 2 * stdtr(df, -np.abs(estimate / se)),
+        "p_value": p_value,
         "n_participants": [len(np.unique(participants[s.samples])) for s in specs],
         "n_samples": [int(s.samples.sum()) for s in specs],
     })
