@@ -65,7 +65,7 @@ class DesignSpec:
     arms: tuple[str, ...]
     per_arm: int = 15
     covariates: tuple[str, ...] = ("age",)
-    markers: bool = True
+    markers: bool | str = True                 # adjust_for_cell_markers
     crossover: tuple[int, int] | None = None  # participants per sequence (AB, BA)
     effect: float = 0.2                        # log2 shift of each set gene at the treated draws (alternative)
     stable_set: bool = True                    # False: set genes less person-stable than the pool
@@ -83,9 +83,13 @@ DESIGNS = {
     "unstable_set_30": DesignSpec(arms=("control", "active"), stable_set=False, effect=0.1,
                                   notes="as parallel_30, set genes less person-stable than the pool"),
     "coregulated_30": DesignSpec(arms=("control", "active"), coregulated=True, effect=0.15,
-                                 notes="as parallel_30, set genes co-regulated (GEE alpha ~0.3, as in real CTRA data)"),
+                                 notes="as parallel_30, set genes co-regulated (GEE alpha 0.15-0.25; 0.32 in the example)"),
     "coregulated_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=False, coregulated=True, effect=0.3,
                                  notes="as parallel_10, set genes co-regulated"),
+    "default_16": DesignSpec(arms=("control", "active"), per_arm=8, markers="auto", effect=0.15,
+                             notes="2 arms x 8, age, default adjust_for_cell_markers: auto (17 df: markers left out)"),
+    "forced_markers_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=True, effect=0.2,
+                                    notes="2 arms x 5, age + 8 markers forced (adjust_for_cell_markers: true): what auto avoids"),
 }
 
 

@@ -34,6 +34,9 @@ calibration = load()
 def test_one_cohort_per_design_gives_every_p_value(design):
     row = calibration.one_cohort((design, 1, 0.0))
     for column in calibration.COLUMNS:
+        if column == "gee_p" and design == "forced_markers_10":
+            assert np.isnan(row[column])  # 10 participants - 13 fixed effects: not fitted
+            continue
         assert 0 < row[column] <= 1, (column, row[column])
     if design == "parallel_10":
         assert "exact" in row["perm_note"]  # 252 allocations <= the permutations asked for
@@ -52,7 +55,10 @@ def test_simulated_truth_is_the_effect_on_the_score_scale():
 
 @pytest.mark.slow
 def test_every_p_value_column_holds_its_size():
-    results = calibration.run(list(calibration.DESIGNS), cohorts=400, effect_cohorts=100, processes=2)
+    """Every design the defaults produce (forced_markers_10 is the configuration that
+    ``adjust_for_cell_markers: auto`` avoids, and is shown in the README only)."""
+    designs = [d for d in calibration.DESIGNS if d != "forced_markers_10"]
+    results = calibration.run(designs, cohorts=400, effect_cohorts=50, processes=2)
     summary = calibration.summarise(results)
     print(calibration.markdown(summary))
     rates = summary[summary["column"] != "estimate"]

@@ -156,3 +156,33 @@ def test_crossover_change_is_averaged_over_periods():
     change = table[table["contrast"] == "change"].set_index("arm")["estimate"]
     assert change["control"] == pytest.approx(0.2 + 0.3, abs=1e-4)  # (0.2 + 0.8) / 2
     assert change["a"] == pytest.approx(1.0 + 0.3, abs=1e-4)
+
+
+def test_markers_auto_leaves_them_out_of_small_trials_and_says_why():
+    import anndata as ad
+
+    from ctra.config import DesignSettings
+    from ctra.models.mixed import MIN_MARKER_RESIDUAL_DF, marker_decision, study_design
+
+    def markers_setting(value) -> DesignSettings:
+        return DesignSettings(source="sheet", covariates=(), adjust_for_cell_markers=value)
+
+    markers = ["CD3D", "CD4", "CD14"]
+    usage = pd.DataFrame({"gene": markers, "group": "marker", "direction": 0, "used": True})
+
+    def study_of(n: int) -> ad.AnnData:
+        obs = cohort(1, n=n, drop=0.0)
+        adata = ad.AnnData(obs=obs, var=pd.DataFrame(index=markers),
+                           layers={"vst": np.random.default_rng(0).normal(size=(len(obs), 3))})
+        adata.uns["levels"] = LEVELS
+        return adata
+
+    # 3 arms x 3 times, 9 fixed effects: 8 participants = 24 samples -> 24 - 9 - 3 = 12 df; 12 -> 24 df
+    small, large = study_of(8), study_of(12)
+    used, why = marker_decision(small, usage, markers_setting("auto"))
+    assert used == [] and f"fewer than {MIN_MARKER_RESIDUAL_DF}" in why and "12 residual df" in why
+    assert marker_decision(small, usage, markers_setting(True)) == (markers, "")
+    assert marker_decision(large, usage, markers_setting("auto")) == (markers, "")
+    assert marker_decision(large, usage, markers_setting(False)) == ([], "")
+    design, used = study_design(small, usage, markers_setting("auto"))
+    assert used == [] and "CD3D" not in design.columns

@@ -97,14 +97,14 @@ class DesignSettings:
 
     source: str
     covariates: tuple[str, ...]
-    adjust_for_cell_markers: bool
+    adjust_for_cell_markers: bool | str  # true, false or "auto" (markers only if 20 residual df remain)
 
     @classmethod
     def from_study(cls, study: dict) -> DesignSettings:
         return cls(
             source=study["samples"],
             covariates=tuple(study["covariates"]),
-            adjust_for_cell_markers=bool(study["adjust_for_cell_markers"]),
+            adjust_for_cell_markers=study["adjust_for_cell_markers"],
         )
 
 

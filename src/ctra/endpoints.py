@@ -25,13 +25,14 @@ def primary_endpoint(primary: dict, has_control: bool) -> dict[str, str]:
 
 
 def holm(p: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values (monotone, capped at 1); NaN stays NaN and is not counted."""
+    """Holm step-down adjusted p-values (monotone, capped at 1). A NaN (a test that could not be
+    computed) stays NaN but still counts in the family size, so the others are not under-adjusted."""
     p = np.asarray(p, dtype=float)
     out = np.full(len(p), np.nan)
     valid = np.flatnonzero(~np.isnan(p))
     order = valid[np.argsort(p[valid], kind="stable")]
-    m = len(order)
-    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    m = len(p)
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(len(order))))
     out[order] = np.minimum(stepped, 1.0)
     return out
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import DesignSettings
-from ..genesets import marker_genes
-from .mixed import fit_scores, study_design
+from .mixed import fit_scores, marker_decision, study_design
 
 # (model name, keep covariates, keep markers), in the order of contrasts.tsv
 VARIANTS = (("lmm_no_covariates", False, True), ("lmm_no_markers", True, False), ("lmm_unadjusted", False, False))
@@ -25,7 +24,7 @@ def refit(
     """The main model's contrast rows (model ``name``) without the covariates and/or markers; empty when
     the study has none of what is left out (nothing to compare)."""
     has_covariates = bool(settings.covariates)
-    has_markers = settings.adjust_for_cell_markers and bool(marker_genes(usage))
+    has_markers = bool(marker_decision(adata, usage, settings)[0])
     if (not covariates and not has_covariates) or (not markers and not has_markers):
         return pd.DataFrame()
     design, _ = study_design(adata, usage, settings, covariates=covariates, markers=markers)
