@@ -41,12 +41,14 @@ import pandas as pd  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from ctra.config import DesignSettings, RobustnessSettings  # noqa: E402
 from ctra.endpoints import mark_endpoints, primary_endpoint  # noqa: E402
 from ctra.genesets import load_gene_set  # noqa: E402
-from ctra.robustness import (gee_table, gene_set_null, permutation_draws, robustness_table,  # noqa: E402
-                             sensitivity_table)
+from ctra.models.gee import gee_table  # noqa: E402
+from ctra.models.sensitivity import sensitivity_table  # noqa: E402
+from ctra.safeguards import gene_set_null, permutation_draws, robustness_table  # noqa: E402
 from ctra.scoring import gene_summaries, score_study  # noqa: E402
-from ctra.stats import contrast_specs, contrast_table, fit_reml, fit_scores, study_design  # noqa: E402
+from ctra.models.mixed import contrast_specs, contrast_table, fit_reml, fit_scores, study_design  # noqa: E402
 
 N_POOL = 800
 N_FACTORS = 3
@@ -189,15 +191,15 @@ def study_config(spec: DesignSpec, seed: int) -> dict:
 
 def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
     """contrasts.tsv's CTRA rows, by the calls the model, null and robustness stages make."""
+    settings = RobustnessSettings.from_study(study)  # the draws in one chunk: no `chunks` needed
     scores = score_study(adata, usage).set_index("sample")[["ctra"]]
-    design, _ = study_design(adata, usage, study, study["samples"])
+    design, _ = study_design(adata, usage, settings.design)
     main, gammas = fit_scores(design, scores, "lmm")
     models = pd.concat([main, gee_table(adata, usage, design, scores=("ctra",)),
-                        sensitivity_table(adata, scores, usage, study)], ignore_index=True)
-    settings = study["robustness"]
-    nulls = permutation_draws(design, scores, settings["permutations"], settings["seed"], 0, 1)
-    nulls += gene_set_null(adata, usage, design, scores, settings["gene_sets"], settings["seed"], 0, 1)[0]
-    table = robustness_table(adata, scores, usage, study, models, gammas, pd.concat(nulls, ignore_index=True))
+                        sensitivity_table(adata, scores, usage, settings.design)], ignore_index=True)
+    nulls = permutation_draws(design, scores, study["robustness"]["permutations"], settings.seed, 0, 1)
+    nulls += gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, 0, 1)[0]
+    table = robustness_table(adata, scores, usage, settings, models, gammas, pd.concat(nulls, ignore_index=True))
     return mark_endpoints(table, primary_endpoint(study["primary"], True))
 
 
@@ -223,7 +225,7 @@ def one_cohort(args: tuple[str, int, float]) -> dict:
 
 def gene_p(adata, usage: pd.DataFrame, study: dict, arm: str) -> float:
     """genes.tsv's p for one gene (the first of the set), by the calls ``stats.fit_genes`` makes."""
-    design, _ = study_design(adata, usage, study, study["samples"])
+    design, _ = study_design(adata, usage, DesignSettings.from_study(study))
     gene = usage.loc[usage["group"] != "marker", "gene"].iloc[0]
     table = contrast_table(fit_reml(design, np.asarray(adata[:, gene].layers["vst"])[:, 0]), design,
                            contrast_specs(design))

@@ -121,3 +121,30 @@ def test_gencode_par_y_ids_are_ensembl_but_not_the_chrx_gene():
     assert id_kind(pd.Index(["ENSG00000002586.20", "ENSG00000002586.20_PAR_Y"]), "x") == "ensembl"
     assert strip_version("ENSG00000002586.20_PAR_Y") == "ENSG00000002586_PAR_Y"
     assert strip_version("ENSG00000002586_PAR_Y") == "ENSG00000002586_PAR_Y"
+
+
+def test_the_null_scores_the_real_set_as_scores_tsv():
+    """The random-gene-set null scores a set by the same function as the score stage: given the real
+    set's own genes it reproduces the score stage's table (scores.tsv) exactly."""
+    import anndata as ad
+
+    from conftest import REPO
+    from ctra.genesets import set_genes
+    from ctra.safeguards import random_set_scores
+    from ctra.scoring import SCORE_COLUMNS, score_study
+
+    rng = np.random.default_rng(4)
+    genes = load_gene_set(REPO / "resources" / "gene_sets" / "ctra53.tsv")
+    names = [*genes["gene"], *(f"other{j}" for j in range(20))]
+    obs = pd.DataFrame({"participant": [f"p{i // 2}" for i in range(30)], "arm": "a",
+                        "time": ["pre", "post"] * 15}, index=[f"s{i}" for i in range(30)])
+    adata = ad.AnnData(obs=obs, var=pd.DataFrame(index=names), layers={"vst": rng.normal(8, 1, (30, len(names)))})
+    usage = genes[["gene", "group", "direction"]].assign(used=rng.random(len(genes)) > 0.2)
+    usage = pd.concat([usage, pd.DataFrame({"gene": ["PTPRC"], "group": ["marker"], "direction": [1],
+                                            "used": [True]})], ignore_index=True)
+    used = set_genes(usage)
+    picks = adata.var_names.get_indexer(used["gene"])[None, :]
+    null = random_set_scores(adata, picks, used.reset_index(drop=True))
+    table = score_study(adata, usage)
+    for score in SCORE_COLUMNS:
+        np.testing.assert_array_equal(null[score][:, 0], table[score].to_numpy())

@@ -252,16 +252,19 @@ def model_adata(case: str, genes_z: pd.DataFrame | None = None) -> tuple[ad.AnnD
     adata = ad.AnnData(X=values, obs=obs, var=pd.DataFrame(index=var_names))
     adata.layers["vst"] = values.copy()
     adata.uns["levels"] = {"arm": info["arm_levels"], "time": info["time_levels"]}
-    study = {"covariates": info["covariates"], "adjust_for_cell_markers": bool(markers)}
+    from ctra.config import DesignSettings
+
+    study = DesignSettings(source=f"fixture {case}", covariates=tuple(info["covariates"]),
+                           adjust_for_cell_markers=bool(markers))
     return adata, usage, table, study
 
 
 @functools.lru_cache(maxsize=None)
 def ctra_contrasts(case: str) -> pd.DataFrame:
-    from ctra.stats import fit_scores, study_design
+    from ctra.models.mixed import fit_scores, study_design
 
     adata, usage, table, study = model_adata(case)
-    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    design, _ = study_design(adata, usage, study)
     assert design.columns == design_info(case)["ctra_coefficients"]
     fitted = fit_scores(design, table[list(SCORES)], "lmm")
     contrasts = fitted[0] if isinstance(fitted, tuple) else fitted
@@ -313,10 +316,10 @@ def test_lmm_contrasts_match_lmerTest(case):
 def test_lmm_reml_optimum_matches_lme4(case):
     """ctra's REML criterion at its optimum is lme4's (REMLcrit), never worse: the remaining contrast
     differences are the optimizers' tolerances, not a different maximum."""
-    from ctra.stats import fit_reml, study_design
+    from ctra.models.mixed import fit_reml, study_design
 
     adata, usage, table, study = model_adata(case)
-    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    design, _ = study_design(adata, usage, study)
     reference = read_fixture(case, "lmm_fit.tsv").set_index("score")["reml_criterion"].astype(float)
     ours = pd.Series({score: fit_reml(design, table[score].to_numpy(float)).deviance for score in reference.index})
     excess = ours - reference
@@ -329,10 +332,10 @@ def test_lmm_reml_optimum_matches_lme4(case):
 def test_batch_reml_matches_lmerTest(case):
     """The vectorized REML of the random-gene-set null (``fit_reml_batch``; crossover: nested
     components, projected Newton) gives lmerTest's estimates and SEs for the four scores at once."""
-    from ctra.stats import contrast_specs, fit_reml_batch, study_design
+    from ctra.models.mixed import contrast_specs, fit_reml_batch, study_design
 
     adata, usage, table, study = model_adata(case)
-    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    design, _ = study_design(adata, usage, study)
     beta, cov = fit_reml_batch(design, table[list(SCORES)].to_numpy(float))
     reference = read_fixture(case, "lmm_contrasts.tsv").set_index(["score", "contrast", "arm", "time"])
     for k, score in enumerate(SCORES):
@@ -360,12 +363,7 @@ def test_gee_fixture_is_consistent_with_scores():
 
 def _gee_function():
     try:
-        from ctra.stats import fit_gene_gee  # noqa: F401
-        return fit_gene_gee
-    except ImportError:
-        pass
-    try:
-        from ctra.robustness import fit_gene_gee
+        from ctra.models.gee import fit_gene_gee
         return fit_gene_gee
     except ImportError:
         return None
@@ -385,12 +383,12 @@ GEE_CASES = [
 @functools.lru_cache(maxsize=None)
 def gee_inputs(case: str):
     """AnnData, usage and ctra's design of the GEE fixture (the stored z of the used genes)."""
-    from ctra.stats import study_design
+    from ctra.models.mixed import study_design
 
     long = read_fixture(case, "gee_input.tsv.gz")
     wide = long.pivot(index="sample", columns="gene", values="z")
     adata, usage, _, study = model_adata(case, genes_z=wide)
-    design, _ = study_design(adata, usage, study, source=f"fixture {case}")
+    design, _ = study_design(adata, usage, study)
     return adata, usage, design
 
 
@@ -445,7 +443,7 @@ def test_gene_gee_bias_reduced_se_matches_clubsandwich_cr3(case):
 @pytest.mark.parametrize("case", BIAS_REDUCED_CASES)
 def test_gee_genes_contrasts_match_clubsandwich_cr3(case):
     """The gee_genes rows of contrasts.tsv (ctra score): estimate, bias-reduced SE, df and p."""
-    from ctra.robustness import gee_table
+    from ctra.models.gee import gee_table
 
     adata, usage, design = gee_inputs(case)
     ours = gee_table(adata, usage, design, scores=("ctra",))

@@ -420,3 +420,29 @@ def test_headline_is_about_the_primary_family_with_holm():
     text = render_report(**inputs)
     lead = text[:text.index('id="design"')]
     assert "Holm-adjusted p" in lead and "exploratory" in lead
+
+
+def test_the_gene_set_description_counts_the_set_genes_by_group_and_direction():
+    from ctra.report import _set_description
+
+    def usage(groups: dict[str, tuple[int, int]]) -> pd.DataFrame:
+        rows = [{"gene": f"{g}{i}", "group": g, "direction": d, "used": i % 2 == 0}
+                for g, (n, d) in groups.items() for i in range(n)]
+        return pd.DataFrame(rows + [{"gene": "CD3E", "group": "marker", "direction": "", "used": True}])
+
+    ctra53 = usage({"inflammatory": (19, 1), "antiviral": (31, -1), "antibody": (3, -1)})
+    assert _set_description(ctra53) == ("CTRA = 19 pro-inflammatory genes (up) minus 31 type I interferon "
+                                        "antiviral and 3 antibody genes (down)")
+    custom = usage({"inflammatory": (5, 1), "antiviral": (2, -1)})
+    assert _set_description(custom) == "CTRA = 5 pro-inflammatory genes (up) minus 2 type I interferon antiviral genes (down)"
+
+
+def test_every_section_in_the_list_has_a_body_and_nothing_else_does():
+    """ctra.report.SECTIONS drives the contents and the body: one body_<id> macro per section."""
+    import re
+
+    from ctra.report import SECTIONS, TEMPLATE_DIR
+
+    source = (TEMPLATE_DIR / "report_sections.html.j2").read_text()
+    assert re.findall(r"\{% macro body_(\w+)\(\) %\}", source) == [s.id for s in SECTIONS]
+    assert len({s.title for s in SECTIONS}) == len(SECTIONS)

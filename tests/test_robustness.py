@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctra import robustness as rb
+from ctra import safeguards as rb
+from ctra.models import gee
+from ctra.config import NullSettings
 from ctra.scoring import gene_summaries
-from ctra.stats import BlockStructure, build_design, contrast_specs, fit_reml
+from ctra.models.mixed import BlockStructure, build_design, contrast_specs, fit_reml
 
 LEVELS = {"arm": ["control", "a"], "time": ["pre", "post"]}
 
@@ -177,9 +179,10 @@ def test_null_draws_gathered_from_chunks_equal_one_chunk():
                            "antiviral": np.nan, "antibody": np.nan}, index=obs.index)
     study = {"samples": "samples.tsv", "covariates": [], "adjust_for_cell_markers": False,
              "expression_filter": {"min_count": 1, "min_fraction": 0.5},
-             "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11}}
-    one = rb.null_draws(adata, scores, usage, study, 0, 1)
-    split = pd.concat([rb.null_draws(adata, scores, usage, study, k, 3) for k in range(3)])
+             "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11, "chunks": 1}}
+    settings = NullSettings.from_study(study)
+    one = rb.null_draws(adata, scores, usage, settings, 0, 1)
+    split = pd.concat([rb.null_draws(adata, scores, usage, settings, k, 3) for k in range(3)])
     assert set(one["kind"]) == {"permutation", "permutation_observed", "gene_set"}
     key = ["kind", "score", "contrast", "arm", "time", "draw"]
     pd.testing.assert_frame_equal(one.sort_values(key).reset_index(drop=True),
@@ -238,7 +241,7 @@ def test_batched_solve_flags_singular_and_near_singular_items():
 def test_batched_reml_equals_one_fit_per_response(crossover):
     """fit_reml_batch (vectorized golden section / projected Newton) against fit_reml per response,
     including a response with no participant variance (the boundary)."""
-    from ctra.stats import fit_reml_batch
+    from ctra.models.mixed import fit_reml_batch
 
     obs = cohort(seed=4, n=24, period=crossover)
     design = build_design(obs, LEVELS, [])
@@ -258,7 +261,7 @@ def test_random_gene_set_t_of_the_real_set_is_the_main_model_t():
     """A 'random' set that is the real set gets exactly the main model's t: same scoring function,
     its own REML fit."""
     from ctra.scoring import compute_scores
-    from ctra.stats import contrast_table
+    from ctra.models.mixed import contrast_table
 
     obs = cohort(n=20)
     rng = np.random.default_rng(1)
@@ -279,7 +282,6 @@ def test_random_gene_set_t_of_the_real_set_is_the_main_model_t():
 
 
 def test_gene_set_null_says_why_without_a_pool():
-    obs = cohort(n=12)
     var = pd.DataFrame({"group": ["inflammatory"] * 4 + [""] * 5, "expressed": True, "vst_mean": np.arange(9.0)},
                        index=[f"g{j}" for j in range(9)])
     usage = pd.DataFrame({"gene": var.index[:4], "group": "inflammatory", "direction": 1, "used": True})
@@ -296,16 +298,16 @@ def test_gee_rows_below_the_minimum_are_empty_and_say_why():
     adata = ad.AnnData(obs=obs, layers={"vst": vst}, var=pd.DataFrame(index=[f"g{j}" for j in range(5)]))
     usage = pd.DataFrame({"gene": adata.var_names, "group": "inflammatory", "direction": 1, "used": True})
     design = build_design(obs, LEVELS, [])
-    table = rb.gee_table(adata, usage, design, scores=("ctra",))
+    table = gee.gee_table(adata, usage, design, scores=("ctra",))
     assert table[["estimate", "se", "df", "p_value"]].isna().all().all()
     assert table["note"].str.contains("8 participants, fewer than 10").all()
     bigger = cohort(n=24)
     vst = rng.normal(size=(len(bigger), 5)) + bigger["y"].to_numpy()[:, None]
     adata = ad.AnnData(obs=bigger, layers={"vst": vst}, var=pd.DataFrame(index=[f"g{j}" for j in range(5)]))
     design = build_design(bigger, LEVELS, [])
-    table = rb.gee_table(adata, usage, design, scores=("ctra",))
+    table = gee.gee_table(adata, usage, design, scores=("ctra",))
     assert (table["df"] == 24 - design.X.shape[1]).all() and (table["note"] == "").all()
-    result, names = rb.fit_gene_gee(adata, usage, design, "ctra")
+    result, names = gee.fit_gene_gee(adata, usage, design, "ctra")
     j = names.index("arm[T.a]:time[T.post]")
     row = table[(table["contrast"] == "arm_x_time")].iloc[0]
     assert row["se"] == pytest.approx(np.sqrt(result.cov_robust_bc[j, j]))
@@ -315,7 +317,7 @@ def test_gee_rows_below_the_minimum_are_empty_and_say_why():
 def test_gene_set_null_fits_each_random_set_with_its_own_variance_components():
     """Each random set's t equals a separate REML fit (fit_reml) of that set's score."""
     import anndata as ad
-    from ctra.stats import contrast_table
+    from ctra.models.mixed import contrast_table
 
     rng = np.random.default_rng(8)
     obs = cohort(n=20)

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctra import robustness as rb
+from ctra import safeguards as rb
+from ctra.models import gee
 from ctra.scoring import compute_scores
-from ctra.stats import build_design, contrast_specs, contrast_table, fit_reml
+from ctra.models.mixed import build_design, contrast_specs, contrast_table, fit_reml
 
 LEVELS = {"arm": ["control", "a", "b"], "time": ["pre", "post"]}
 N_PEOPLE, N_GENES, N_MISSING = 36, 20, 6
@@ -125,5 +126,5 @@ def _gee_p(obs, values, direction, design):
     adata.layers["vst"] = values
     usage = pd.DataFrame({"gene": adata.var_names, "group": "inflammatory", "direction": direction.astype(int),
                           "used": True})
-    table = rb.gee_table(adata, usage, design, scores=("ctra",))
+    table = gee.gee_table(adata, usage, design, scores=("ctra",))
     return table.loc[table["contrast"] == "arm_x_time", "p_value"].tolist()

@@ -8,7 +8,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 from ctra.errors import InputError
-from ctra.stats import (benjamini_hochberg, build_design, check_full_rank, contrast_specs, contrast_table,
+from ctra.models.mixed import (benjamini_hochberg, build_design, check_full_rank, contrast_specs, contrast_table,
                         fit_reml)
 
 LEVELS = {"arm": ["control", "a", "b"], "time": ["pre", "post", "fu"]}
@@ -161,7 +161,11 @@ def test_crossover_change_is_averaged_over_periods():
 def test_markers_auto_leaves_them_out_of_small_trials_and_says_why():
     import anndata as ad
 
-    from ctra.stats import MIN_MARKER_RESIDUAL_DF, marker_decision, study_design
+    from ctra.config import DesignSettings
+    from ctra.models.mixed import MIN_MARKER_RESIDUAL_DF, marker_decision, study_design
+
+    def markers_setting(value) -> DesignSettings:
+        return DesignSettings(source="sheet", covariates=(), adjust_for_cell_markers=value)
 
     markers = ["CD3D", "CD4", "CD14"]
     usage = pd.DataFrame({"gene": markers, "group": "marker", "direction": 0, "used": True})
@@ -175,10 +179,10 @@ def test_markers_auto_leaves_them_out_of_small_trials_and_says_why():
 
     # 3 arms x 3 times, 9 fixed effects: 8 participants = 24 samples -> 24 - 9 - 3 = 12 df; 12 -> 24 df
     small, large = study_of(8), study_of(12)
-    used, why = marker_decision(small, usage, {"adjust_for_cell_markers": "auto"})
+    used, why = marker_decision(small, usage, markers_setting("auto"))
     assert used == [] and f"fewer than {MIN_MARKER_RESIDUAL_DF}" in why and "12 residual df" in why
-    assert marker_decision(small, usage, {"adjust_for_cell_markers": True}) == (markers, "")
-    assert marker_decision(large, usage, {"adjust_for_cell_markers": "auto"}) == (markers, "")
-    assert marker_decision(large, usage, {"adjust_for_cell_markers": False}) == ([], "")
-    design, used = study_design(small, usage, {"adjust_for_cell_markers": "auto"}, "sheet")
+    assert marker_decision(small, usage, markers_setting(True)) == (markers, "")
+    assert marker_decision(large, usage, markers_setting("auto")) == (markers, "")
+    assert marker_decision(large, usage, markers_setting(False)) == ([], "")
+    design, used = study_design(small, usage, markers_setting("auto"))
     assert used == [] and "CD3D" not in design.columns

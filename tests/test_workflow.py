@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +69,35 @@ def test_example_records_alias_and_unused_genes(example_run):
     assert used.loc["CXCL8", "used"] in (True, "True")
     assert used.loc["IFNB1", "reason"].startswith("not expressed")
     assert len(used) == 53 + 8
+
+
+def dry_run_jobs(workdir: Path, config: dict) -> dict[str, int]:
+    """{rule: jobs} that `snakemake -n` would run with this config (its "Job stats" table), `all` left out."""
+    result = run_snakemake(workdir, config, "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    if "Job stats:" not in result.stdout:
+        assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+        return {}
+    table = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M) if rule != "all"}
+
+
+def test_a_setting_reruns_only_the_stages_that_read_it(example_run, tmp_path):
+    """Each rule gets only its stage's settings (ctra.config.STAGE_KEYS): a report-only setting reruns the report,
+    `robustness.chunks` the null draws and what gathers them, with the same tables."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(example_run.parents[1], workdir, symlinks=True)  # the finished run, metadata included
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    assert dry_run_jobs(workdir, config) == {}
+    study = config["studies"]["example"]
+    assert dry_run_jobs(workdir, {"studies": {"example": {**study, "show_participant_ids": True}}}) == {"report": 1}
+    chunked = {"studies": {"example": {**study, "robustness": {"chunks": 2}}}}
+    assert dry_run_jobs(workdir, chunked) == {"null_chunk": 2, "robustness": 1, "report": 1}
+    before = {name: (workdir / "results" / "example" / name).read_bytes() for name in TABLES}
+    result = run_snakemake(workdir, chunked)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in TABLES:
+        assert (workdir / "results" / "example" / name).read_bytes() == before[name], name
 
 
 @requires_real_cohort

@@ -23,18 +23,11 @@ from .errors import InputError
 
 SCORE_GROUPS = ("inflammatory", "antiviral", "antibody")
 MARKER_GROUP = "marker"
+SCORE_NAMES = ("ctra", *SCORE_GROUPS)  # the columns of scores.tsv and the `score` column of every table
 ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?(_PAR_Y)?$")  # GENCODE: chrY copies of PAR genes
 PAR_Y_SUFFIX = "_PAR_Y"
 REQUIRED_COLUMNS = ("gene", "group", "direction")
 OPTIONAL_COLUMNS = ("symbol", "ensembl_id", "entrez_id", "aliases")
-
-
-def gene_set_path(name_or_path: str, resources_dir: str | Path) -> Path:
-    """A bare name (``ctra53``) refers to ``resources/gene_sets/<name>.tsv``; anything else is a path."""
-    candidate = Path(resources_dir) / f"{name_or_path}.tsv"
-    if "/" not in name_or_path and not name_or_path.endswith(".tsv") and candidate.exists():
-        return candidate
-    return Path(name_or_path)
 
 
 def load_gene_set(path: str | Path, allowed_groups: tuple[str, ...] = SCORE_GROUPS) -> pd.DataFrame:
@@ -64,6 +57,18 @@ def load_gene_set(path: str | Path, allowed_groups: tuple[str, ...] = SCORE_GROU
         raise InputError(problems)
     table["direction"] = table["direction"].astype(int)
     return table[[*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]]
+
+
+def set_genes(usage: pd.DataFrame, score: str = "ctra") -> pd.DataFrame:
+    """The rows of genes_used.tsv that a score is made of: the used genes of the set (``ctra``), or of
+    one group (a subscore); markers never."""
+    used = usage[usage["used"].astype(bool) & (usage["group"] != MARKER_GROUP)]
+    return used if score == "ctra" else used[used["group"] == score]
+
+
+def marker_genes(usage: pd.DataFrame) -> list[str]:
+    """The used leukocyte markers (the models adjust for their VST)."""
+    return usage.loc[(usage["group"] == MARKER_GROUP) & usage["used"].astype(bool), "gene"].tolist()
 
 
 def looks_like_ensembl(gene_id: str) -> bool:

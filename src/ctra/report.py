@@ -19,10 +19,9 @@ from __future__ import annotations
 import html
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import anndata
 import jinja2
@@ -34,13 +33,19 @@ from plotly.subplots import make_subplots
 from scipy import linalg
 from scipy.special import stdtrit  # Student t quantile (scipy.stats costs ~1 s to import)
 
-from .robustness import MIN_GEE_DF, MIN_GEE_PARTICIPANTS
+from .results import atomic_path
+from .genesets import MARKER_GROUP, SCORE_GROUPS, SCORE_NAMES
+from .models import OTHER_MODELS
+from .models.gee import MIN_GEE_DF, MIN_GEE_PARTICIPANTS
 
-SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
+if TYPE_CHECKING:
+    from .config import ReportSettings
+
+SCORES = SCORE_NAMES
 SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral",
                 "antibody": "Antibody"}
 CONTRASTS = ("arm_x_time", "change")
-GENE_GROUPS = ("inflammatory", "antiviral", "antibody", "marker")
+GENE_GROUPS = (*SCORE_GROUPS, MARKER_GROUP)
 MAIN_MODEL = "lmm"
 STANDARD_COLUMNS = ("score", "model", "role", "contrast", "arm", "time", "estimate", "se", "ci_low", "ci_high",
                     "df", "p_value", "n_participants", "n_samples")
@@ -111,40 +116,75 @@ def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, cont
     participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
     samples = _sample_labels(adata.obs, participants, show_participant_ids)
     contrasts = _sort_contrasts(contrasts, levels)
-    trajectory_scores = [score for score in SCORES if score in scores.columns]
-    units = _participant_means(scores, trajectory_scores, levels) if trajectory_scores else None
+    inputs = ReportInputs(adata=adata, scores=scores, contrasts=contrasts, genes=genes, genes_used=genes_used,
+                          methods=methods, levels=levels, participants=participants, samples=samples)
     context = {
         "study": study,
         "summary": _summary_sentences(contrasts, levels),
-        "design": _design_table(adata.obs, levels),
-        "qc": _qc_figures(adata, levels, samples),
-        "genes_used_summary": _genes_used_summary(genes_used),
-        "genes_used": _genes_used_table(genes_used),
-        "trajectories": [_trajectory_figure(score, units, levels, participants) for score in trajectory_scores],
-        "forest": _forest_figure(contrasts, levels),
-        "heatmap": _heatmap_figure(genes, levels),
-        "robustness": _robustness_tables(contrasts, participants),
-        "verdicts": _robustness_verdicts(contrasts, participants),
-        "adjustment": _adjustment_sentences(methods),
-        "methods": _methods_context(methods),
-        "contrasts": _contrasts_table(contrasts, participants),
+        "set_description": _set_description(genes_used),
+        "sections": SECTIONS,
         "plotly_js": plotly.offline.get_plotlyjs(),
         "plot_config": json.dumps(PLOT_CONFIG, sort_keys=True),
     }
+    for section in SECTIONS:
+        context.update(section.build(inputs))
     return _environment().get_template("report.html.j2").render(**context)
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the section builders read: the study's tables, prepared once by ``render_report``."""
+
+    adata: anndata.AnnData
+    scores: pd.DataFrame
+    contrasts: pd.DataFrame  # sorted for display
+    genes: pd.DataFrame
+    genes_used: pd.DataFrame
+    methods: dict
+    levels: Levels
+    participants: dict[str, str]  # id -> label shown
+    samples: list[str]  # per-sample labels shown
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the report: its anchor, its title (contents and heading) and the builder of its
+    template variables. The body is the macro of the same name in templates/report_sections.html.j2."""
+
+    id: str
+    title: str
+    build: Callable[[ReportInputs], dict]
+
+
+def _trajectories(inputs: ReportInputs) -> dict:
+    trajectory_scores = [score for score in SCORES if score in inputs.scores.columns]
+    units = _participant_means(inputs.scores, trajectory_scores, inputs.levels) if trajectory_scores else None
+    return {"trajectories": [_trajectory_figure(score, units, inputs.levels, inputs.participants)
+                             for score in trajectory_scores]}
+
+
+SECTIONS = (
+    Section("design", "Study summary", lambda d: {"design": _design_table(d.adata.obs, d.levels)}),
+    Section("qc", "Quality control", lambda d: {"qc": _qc_figures(d.adata, d.levels, d.samples),
+                                                 "genes_used_summary": _genes_used_summary(d.genes_used),
+                                                 "genes_used": _genes_used_table(d.genes_used)}),
+    Section("trajectories", "Score trajectories", _trajectories),
+    Section("forest", "Contrasts (forest plot)", lambda d: {"forest": _forest_figure(d.contrasts, d.levels)}),
+    Section("genes", "Per-gene effects", lambda d: {"heatmap": _heatmap_figure(d.genes, d.levels)}),
+    Section("robustness", "Robustness", lambda d: {
+        "robustness": _robustness_tables(d.contrasts, d.participants),
+        "verdicts": _robustness_verdicts(d.contrasts, d.participants),
+        "adjustment": _adjustment_sentences(d.methods)}),
+    Section("methods", "Methods", lambda d: {"methods": _methods_context(d.methods)}),
+    Section("contrasts", "All contrasts", lambda d: {"contrasts": _contrasts_table(d.contrasts, d.participants)}),
+)
 
 
 def write_report(path: str | Path, **kwargs: Any) -> None:
     """Render with ``render_report(**kwargs)`` and write atomically, so a failed run leaves no half file."""
-    path = Path(path)
     text = render_report(**kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _environment() -> jinja2.Environment:
@@ -332,7 +372,7 @@ def _summary_sentences(contrasts: pd.DataFrame, levels: Levels) -> list[str]:
         held = [f"{row['arm']} at {row['time']}: {_fmt_p(row['p_holm'])}" for _, row in primary.iterrows()]
         sentences.append(f"The primary endpoint ({score}, {len(primary)} tests) is one family: Holm-adjusted p "
                          f"({'; '.join(held)}) keep the chance of any false positive among them at 5%.")
-    sentences.append(f"Everything else (subscores, within-arm changes, other scores) is exploratory: "
+    sentences.append("Everything else (subscores, within-arm changes, other scores) is exploratory: "
                      "unadjusted p-values, to be read as hypothesis-generating.")
     return sentences
 
@@ -533,6 +573,31 @@ def _pca_figure(adata: anndata.AnnData, levels: Levels, samples: list[str]) -> F
 
 
 # ---------------------------------------------------------------- genes used
+
+# how the report names the genes of each score group
+GROUP_NOUNS = {"inflammatory": "pro-inflammatory", "antiviral": "type I interferon antiviral", "antibody": "antibody"}
+
+
+def _set_description(genes_used: pd.DataFrame) -> str:
+    """'CTRA = 19 pro-inflammatory genes (up) minus 31 type I interferon antiviral and 3 antibody genes
+    (down)': the gene set's genes per group and direction, as listed in genes_used.tsv (every gene of
+    the set, used or not; the QC section says how many were used)."""
+    genes = genes_used[genes_used["group"] != MARKER_GROUP]
+    direction = pd.to_numeric(genes["direction"], errors="coerce")
+
+    def listing(sign: int) -> str:
+        parts = [f"{int(((genes['group'] == g) & (direction == sign)).sum())} {GROUP_NOUNS.get(g, g)}"
+                 for g in [*SCORE_GROUPS, *sorted(set(genes["group"]) - set(SCORE_GROUPS))]
+                 if ((genes["group"] == g) & (direction == sign)).any()]
+        if not parts:
+            return ""
+        return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + " genes"
+
+    up, down = listing(1), listing(-1)
+    if up and down:
+        return f"CTRA = {up} (up) minus {down} (down)"
+    return f"CTRA = the mean of {up} (up)" if up else f"CTRA = minus the mean of {down} (down)"
+
 
 def _genes_used_summary(genes_used: pd.DataFrame) -> list[str]:
     """Per group: 'inflammatory: 18 of 19 used'."""
@@ -826,9 +891,7 @@ def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: di
                                           "hinges on one participant." if flips and significant else "."))
     key = (contrasts["score"] == row["score"]) & (contrasts["contrast"] == row["contrast"]) & \
           (contrasts["arm"] == row["arm"]) & (contrasts["time"] == row["time"])
-    for model, label in (("gee_genes", "Gene-level GEE (exchangeable, bias-reduced sandwich SE, t reference)"),
-                         ("lmm_no_covariates", "Without covariates"), ("lmm_no_markers", "Without cell markers"),
-                         ("lmm_unadjusted", "Without covariates or markers")):
+    for model, label in ((m.name, m.label) for m in OTHER_MODELS):
         other = contrasts[key & (contrasts["model"] == model)]
         if not len(other):
             continue
@@ -945,3 +1008,37 @@ def _key_value_table(mapping: dict, key_name: str, value_name: str) -> Table:
     rows = [[str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]
             for k, v in sorted(mapping.items(), key=lambda item: str(item[0]))]
     return Table(columns=[key_name, value_name], rows=rows, numeric=[False, False])
+
+
+# ---------------------------------------------------------------- methods text
+
+def normalization_text(info: dict, settings: ReportSettings) -> str:
+    """The normalization and scoring paragraph of the methods, from what was actually run."""
+    rule = settings.expression_filter
+    scoring = (f" A gene of the set was used if its normalized count was at least {rule.min_count:g} in at least "
+               f"{rule.min_fraction:.0%} of samples and its VST was not constant. Each used gene's VST was z-scored "
+               "over all samples of the study (ddof = 1); the CTRA score is the mean of the direction-signed "
+               "z-scores (pro-inflammatory +1, antiviral and antibody -1) and each subscore the unsigned mean z "
+               "of its group.")
+    if settings.input == "log2_expression":
+        return "The input was already log2-scale expression and was used as given (no DESeq2 normalization)." + scoring
+    trend = (f"a parametric dispersion trend (asymptotic dispersion {info['a0_asymptotic_dispersion']:.4g}, "
+             f"extra-Poisson {info['a1_extra_poisson']:.4g})" if info.get("trend") != "mean" else
+             f"a mean-based dispersion trend (constant dispersion {info['a0_asymptotic_dispersion']:.4g})")
+    if info.get("method") == "vst_subset":
+        how = (f"fitted on {info['trend_genes']} genes chosen evenly over the mean ranks of genes with mean "
+               "normalized count above 5, as R DESeq2's vst() does, and applied to all genes")
+    else:
+        engine = ("PyDESeq2's own DeseqDataSet" if info.get("method") == "pydeseq2" else
+                  "ctra's vectorized implementation of PyDESeq2's genewise dispersion and trend routines")
+        how = (f"fitted on all {info['trend_genes']} non-zero genes above the dispersion floor (PyDESeq2's full "
+               f"vst, R's varianceStabilizingTransformation) by {engine}")
+    from .normalize import methods_notes
+
+    return ("Size factors: DESeq2 median of ratios (PyDESeq2). Expression: blind variance-stabilizing "
+            f"transformation (log2 scale) with {trend}, {how}." + methods_notes(info) + scoring)
+
+
+def parameter_text(settings: ReportSettings) -> dict[str, str]:
+    """The configured settings the methods list, as text."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in settings.parameters.items()}

@@ -10,13 +10,17 @@ group, so a rise in ``antiviral`` lowers ``ctra``.
 
 from __future__ import annotations
 
-import anndata as ad
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from .genesets import SCORE_GROUPS
+from .genesets import SCORE_NAMES, set_genes
 
-SCORE_COLUMNS = ("ctra", *SCORE_GROUPS)
+if TYPE_CHECKING:
+    import anndata as ad
+
+SCORE_COLUMNS = SCORE_NAMES
 
 
 def usage_table(adata: ad.AnnData, gene_table: pd.DataFrame, min_count: float = 1.0,
@@ -85,6 +89,15 @@ def zscore(values: np.ndarray) -> np.ndarray:
     return (values - values.mean(axis=0)) / values.std(axis=0, ddof=1)
 
 
+def score_terms(z: np.ndarray, directions: np.ndarray, groups: np.ndarray, score: str) -> np.ndarray:
+    """The per-gene terms (samples x genes) whose mean over genes is ``score``, from the z-scores of a
+    gene set: the direction-signed z of every gene for ``ctra``, the unsigned z of the group's genes
+    for a subscore. The gene-level GEE models these terms, ``set_scores`` averages them."""
+    if score == "ctra":
+        return z * directions
+    return z[:, groups == score]
+
+
 def set_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
     """The CTRA score and its subscores per sample from the VST of a gene set (samples x genes): the
     one definition used for ``scores.tsv`` and for every random gene set of the safeguards.
@@ -93,10 +106,10 @@ def set_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) -> d
     group, NaN when the group has no gene.
     """
     z = zscore(vst)
-    scores = {"ctra": (z * directions).mean(axis=1)}
-    for group in SCORE_GROUPS:
-        in_group = groups == group
-        scores[group] = z[:, in_group].mean(axis=1) if in_group.any() else np.full(len(z), np.nan)
+    scores = {}
+    for score in SCORE_NAMES:
+        terms = score_terms(z, directions, groups, score)
+        scores[score] = terms.mean(axis=1) if terms.shape[1] else np.full(len(z), np.nan)
     return scores
 
 
@@ -109,7 +122,7 @@ def compute_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) 
 
 def score_study(adata: ad.AnnData, usage: pd.DataFrame) -> pd.DataFrame:
     """The scores.tsv table: sample, participant, arm, time, [period], scores, n_genes."""
-    used = usage[usage["used"] & usage["group"].isin(SCORE_GROUPS)]
+    used = set_genes(usage)
     vst = adata[:, used["gene"].tolist()].layers["vst"]
     scores = compute_scores(np.asarray(vst, dtype=np.float64), used["direction"].to_numpy(dtype=float),
                             used["group"].to_numpy())

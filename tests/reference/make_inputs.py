@@ -120,7 +120,8 @@ def export_case(case: str) -> None:
     results = REPO / "results" / STUDY[case]
     adata = ad.read_h5ad(results / "normalized.h5ad")
     model = json.loads((results / "model.json").read_text())
-    study = json.loads(adata.uns["study_config"])
+    # the validate stage's settings (ctra.config.STAGE_KEYS) and the normalization that was run
+    study = {**json.loads(adata.uns["study_config"]), "normalization": model["normalization"]["method"]}
     scores = pd.read_csv(results / "scores.tsv", sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""])
     usage = pd.read_csv(results / "genes_used.tsv", sep="\t", dtype=TEXT, keep_default_na=False)
     usage["used"] = usage["used"].astype(str) == "True"
@@ -146,15 +147,17 @@ def load_calibration():
 def export_crossover() -> None:
     """The simulated unbalanced AB/BA crossover (no workflow, no counts): ctra's scores, design and
     contrast keys on benchmarks/calibration.py's cohort, in the workflow cases' layout."""
+    from ctra.config import DesignSettings
     from ctra.scoring import score_study
-    from ctra.stats import fit_scores, study_design
+    from ctra.models.mixed import fit_scores, study_design
 
     calibration = load_calibration()
     adata, usage, _ = calibration.simulate(calibration.DESIGNS["crossover_24"], CROSSOVER_SEED)
     usage = usage.copy()
     usage["used"] = usage["used"].astype(bool)
     scores = score_study(adata, usage)
-    design, markers = study_design(adata, usage, CROSSOVER_STUDY, source="simulated crossover")
+    design, markers = study_design(adata, usage, DesignSettings.from_study(
+        {**CROSSOVER_STUDY, "samples": "simulated crossover"}))
     contrasts, _ = fit_scores(design, scores.set_index("sample")[list(SCORES)], "lmm")
     study = {**CROSSOVER_STUDY, "normalization": "none (simulated log2 scale)",
              "generator": f"benchmarks/calibration.py simulate(DESIGNS['crossover_24'], seed={CROSSOVER_SEED})"}

@@ -15,6 +15,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.sourcecache import LocalSourceFile
 
+from ctra.config import stage_settings
+
 # Files shipped with ctra (schemas, gene sets) are found relative to this file (ctra's workflow/rules/), never
 # through workflow.basedir: that is the main Snakefile's directory, the user's own one when ctra is a module.
 RULES_DIR = workflow.current_basedir  # only valid while this file is parsed, hence kept
@@ -38,9 +40,26 @@ MODULE = getattr(workflow.modifier, "namespace", None)
 # study names become directory names under results/: never '..', '/', or a leading dot
 STUDY_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 # command-line options after which the results/ directory is not written to
-NO_WRITE_OPTIONS = {"-n", "--dry-run", "--dryrun", "--unlock", "--lint", "-l", "--list", "--list-rules",
-                    "--list-target-rules", "--summary", "-S", "--detailed-summary", "-D", "--dag",
-                    "--rulegraph", "--filegraph", "--cleanup-metadata", "--print-compilation"}
+NO_WRITE_OPTIONS = {
+    "-n",
+    "--dry-run",
+    "--dryrun",
+    "--unlock",
+    "--lint",
+    "-l",
+    "--list",
+    "--list-rules",
+    "--list-target-rules",
+    "--summary",
+    "-S",
+    "--detailed-summary",
+    "-D",
+    "--dag",
+    "--rulegraph",
+    "--filegraph",
+    "--cleanup-metadata",
+    "--print-compilation",
+}
 
 
 def _config_files():
@@ -71,8 +90,10 @@ def _config_problems(config):
 
 
 def _bad_study_name(name):
-    return (f"studies: study name {name!r} is not allowed: study names become directories under results/, "
-            "so use letters, digits, '_', '.' and '-', starting with a letter or digit")
+    return (
+        f"studies: study name {name!r} is not allowed: study names become directories under results/, "
+        "so use letters, digits, '_', '.' and '-', starting with a letter or digit"
+    )
 
 
 def _check_config(config):
@@ -93,9 +114,24 @@ def _check_config(config):
 
 
 # options whose value is a path, not a target
-PATH_OPTIONS = {"--configfile", "--configfiles", "--snakefile", "-s", "--directory", "-d", "--profile",
-                "--workflow-profile", "--report", "--report-stylesheet", "--conda-prefix", "--apptainer-prefix",
-                "--singularity-prefix", "--shadow-prefix", "--log-handler-script", "--cluster-config"}
+PATH_OPTIONS = {
+    "--configfile",
+    "--configfiles",
+    "--snakefile",
+    "-s",
+    "--directory",
+    "-d",
+    "--profile",
+    "--workflow-profile",
+    "--report",
+    "--report-stylesheet",
+    "--conda-prefix",
+    "--apptainer-prefix",
+    "--singularity-prefix",
+    "--shadow-prefix",
+    "--log-handler-script",
+    "--cluster-config",
+}
 
 
 def _requested_studies():
@@ -131,8 +167,10 @@ def _check_targets():
 
 def _unknown_study(name, where=""):
     defined = ", ".join(f"'{s}'" for s in STUDIES)
-    return (f"unknown study '{name}'{where}: the config ({_config_files()}) defines {defined}. Outputs are "
-            "results/<study>/..., with <study> one of the names under `studies:`.")
+    return (
+        f"unknown study '{name}'{where}: the config ({_config_files()}) defines {defined}. Outputs are "
+        "results/<study>/..., with <study> one of the names under `studies:`."
+    )
 
 
 def _check_results_dir():
@@ -142,18 +180,25 @@ def _check_results_dir():
         return
     results = Path("results")
     if results.is_symlink() and not results.exists():
-        raise WorkflowError(f"'{results.absolute()}' is a broken symbolic link; ctra writes every output under "
-                            "results/<study>/: fix or remove the link.")
+        raise WorkflowError(
+            f"'{results.absolute()}' is a broken symbolic link; ctra writes every output under "
+            "results/<study>/: fix or remove the link."
+        )
     if results.exists() and not results.is_dir():
-        raise WorkflowError(f"'{results.absolute()}' exists but is not a directory; ctra writes every output "
-                            "under results/<study>/: move or rename that file, or run in another directory.")
-    directories = [results, *[results / s for s in STUDIES if (results / s).is_dir()]] if results.exists() \
-        else [Path(".")]
+        raise WorkflowError(
+            f"'{results.absolute()}' exists but is not a directory; ctra writes every output "
+            "under results/<study>/: move or rename that file, or run in another directory."
+        )
+    directories = (
+        [results, *[results / s for s in STUDIES if (results / s).is_dir()]] if results.exists() else [Path(".")]
+    )
     for directory in directories:
         if not os.access(directory, os.W_OK | os.X_OK):
-            raise WorkflowError(f"'{directory.absolute()}' is not writable (permissions, a read-only file system "
-                                "or an immutable flag); ctra writes every output under results/<study>/: make it "
-                                "writable or run in another directory.")
+            raise WorkflowError(
+                f"'{directory.absolute()}' is not writable (permissions, a read-only file system "
+                "or an immutable flag); ctra writes every output under results/<study>/: make it "
+                "writable or run in another directory."
+            )
 
 
 _check_config(config)
@@ -189,19 +234,23 @@ def normalize_memory_factor(wildcards):
     return 20 if study_config(wildcards)["normalization"] == "pydeseq2" else 3
 
 
-def study_json(wildcards):
-    return json.dumps(study_config(wildcards), sort_keys=True)
+def stage_json(stage):
+    """Params function: the settings the stage reads (ctra.config.STAGE_KEYS) as JSON, so that Snakemake reruns a
+    job only when a setting of its own stage changes."""
+    return lambda wildcards: json.dumps(stage_settings(study_config(wildcards), stage), sort_keys=True)
 
 
 def gene_set_path(name):
     """A bare name is a file in ctra's resources/gene_sets/; anything else is a path."""
-    if "/" in name or name.endswith(".tsv"):
+    if Path(name).name != name or name.endswith(".tsv"):  # a directory part: a path
         return name
     try:
         return shipped_file(f"resources/gene_sets/{name}.tsv")
     except Exception as error:  # a module from a git repository that has no such file
-        raise WorkflowError(f"gene set '{name}': ctra has no resources/gene_sets/{name}.tsv ({error}); give a "
-                            "bundled name (ctra53, leukocyte_markers) or a path to a TSV of the same format.")
+        raise WorkflowError(
+            f"gene set '{name}': ctra has no resources/gene_sets/{name}.tsv ({error}); give a "
+            "bundled name (ctra53, leukocyte_markers) or a path to a TSV of the same format."
+        )
 
 
 def gene_set_file(wildcards):

@@ -6,20 +6,25 @@ rule model:
         genes_used="results/{study}/genes_used.tsv",
     output:
         models="results/{study}/work/model_contrasts.tsv",
-        genes=report("results/{study}/genes.tsv", caption="../report/genes.rst", category="{study}",
-                     subcategory="Tables", labels={"study": "{study}", "table": "genes.tsv (per-gene contrasts)"}),
+        genes=report(
+            "results/{study}/genes.tsv",
+            caption="../report/genes.rst",
+            category="{study}",
+            subcategory="Tables",
+            labels={"study": "{study}", "table": "genes.tsv (per-gene contrasts)"},
+        ),
         model="results/{study}/model.json",
-    params:
-        study=study_json,
+    log:
+        "results/{study}/logs/model.log",
     threads: 1
     resources:
         # reads only the used genes of normalized.h5ad; measured ~0.3 MB per MB of input
         mem_mb=lambda wildcards, input, attempt: (1000 + int(input.size_mb) // 2) * attempt,
         runtime=lambda wildcards, input, attempt: (30 + int(input.size_mb) // 10) * attempt,
-    log:
-        "results/{study}/logs/model.log",
+    params:
+        settings=stage_json("model"),
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli model --study-config {params.study:q} --input {input.normalized:q}'
+        '"$CTRA_PYTHON" -m ctra.cli model --study-config {params.settings:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q}"
         " --models {output.models:q} --genes {output.genes:q} --model {output.model:q} --log {log:q}"
 
@@ -32,17 +37,17 @@ rule null_chunk:
         genes_used="results/{study}/genes_used.tsv",
     output:
         "results/{study}/work/null_{chunk}.tsv",
-    params:
-        study=study_json,
+    log:
+        "results/{study}/logs/null_{chunk}.log",
     threads: 1
     resources:
         # reads the expressed genes' VST (about half of normalized.h5ad); measured ~0.75 MB per MB
         mem_mb=lambda wildcards, input, attempt: (1000 + int(input.size_mb)) * attempt,
         runtime=lambda wildcards, input, attempt: (30 + int(input.size_mb) // 10) * attempt,
-    log:
-        "results/{study}/logs/null_{chunk}.log",
+    params:
+        settings=stage_json("null"),
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli null --study-config {params.study:q} --input {input.normalized:q}'
+        '"$CTRA_PYTHON" -m ctra.cli null --study-config {params.settings:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q} --chunk {wildcards.chunk}"
         " --out {output:q} --log {log:q}"
 
@@ -57,17 +62,22 @@ rule robustness:
         models="results/{study}/work/model_contrasts.tsv",
         nulls=null_chunk_files,
     output:
-        contrasts=report("results/{study}/contrasts.tsv", caption="../report/contrasts.rst", category="{study}",
-                         subcategory="Tables", labels={"study": "{study}", "table": "contrasts.tsv (arm x time)"}),
-    params:
-        study=study_json,
+        contrasts=report(
+            "results/{study}/contrasts.tsv",
+            caption="../report/contrasts.rst",
+            category="{study}",
+            subcategory="Tables",
+            labels={"study": "{study}", "table": "contrasts.tsv (arm x time)"},
+        ),
+    log:
+        "results/{study}/logs/robustness.log",
     threads: 1
     resources:
         mem_mb=lambda wildcards, input, attempt: (1000 + int(input.size_mb) // 4) * attempt,
         runtime=lambda wildcards, input, attempt: (30 + int(input.size_mb) // 10) * attempt,
-    log:
-        "results/{study}/logs/robustness.log",
+    params:
+        settings=stage_json("robustness"),
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli robustness --study-config {params.study:q} --input {input.normalized:q}'
+        '"$CTRA_PYTHON" -m ctra.cli robustness --study-config {params.settings:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q} --model {input.model:q}"
         " --models {input.models:q} --nulls {input.nulls:q} --contrasts {output.contrasts:q} --log {log:q}"

@@ -8,16 +8,21 @@ rule report:
         genes="results/{study}/genes.tsv",
         model="results/{study}/model.json",
     output:
-        report("results/{study}/report.html", caption="../report/report_html.rst", category="{study}",
-               subcategory="Report", labels={"study": "{study}", "file": "report.html"}),
-    params:
-        study=study_json,
+        report(
+            "results/{study}/report.html",
+            caption="../report/report_html.rst",
+            category="{study}",
+            subcategory="Report",
+            labels={"study": "{study}", "file": "report.html"},
+        ),
     log:
         "results/{study}/logs/report.log",
     # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
     localrule: True
+    params:
+        settings=stage_json("report"),
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli report --study {wildcards.study:q} --study-config {params.study:q}'
+        '"$CTRA_PYTHON" -m ctra.cli report --study {wildcards.study:q} --study-config {params.settings:q}'
         " --input {input.normalized:q} --scores {input.scores:q} --genes-used {input.genes_used:q}"
         " --contrasts {input.contrasts:q} --genes {input.genes:q} --model {input.model:q}"
         " --out {output:q} --log {log:q}"

@@ -8,13 +8,13 @@ rule validate:
         samples_schema=SAMPLES_SCHEMA,
     output:
         "results/{study}/validated.h5ad",
-    params:
-        study=study_json,
     log:
         "results/{study}/logs/validate.log",
     # seconds, not worth a cluster job; a rule flag, not `localrules:`, so it holds under a module's prefix
     localrule: True
+    params:
+        settings=stage_json("validate"),
     shell:
-        '"$CTRA_PYTHON" -m ctra.cli validate --study {wildcards.study:q} --study-config {params.study:q}'
+        '"$CTRA_PYTHON" -m ctra.cli validate --study {wildcards.study:q} --study-config {params.settings:q}'
         " --gene-set {input.gene_set:q} --markers {input.markers:q}"
         " --samples-schema {input.samples_schema:q} --out {output:q} --log {log:q}"

@@ -1,10 +1,7 @@
 """The CTRA safeguards: checks a reviewer of a CTRA paper will ask for, computed for every study.
 
-* ``gee_genes``: the gene-level multivariate model of the Cole lab, in long format over the used
-  genes, ``z ~ gene + arm * time + covariates [+ markers]``, GEE with exchangeable correlation within
-  participant, bias-reduced (Mancl-DeRouen) sandwich covariance and a t reference on
-  participants - fixed effects df (the terms of the participant-level design, not the per-gene
-  intercepts); not fitted below ``MIN_GEE_PARTICIPANTS`` participants or ``MIN_GEE_DF`` df.
+(The other models, gene-level GEE and sensitivity refits, are in ``ctra.models``.)
+
 * permutation test: for each active arm, the arm labels of that arm's and control's participants
   are re-allocated (whole participants move); in a crossover, whole sequences move between
   participants who attended the same periods. The statistic is the contrast's t from the GLS fit
@@ -17,7 +14,6 @@
   answers "would any 53 genes do?".
 * leave-one-participant-out: the largest change of each estimate when one participant is dropped,
   by downdating the GLS normal equations (variance components held at the full-data values).
-* sensitivity: every contrast without covariates, without markers, and without both.
 
 Random draws use one generator per draw, seeded by ``(seed, stream, [scheme,] draw)``, so results do
 not depend on how the draws are split into chunks (cluster jobs) and are identical on rerun.
@@ -32,72 +28,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.special import stdtr, stdtrit  # Student t cdf and quantile
 
-from .scoring import set_scores, zscore
-from .stats import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_reml,
-                    fit_reml_batch, fit_scores, interaction_column, marker_decision, period_levels, study_design,
-                    without_arm_terms)
+from .config import NullSettings, RobustnessSettings
+from .models.gls import Whitener, _solve_batched, gls_estimates
+from .models.mixed import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_reml,
+                           fit_reml_batch, interaction_column, period_levels, study_design, without_arm_terms)
+from .genesets import set_genes
+from .scoring import set_scores
 
 PERMUTATION_STREAM, GENE_SET_STREAM = 0, 1
 BATCH = 250
-MAX_CONDITION = 1e12  # a design this ill-conditioned is treated as singular
-MIN_GEE_PARTICIPANTS = 10  # below this a sandwich covariance is not trusted, corrected or not
-MIN_GEE_DF = 4             # participants - fixed effects; the t reference needs a few df
 TIE_TOLERANCE = 1e-10      # relative: |t| this close to the observed counts as at least as extreme
-
-
-# ----------------------------------------------------------------------------------------------
-# GLS with fixed variance components: whitening by participant block
-# ----------------------------------------------------------------------------------------------
-
-class Whitener:
-    """Applies H^-1/2 (inverse Cholesky factor per participant block) for fixed relative variances."""
-
-    def __init__(self, structure: BlockStructure, gamma: np.ndarray):
-        self.parts = []
-        for index, same in structure.groups:
-            size = index.shape[1]
-            H = np.broadcast_to(np.eye(size), (len(index), size, size)).copy()
-            for g, s in zip(gamma, same):
-                H += g * s
-            self.parts.append((index, np.linalg.inv(np.linalg.cholesky(H))))
-        self.rows = np.concatenate([index.ravel() for index, _ in self.parts])
-
-    def apply(self, M: np.ndarray) -> np.ndarray:
-        """Whiten the sample axis (second to last) of M: shape (..., n, q) -> (..., n, q), rows in ``self.rows`` order."""
-        pieces = []
-        for index, inv_chol in self.parts:
-            block = M[..., index, :]                       # (..., B, m, q)
-            white = inv_chol @ block                        # broadcasts over leading axes
-            pieces.append(white.reshape(*M.shape[:-2], -1, M.shape[-1]))
-        return np.concatenate(pieces, axis=-2)
-
-
-def _solve_batched(xtx: np.ndarray, xty: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """beta and (X'X)^-1 per batch item; singular items (e.g. a permutation emptying a cell) get NaN.
-
-    Singularity is judged by the 1-norm condition number, ||A|| ||A^-1||, exact from the inverse
-    (an SVD per item would cost more than everything else here); an exactly singular item makes
-    the batched inverse fail, and then items are inverted one by one.
-    """
-    try:
-        inverse = np.linalg.inv(xtx)
-    except np.linalg.LinAlgError:
-        inverse = np.array([_inverse_or_nan(a) for a in xtx])
-    with np.errstate(invalid="ignore", over="ignore"):
-        condition = np.abs(xtx).sum(axis=1).max(axis=1) * np.abs(inverse).sum(axis=1).max(axis=1)
-    ok = np.isfinite(condition) & (condition < MAX_CONDITION)
-    beta = np.einsum("bpq,bq->bp", inverse, xty)
-    beta[~ok] = np.nan
-    return beta, inverse, ok
-
-
-def _inverse_or_nan(matrix: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.inv(matrix)
-    except np.linalg.LinAlgError:
-        return np.full_like(matrix, np.nan)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,7 +261,7 @@ def gene_set_draws(var: pd.DataFrame, usage: pd.DataFrame, seed: int, draws: ran
     (``var['expressed']`` and ``var['vst_mean']``, from ``ctra.scoring.gene_summaries``). Without a
     pool (an input holding only the set and marker genes) there is no random-gene-set null.
     """
-    used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")].reset_index(drop=True)
+    used = set_genes(usage).reset_index(drop=True)
     pool = np.flatnonzero(var["expressed"].to_numpy(bool) & (var["group"].to_numpy() == ""))
     if len(pool) < 10 * len(used):
         return None, used, (f"no random gene sets: {len(pool)} expressed genes outside the set and markers, fewer "
@@ -358,20 +299,6 @@ def reml_t(design: Design, Y: np.ndarray, L: np.ndarray) -> np.ndarray:
     return (beta @ L.T) / np.sqrt(np.einsum("cp,mpq,cq->mc", L, cov, L))
 
 
-def gls_estimates(design: Design, Y: np.ndarray, gamma: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Contrast estimates and t for many responses sharing fixed relative variances (one solve).
-
-    Each response keeps its own residual variance, so t is scale-free.
-    """
-    _, xhx, xhy, yhy = BlockStructure(design).crossprods(gamma, design.X, Y)
-    inverse = np.linalg.inv(xhx)
-    beta = inverse @ xhy
-    sigma2 = (yhy - np.einsum("pm,pm->m", beta, xhy)) / (len(Y) - design.X.shape[1])
-    estimate = (L @ beta).T
-    se = np.sqrt(sigma2[:, None] * np.einsum("cp,pq,cq->c", L, inverse, L)[None, :])
-    return estimate, estimate / se
-
-
 # ----------------------------------------------------------------------------------------------
 # Leave one participant out
 # ----------------------------------------------------------------------------------------------
@@ -389,103 +316,6 @@ def leave_one_out(design: Design, y: np.ndarray, gamma: np.ndarray, L: np.ndarra
     np.add.at(b, owner, Xw * yw[:, None])
     beta, _, _ = _solve_batched(A.sum(axis=0)[None] - A, b.sum(axis=0)[None] - b)
     return beta @ L.T
-
-
-# ----------------------------------------------------------------------------------------------
-# Gene-level GEE (Cole-lab formulation)
-# ----------------------------------------------------------------------------------------------
-
-def gene_long_format(adata, usage: pd.DataFrame, design: Design, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Response, design and groups for the long-format gene model of one score.
-
-    ``ctra`` uses all used genes with direction-signed z; a subscore uses its group's genes, unsigned.
-    Rows are ordered by participant, then sample, then gene (as geepack expects clusters contiguous).
-    """
-    used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")]
-    if score != "ctra":
-        used = used[used["group"] == score]
-    z = zscore(np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float))
-    if score == "ctra":
-        z = z * used["direction"].to_numpy(float)
-    n, k = z.shape
-    order = np.lexsort((np.arange(n), design.participant))
-    sample = np.repeat(order, k)
-    gene = np.tile(np.arange(k), n)
-    dummies = np.zeros((n * k, k - 1))
-    rows = np.flatnonzero(gene > 0)
-    dummies[rows, gene[rows] - 1] = 1.0
-    exog = np.hstack([design.X[sample], dummies])
-    names = design.columns + [f"gene[T.{g}]" for g in used["gene"].iloc[1:]]
-    return z[sample, gene], exog, design.participant[sample], names
-
-
-def fit_gene_gee(adata, usage: pd.DataFrame, design: Design, score: str = "ctra", cov_type: str = "bias_reduced"):
-    """statsmodels GEE (Gaussian, exchangeable) of the long-format gene model.
-
-    ``cov_type="bias_reduced"`` also computes the Mancl-DeRouen covariance (``cov_robust_bc``);
-    the plain sandwich (``cov_robust``) is there either way (and is what geepack reports).
-    """
-    # imported here, and only the GEE module (statsmodels.api takes seconds to import)
-    from statsmodels.genmod.cov_struct import Exchangeable
-    from statsmodels.genmod.families import Gaussian
-    from statsmodels.genmod.generalized_estimating_equations import GEE
-
-    endog, exog, groups, names = gene_long_format(adata, usage, design, score)
-    model = GEE(endog, exog, groups=groups, cov_struct=Exchangeable(), family=Gaussian())
-    # start from least squares by the normal equations: the same solution as statsmodels' own start
-    # (a GLM fit of the long table), without its SVDs
-    start = np.linalg.solve(exog.T @ exog, exog.T @ endog)
-    result = model.fit(maxiter=100, ddof_scale=0, start_params=start, cov_type=cov_type)  # scale, alpha over N
-    return result, names
-
-
-def gee_df(design: Design) -> int:
-    """Reference df of the GEE's t: participants (clusters) minus the fixed effects of the
-    participant-level design (arm x time, covariates, markers; the per-gene intercepts are not
-    counted, as they are estimated from every participant's many genes)."""
-    return int(design.participant.max() + 1 - design.X.shape[1])
-
-
-def gee_table(adata, usage: pd.DataFrame, design: Design, scores: tuple[str, ...] = SCORES) -> pd.DataFrame:
-    """Contrast rows (model gee_genes) for each score with at least two genes: bias-reduced sandwich
-    SE, t reference on ``gee_df`` df. Too few participants or df: the rows are kept, empty, with the
-    reason in ``note``."""
-    specs = contrast_specs(design)
-    people, df = design.participant.max() + 1, gee_df(design)
-    skip = ""
-    if people < MIN_GEE_PARTICIPANTS:
-        skip = (f"GEE not fitted: {people} participants, fewer than {MIN_GEE_PARTICIPANTS} (a sandwich covariance "
-                "needs many participants)")
-    elif df < MIN_GEE_DF:
-        skip = (f"GEE not fitted: {people} participants - {design.X.shape[1]} fixed effects = {df} df, fewer than "
-                f"{MIN_GEE_DF} (drop covariates or markers)")
-    tables = []
-    for score in scores:
-        groups = usage.loc[usage["used"].astype(bool) & (usage["group"] != "marker"), "group"]
-        n_genes = len(groups) if score == "ctra" else int((groups == score).sum())
-        if n_genes < 2:
-            continue
-        estimate = se = np.full(len(specs), np.nan)
-        note = np.full(len(specs), skip, dtype=object)
-        if not skip:
-            result, names = fit_gene_gee(adata, usage, design, score)
-            L = np.array([np.concatenate([s.vector, np.zeros(len(names) - len(s.vector))]) for s in specs])
-            estimate = L @ result.params
-            with np.errstate(invalid="ignore"):
-                se = np.sqrt(np.einsum("cp,pq,cq->c", L, result.cov_robust_bc, L))
-            note[~np.isfinite(se)] = "GEE not estimable: the bias-reduced covariance is degenerate"
-        t_crit = stdtrit(df, 0.975) if df > 0 else np.nan
-        with np.errstate(invalid="ignore"):
-            p_value = 2 * stdtr(df, -np.abs(estimate / se)) if df > 0 else np.full(len(specs), np.nan)
-        tables.append(pd.DataFrame({
-            "score": score, "model": "gee_genes", "contrast": [s.contrast for s in specs],
-            "arm": [s.arm for s in specs], "time": [s.time for s in specs], "estimate": estimate, "se": se,
-            "ci_low": estimate - t_crit * se, "ci_high": estimate + t_crit * se,
-            "df": np.nan if skip else float(df),
-            "p_value": p_value,
-            "n_participants": [len(np.unique(design.participant[s.samples])) for s in specs],
-            "n_samples": [int(s.samples.sum()) for s in specs], "note": note}))
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -559,20 +389,21 @@ def gene_set_null(adata, usage: pd.DataFrame, design: Design, scores: pd.DataFra
 NULL_COLUMNS = ["kind", "score", "contrast", "arm", "time", "draw", "value"]
 
 
-def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, chunk: int,
-               n_chunks: int) -> pd.DataFrame:
-    """Permutation and random-gene-set t for this chunk's share of the draws (tidy); the design is
-    the main model's, so this stage need not wait for the model stage."""
-    settings = study["robustness"]
-    design, _ = study_design(adata, usage, study, source=study["samples"])
-    frames = permutation_draws(design, scores, settings["permutations"], settings["seed"], chunk, n_chunks)
-    gene_sets, _ = gene_set_null(adata, usage, design, scores, settings["gene_sets"], settings["seed"], chunk,
+def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: NullSettings, chunk: int,
+               n_chunks: int | None = None) -> pd.DataFrame:
+    """Permutation and random-gene-set t for this chunk's share of the draws (tidy; ``n_chunks``
+    default ``settings.chunks``); the design is the main model's, so this stage need not wait for the
+    model stage."""
+    n_chunks = settings.chunks if n_chunks is None else n_chunks
+    design, _ = study_design(adata, usage, settings.design)
+    frames = permutation_draws(design, scores, settings.permutations, settings.seed, chunk, n_chunks)
+    gene_sets, _ = gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, chunk,
                                  n_chunks)
     frames += gene_sets
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=NULL_COLUMNS)
 
 
-def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, models: pd.DataFrame,
+def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: RobustnessSettings, models: pd.DataFrame,
                      gammas: dict, nulls: pd.DataFrame, var: pd.DataFrame | None = None) -> pd.DataFrame:
     """contrasts.tsv before the endpoint columns: the main-model (lmm) rows of ``models`` with
     perm_p, geneset_p and leave-one-out columns added, then its other rows as they are.
@@ -581,7 +412,7 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: di
     set's) with the random sets' t; the permutation p compares the permutation test's observed t.
     ``var`` is every gene's annotation (default ``adata.var``), for the reason when there is no
     random-gene-set pool."""
-    design, _ = study_design(adata, usage, study, source=study["samples"])
+    design, _ = study_design(adata, usage, settings.design)
     specs = contrast_specs(design)
     L = np.array([s.vector for s in specs])
     key = ["score", "contrast", "arm", "time"]
@@ -589,7 +420,7 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: di
     draws = {k: g.sort_values("draw")["value"].to_numpy() for k, g in nulls.groupby(["kind", *key], sort=False)}
     main_t = models[models["model"] == "lmm"].set_index(key)
     main_t = (main_t["estimate"] / main_t["se"]).to_dict()
-    gene_set_reason = _gene_set_reason(adata.var if var is None else var, usage, study)
+    gene_set_reason = _gene_set_reason(adata.var if var is None else var, usage, settings)
     extra = []
     for score, gamma in gammas.items():
         y = scores[score].to_numpy(float)
@@ -630,32 +461,7 @@ def _permutation_columns(draws: dict, where: tuple) -> dict:
     return {"perm_p": np.nan, "n_permutations": 0, "perm_note": ""}
 
 
-def _gene_set_reason(var: pd.DataFrame, usage: pd.DataFrame, study: dict) -> str:
-    if study["robustness"]["gene_sets"] == 0:
+def _gene_set_reason(var: pd.DataFrame, usage: pd.DataFrame, settings: RobustnessSettings) -> str:
+    if settings.gene_sets == 0:
         return ""
-    return gene_set_draws(var, usage, study["robustness"]["seed"], range(0))[2]
-
-
-def other_models(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
-    """The contrast rows of the models beside the main one: gene-level GEE, then the sensitivity refits."""
-    design, _ = study_design(adata, usage, study, source=study["samples"])
-    return pd.concat([gee_table(adata, usage, design), sensitivity_table(adata, scores, usage, study)],
-                     ignore_index=True)
-
-
-def sensitivity_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
-    """The main model refitted without covariates, without markers, and without both (when configured)."""
-    has_covariates = bool(study.get("covariates"))
-    has_markers = bool(marker_decision(adata, usage, study)[0])
-    variants = []
-    if has_covariates:
-        variants.append(("lmm_no_covariates", False, True))
-    if has_markers:
-        variants.append(("lmm_no_markers", True, False))
-    if has_covariates and has_markers:
-        variants.append(("lmm_unadjusted", False, False))
-    tables = []
-    for name, covariates, markers in variants:
-        design, _ = study_design(adata, usage, study, study["samples"], covariates=covariates, markers=markers)
-        tables.append(fit_scores(design, scores, name)[0])
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return gene_set_draws(var, usage, settings.seed, range(0))[2]

@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtr, stdtrit  # Student t cdf and quantile (scipy.stats costs ~1 s to import)
 
-from .endpoints import primary_endpoint
-from .errors import InputError
+from ..config import DesignSettings, ModelSettings
+from ..endpoints import primary_endpoint
+from ..errors import InputError
+from ..genesets import SCORE_NAMES, marker_genes as used_markers, set_genes
 
 LOG_2PI = float(np.log(2 * np.pi))
 MAX_THETA = 1e3  # relative SD of a random effect; beyond this H is numerically singular
@@ -337,7 +339,7 @@ def _projected_newton(deviance, m: int, k: int) -> np.ndarray:
             grad[:, a] = (up - down) / (2 * h[:, a])
             hess[:, a, a] = (up - 2 * f0 + down) / h[:, a] ** 2
             for b in range(a):
-                shift = lambda sa, sb: deviance(gamma + sa * h[:, a, None] * eye[a] + sb * h[:, b, None] * eye[b])
+                shift = lambda sa, sb: deviance(gamma + sa * h[:, a, None] * eye[a] + sb * h[:, b, None] * eye[b])  # noqa: E731
                 hess[:, a, b] = hess[:, b, a] = ((shift(1, 1) - shift(1, -1) - shift(-1, 1) + shift(-1, -1))
                                                  / (4 * h[:, a] * h[:, b]))
         free = ~((gamma <= 0) & (grad > 0))                     # held at the bound: gamma = 0, pushing out
@@ -607,8 +609,16 @@ def contrast_table(fit: Fit, design: Design, specs: list[ContrastSpec]) -> pd.Da
     L = np.array([s.vector for s in specs])
     estimate = L @ fit.beta
     se = np.sqrt(np.einsum("cp,pq,cq->c", L, fit.cov_beta, L))
-    df = satterthwaite_df(fit, L)
+    return contrast_rows(design, specs, estimate, se, satterthwaite_df(fit, L))
+
+
+def contrast_rows(design: Design, specs: list[ContrastSpec], estimate: np.ndarray, se: np.ndarray,
+                  df: np.ndarray) -> pd.DataFrame:
+    """The contrast rows of every model: each contrast's estimate, se, 95% CI and two-sided p on a t
+    reference with ``df`` (NaN: no CI, no p), and the participants and samples it involves."""
     t_crit = stdtrit(df, 0.975)
+    with np.errstate(invalid="ignore"):
+        p_value = 2 * stdtr(df, -np.abs(estimate / se))
     participants = np.asarray(design.participant)
     return pd.DataFrame({
         "contrast": [s.contrast for s in specs],
@@ -619,7 +629,7 @@ def contrast_table(fit: Fit, design: Design, specs: list[ContrastSpec]) -> pd.Da
         "ci_low": estimate - t_crit * se,
         "ci_high": estimate + t_crit * se,
         "df": df,
-        "p_value": 2 * stdtr(df, -np.abs(estimate / se)),
+        "p_value": p_value,
         "n_participants": [len(np.unique(participants[s.samples])) for s in specs],
         "n_samples": [int(s.samples.sum()) for s in specs],
     })
@@ -641,14 +651,14 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 # One study: all scores and all used genes
 # ----------------------------------------------------------------------------------------------
 
-SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
+SCORES = SCORE_NAMES
 DF_METHOD = "Satterthwaite (as lmerTest), REML"
 
 
 MIN_MARKER_RESIDUAL_DF = 20  # adjust_for_cell_markers: auto adds the markers only if this many df remain
 
 
-def marker_decision(adata, usage: pd.DataFrame, study: dict) -> tuple[list[str], str]:
+def marker_decision(adata, usage: pd.DataFrame, settings: DesignSettings) -> tuple[list[str], str]:
     """The marker genes the main model adjusts for, and why none when the config allows them.
 
     ``adjust_for_cell_markers``: ``false`` never, ``true`` always, ``auto`` (default) only when the
@@ -656,12 +666,12 @@ def marker_decision(adata, usage: pd.DataFrame, study: dict) -> tuple[list[str],
     in small trials eight marker slopes on top of arm x time make the mixed model's p-values reject
     about twice as often as they should (11 % at 5 per arm, 7.6 % at 8 per arm in simulation).
     """
-    setting = study.get("adjust_for_cell_markers", "auto")
-    markers = usage.loc[(usage["group"] == "marker") & usage["used"].astype(bool), "gene"].tolist()
+    setting = settings.adjust_for_cell_markers
+    markers = used_markers(usage)
     if setting is False or not markers:
         return [], ""
     if setting == "auto":
-        without = build_design(adata.obs, adata.uns["levels"], list(study.get("covariates", [])))
+        without = build_design(adata.obs, adata.uns["levels"], list(settings.covariates))
         residual = adata.n_obs - without.X.shape[1] - len(markers)
         if residual < MIN_MARKER_RESIDUAL_DF:
             return [], (f"markers not adjusted for (adjust_for_cell_markers: auto): with them the model would keep "
@@ -669,15 +679,16 @@ def marker_decision(adata, usage: pd.DataFrame, study: dict) -> tuple[list[str],
     return markers, ""
 
 
-def study_design(adata, usage: pd.DataFrame, study: dict, source: str,
+def study_design(adata, usage: pd.DataFrame, settings: DesignSettings,
                  covariates: bool = True, markers: bool = True) -> tuple[Design, list[str]]:
-    """The study's fixed design (checked for full rank) and the marker genes it adjusts for."""
-    marker_genes = marker_decision(adata, usage, study)[0] if markers else []
+    """The study's fixed design (checked for full rank) and the marker genes it adjusts for; ``covariates``
+    and ``markers`` False leave the configured covariates or markers out (the sensitivity refits)."""
+    marker_genes = marker_decision(adata, usage, settings)[0] if markers else []
     extra = None
     if marker_genes:
         extra = pd.DataFrame(adata[:, marker_genes].layers["vst"], columns=marker_genes, index=adata.obs_names)
-    design = build_design(adata.obs, adata.uns["levels"], study.get("covariates", []) if covariates else [], extra)
-    check_full_rank(design.X, design.columns, source)
+    design = build_design(adata.obs, adata.uns["levels"], list(settings.covariates) if covariates else [], extra)
+    check_full_rank(design.X, design.columns, settings.source)
     return design, marker_genes
 
 
@@ -719,7 +730,7 @@ def fit_genes(design: Design, adata, usage: pd.DataFrame) -> pd.DataFrame:
     """The same contrasts per used gene on its VST, with BH FDR within each contrast."""
     structure = BlockStructure(design)
     specs = contrast_specs(design)
-    used = usage[usage["used"].astype(bool) & (usage["group"] != "marker")]
+    used = set_genes(usage)
     vst = np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float)
     tables = []
     fits = fit_reml_many(design, vst, structure)
@@ -735,21 +746,21 @@ def fit_genes(design: Design, adata, usage: pd.DataFrame) -> pd.DataFrame:
     return genes.drop(columns=["n_participants"])
 
 
-def fit_study(adata, scores: pd.DataFrame, usage: pd.DataFrame, study: dict, source: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def fit_study(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: ModelSettings) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """contrasts.tsv, genes.tsv and the model description for the report's methods."""
     scores = scores.set_index("sample").loc[adata.obs_names]
-    design, marker_genes = study_design(adata, usage, study, source)
+    design, marker_genes = study_design(adata, usage, settings.design)
     contrasts, gammas = fit_scores(design, scores, "lmm")
     genes = fit_genes(design, adata, usage)
-    base, _ = study_design(adata, usage, study, source, covariates=False, markers=False)
+    base, _ = study_design(adata, usage, settings.design, covariates=False, markers=False)
     info = {"formula": design.formula, "coefficients": design.columns, "df_method": DF_METHOD,
-            "primary": primary_endpoint(study.get("primary", {}), len(design.arms) > 1),
+            "primary": primary_endpoint(settings.primary, len(design.arms) > 1),
             "adjustment": {"columns": design.X.shape[1] - base.X.shape[1],
                            "residual_df_without": int(len(design.X) - base.X.shape[1]),
                            "participants": int(design.participant.max() + 1)},
             "covariate_warnings": list(adata.uns.get("covariate_warnings", [])),
-            "markers_note": marker_decision(adata, usage, study)[1],
-            "covariates": list(study.get("covariates", [])), "markers_used": marker_genes,
+            "markers_note": marker_decision(adata, usage, settings.design)[1],
+            "covariates": list(settings.design.covariates), "markers_used": marker_genes,
             "reference_levels": {"arm": design.arms[0], "time": design.times[0]},
             "levels": {"arm": design.arms, "time": design.times},
             "normalization": adata.uns.get("normalization", {}), "relative_variances": gammas,

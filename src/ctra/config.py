@@ -1,0 +1,196 @@
+"""The study config, as each stage of the workflow reads it.
+
+The workflow checks a study's config block against ``workflow/schemas/config.schema.yaml`` and
+fills in the schema's defaults once, when it is parsed. Each rule then passes its stage only the
+settings that stage reads (``stage_settings``), so that Snakemake's params tracking reruns exactly
+the jobs a change affects: ``show_participant_ids`` reruns the report alone, ``robustness.chunks``
+the null draws and what gathers them, and a covariate every model fit but not normalization.
+
+``STAGE_KEYS`` is the one list of which setting each stage reads; a key ``"a.b"`` is the setting
+``b`` inside ``a`` (``robustness.seed``). This module imports nothing heavy: the workflow imports it
+while it is parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# the settings the report lists in its methods, in this order
+REPORTED_PARAMETERS = (
+    "input",
+    "normalization",
+    "baseline",
+    "control",
+    "adjust_for_cell_markers",
+    "gene_set",
+    "marker_set",
+    "drop_incomplete_samples",
+    "exclude_samples",
+)
+# the settings that decide a study's design (the model, the null draws and the robustness checks fit it)
+_DESIGN = ("samples", "covariates", "adjust_for_cell_markers")
+
+STAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "validate": (
+        "counts",
+        "samples",
+        "columns",
+        "baseline",
+        "control",
+        "time_levels",
+        "arm_levels",
+        "covariates",
+        "categorical",
+        "exclude_samples",
+        "drop_incomplete_samples",
+        "input",
+        "layout",
+        "sheet",
+        "non_integer_counts",
+    ),
+    "normalize": ("input", "normalization", "expression_filter"),
+    "score": ("counts", "expression_filter"),
+    "model": (*_DESIGN, "primary"),
+    # robustness.chunks: how the draws are split, which decides each chunk's share (not any number)
+    "null": (*_DESIGN, "robustness.permutations", "robustness.gene_sets", "robustness.seed", "robustness.chunks"),
+    "robustness": (*_DESIGN, "robustness.gene_sets", "robustness.seed"),
+    "report": (*REPORTED_PARAMETERS, "expression_filter", "show_participant_ids"),
+}
+
+
+def stage_settings(study: dict, stage: str) -> dict:
+    """The part of a study's config block (defaults filled in) that ``stage`` reads, nested as in the
+    config. Optional settings without a default (``time_levels``) are left out when not given."""
+    out: dict = {}
+    for key in STAGE_KEYS[stage]:
+        *parents, name = key.split(".")
+        source, target = study, out
+        for parent in parents:
+            source = source.get(parent, {})
+            target = target.setdefault(parent, {})
+        if name in source:
+            target[name] = source[name]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Typed settings: built once per stage from its (schema-checked, defaults-filled) settings
+# ----------------------------------------------------------------------------------------------
+# The schema is the one source of defaults: these classes have none, and ``from_study`` reads every
+# setting of its stage (a missing one is a KeyError naming it, never a silent default).
+
+
+@dataclass(frozen=True)
+class ExpressionFilter:
+    """A gene is expressed if its normalized count is >= ``min_count`` in >= ``min_fraction`` of samples."""
+
+    min_count: float
+    min_fraction: float
+
+    @classmethod
+    def from_study(cls, study: dict) -> ExpressionFilter:
+        rule = study["expression_filter"]
+        return cls(min_count=rule["min_count"], min_fraction=rule["min_fraction"])
+
+
+@dataclass(frozen=True)
+class DesignSettings:
+    """What decides a study's fixed design besides the sample sheet: covariates and whether the used
+    leukocyte markers are adjusted for; ``source`` (the sample sheet) names the study in design errors."""
+
+    source: str
+    covariates: tuple[str, ...]
+    adjust_for_cell_markers: bool | str  # true, false or "auto" (markers only if 20 residual df remain)
+
+    @classmethod
+    def from_study(cls, study: dict) -> DesignSettings:
+        return cls(
+            source=study["samples"],
+            covariates=tuple(study["covariates"]),
+            adjust_for_cell_markers=study["adjust_for_cell_markers"],
+        )
+
+
+@dataclass(frozen=True)
+class NormalizeSettings:
+    input: str
+    normalization: str
+    expression_filter: ExpressionFilter
+
+    @classmethod
+    def from_study(cls, study: dict) -> NormalizeSettings:
+        return cls(
+            input=study["input"],
+            normalization=study["normalization"],
+            expression_filter=ExpressionFilter.from_study(study),
+        )
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    counts: str  # named in the error when no gene of the set is used
+    expression_filter: ExpressionFilter
+
+    @classmethod
+    def from_study(cls, study: dict) -> ScoreSettings:
+        return cls(counts=study["counts"], expression_filter=ExpressionFilter.from_study(study))
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    design: DesignSettings
+    primary: dict  # {score, contrast}: ctra.endpoints.primary_endpoint reads it
+
+    @classmethod
+    def from_study(cls, study: dict) -> ModelSettings:
+        return cls(design=DesignSettings.from_study(study), primary=dict(study["primary"]))
+
+
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """The robustness stage: the random-gene-set draws' count and seed (for the reason when there is no pool)."""
+
+    design: DesignSettings
+    gene_sets: int
+    seed: int
+
+    @classmethod
+    def from_study(cls, study: dict) -> RobustnessSettings:
+        draws = study["robustness"]
+        return cls(design=DesignSettings.from_study(study), gene_sets=draws["gene_sets"], seed=draws["seed"])
+
+
+@dataclass(frozen=True)
+class NullSettings(RobustnessSettings):
+    """The null draws: also the permutations and how the draws are split into chunks."""
+
+    permutations: int = field(kw_only=True)
+    chunks: int = field(kw_only=True)
+
+    @classmethod
+    def from_study(cls, study: dict) -> NullSettings:
+        draws = study["robustness"]
+        return cls(
+            design=DesignSettings.from_study(study),
+            gene_sets=draws["gene_sets"],
+            seed=draws["seed"],
+            permutations=draws["permutations"],
+            chunks=draws["chunks"],
+        )
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    input: str
+    expression_filter: ExpressionFilter
+    show_participant_ids: bool
+    parameters: dict  # REPORTED_PARAMETERS -> value, as configured
+
+    @classmethod
+    def from_study(cls, study: dict) -> ReportSettings:
+        return cls(
+            input=study["input"],
+            expression_filter=ExpressionFilter.from_study(study),
+            show_participant_ids=bool(study["show_participant_ids"]),
+            parameters={key: study[key] for key in REPORTED_PARAMETERS},
+        )

@@ -1,0 +1,241 @@
+"""The workflow's stages, one function each: read the stage's inputs, call the library, write its outputs.
+
+Data flows counts -> ``validate`` (validated.h5ad) -> ``normalize`` (normalized.h5ad) -> ``score``
+(scores.tsv, genes_used.tsv) -> ``model`` (every model fit) and ``null`` (the safeguards' draws, in
+chunks) -> ``robustness`` (contrasts.tsv) -> ``report``. ``ctra.cli`` parses a command line into
+one of these calls; each function takes the stage's settings (``ctra.config``) and its files by the
+names of the command's options, and imports only what its stage needs (start-up time is most of a
+small study's run time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .config import ModelSettings, NormalizeSettings, NullSettings, ReportSettings, RobustnessSettings, ScoreSettings
+from .errors import InputError
+from .results import read_json, read_normalized, read_table, read_var, write_h5ad, write_json, write_tsv
+
+log = logging.getLogger("ctra")
+
+
+def validate(settings: dict, *, study: str, gene_set: str, markers: str, samples_schema: str | None, out: str) -> None:
+    from .genesets import load_gene_set
+    from .validate import validate_sample_schema, validate_study
+
+    gene_table = load_gene_set(gene_set)
+    marker_table = load_gene_set(markers, allowed_groups=("marker",))
+    adata = validate_study(study, settings, gene_table, marker_table)
+    for warning in adata.uns["covariate_warnings"]:
+        log.warning("%s", warning)
+    if samples_schema:
+        validate_sample_schema(adata.obs, samples_schema, settings["samples"])
+    checksums = json.loads(adata.uns["input_checksums"])
+    checksums.update({gene_set: _sha(gene_set), markers: _sha(markers)})
+    adata.uns["input_checksums"] = json.dumps(checksums)
+    log.info(
+        "validated %d samples x %d genes (%s ids); excluded: %s; dropped for missing covariates: %s; merged rows: %s",
+        adata.n_obs,
+        adata.n_vars,
+        adata.uns["id_kind"],
+        adata.uns["excluded_samples"] or "none",
+        adata.uns["dropped_incomplete"] or "none",
+        adata.uns["merged_genes"] or "none",
+    )
+    write_h5ad(adata, out)
+
+
+def _sha(path: str) -> str:
+    from .io import sha256sum
+
+    return sha256sum(path)
+
+
+def normalize(settings: NormalizeSettings, *, input: str, out: str, threads: int = 1) -> None:
+    import anndata as ad
+
+    from .normalize import normalize as normalize_values
+    from .scoring import gene_summaries
+
+    adata = normalize_values(
+        ad.read_h5ad(input), input_kind=settings.input, method=settings.normalization, n_cpus=threads
+    )
+    rule = settings.expression_filter
+    summaries = gene_summaries(adata, min_count=rule.min_count, min_fraction=rule.min_fraction)
+    adata.var[summaries.columns] = summaries
+    log.info(
+        "normalization: %s; %d of %d genes expressed",
+        adata.uns["normalization"],
+        int(summaries["expressed"].sum()),
+        adata.n_vars,
+    )
+    write_h5ad(adata, out)
+
+
+def score(settings: ScoreSettings, *, input: str, gene_set: str, markers: str, scores: str, genes_used: str) -> None:
+    from .genesets import MARKER_GROUP, load_gene_set, set_genes
+    from .scoring import score_study, usage_table
+
+    genes = pd.concat([load_gene_set(gene_set), load_gene_set(markers, allowed_groups=("marker",))], ignore_index=True)
+    genes = genes.drop_duplicates("gene")
+    adata = read_normalized(input, genes["gene"], layers=("vst", "counts"))
+    rule = settings.expression_filter
+    usage = usage_table(adata, genes, min_count=rule.min_count, min_fraction=rule.min_fraction)
+    used = set_genes(usage)
+    if len(used) == 0:
+        raise InputError(f"{settings.counts}: no gene of the gene set passes the expression rule; see genes_used.tsv.")
+    table = score_study(adata, usage)
+    log.info(
+        "scored %d samples with %d genes (%d of the set not used)",
+        len(table),
+        len(used),
+        int((usage["group"] != MARKER_GROUP).sum()) - len(used),
+    )
+    write_tsv(usage, genes_used)
+    write_tsv(table, scores)
+
+
+def model(
+    settings: ModelSettings, *, input: str, scores: str, genes_used: str, models: str, genes: str, model: str
+) -> None:
+    """Every model fit: the main mixed model (per score and per gene), the gene-level GEE and the
+    sensitivity refits; the resampling checks come after, in ``robustness``."""
+    from .models import fit_other_models
+    from .models.mixed import fit_study
+
+    adata, score_table, usage = _model_inputs(input, scores, genes_used)
+    contrasts, gene_table, model_info = fit_study(
+        adata, score_table.rename_axis("sample").reset_index(), usage, settings
+    )
+    contrasts = pd.concat([contrasts, fit_other_models(adata, score_table, usage, settings.design)], ignore_index=True)
+    write_tsv(gene_table, genes)
+    write_json(model_info, model)
+    write_tsv(contrasts, models)
+
+
+def _set_and_used_genes(usage: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Genes a model stage needs: the used genes of the set and the used markers."""
+    used = set(usage.loc[usage["used"].astype(bool), "gene"])
+    return lambda var: var.index.isin(list(used))
+
+
+def _model_inputs(input: str, scores: str, genes_used: str, pool: bool = False) -> tuple:
+    """normalized AnnData (the used genes and markers; with ``pool``, also every expressed gene, for
+    random gene sets), scores in its sample order, and genes_used."""
+    usage = read_table(genes_used)
+    needed = _set_and_used_genes(usage)
+    adata = read_normalized(input, (lambda var: needed(var) | var["expressed"].to_numpy(bool)) if pool else needed)
+    score_table = read_table(scores).set_index("sample").loc[adata.obs_names]
+    return adata, score_table, usage
+
+
+def null(settings: NullSettings, *, input: str, scores: str, genes_used: str, chunk: int, out: str) -> None:
+    from .safeguards import null_draws
+
+    adata, score_table, usage = _model_inputs(input, scores, genes_used, pool=True)
+    draws = null_draws(adata, score_table, usage, settings, chunk)
+    write_tsv(draws, out)
+
+
+def robustness(
+    settings: RobustnessSettings,
+    *,
+    input: str,
+    scores: str,
+    genes_used: str,
+    model: str,
+    models: str,
+    nulls: list[str],
+    contrasts: str,
+) -> None:
+    from .endpoints import mark_endpoints
+    from .safeguards import robustness_table
+
+    adata, score_table, usage = _model_inputs(input, scores, genes_used)
+    model_info = read_json(model)
+    draws = pd.concat([read_table(path) for path in nulls], ignore_index=True)
+    table = robustness_table(
+        adata,
+        score_table,
+        usage,
+        settings,
+        read_table(models),
+        model_info["relative_variances"],
+        draws,
+        var=read_var(input),
+    )
+    table = mark_endpoints(table, model_info["primary"])
+    log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
+    write_tsv(table, contrasts)
+
+
+def report(
+    settings: ReportSettings,
+    *,
+    study: str,
+    input: str,
+    scores: str,
+    genes_used: str,
+    contrasts: str,
+    genes: str,
+    model: str,
+    out: str,
+) -> None:
+    from .report import PCA_GENES, normalization_text, parameter_text, write_report
+    from .versions import package_versions
+
+    used = _set_and_used_genes(read_table(genes_used))
+    adata = read_normalized(input, lambda var: used(var) | _most_variable(var, PCA_GENES))
+    model_info = read_json(model)
+    methods = {
+        **model_info,
+        "normalization": normalization_text(model_info["normalization"], settings),
+        "parameters": parameter_text(settings),
+        "package_versions": package_versions(),
+        "input_checksums": {Path(k).name: v for k, v in json.loads(adata.uns["input_checksums"]).items()},
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    write_report(
+        out,
+        study=study,
+        adata=adata,
+        scores=read_table(scores),
+        contrasts=read_table(contrasts),
+        genes=read_table(genes),
+        genes_used=read_table(genes_used),
+        methods=methods,
+        show_participant_ids=settings.show_participant_ids,
+    )
+
+
+def _most_variable(var: pd.DataFrame, n: int) -> np.ndarray:
+    """Mask of the ``n`` genes with the largest VST variance (ties by position), for the report's PCA."""
+    order = np.argsort(-var["vst_var"].to_numpy(float), kind="stable")
+    mask = np.zeros(len(var), dtype=bool)
+    mask[order[:n]] = True
+    return mask
+
+
+def example(*, out: str, seed: int) -> None:
+    from .example import write_example
+
+    write_example(out, seed=seed)
+
+
+# the typed settings each stage takes (validate: the settings as a dict, read by ctra.validate)
+SETTINGS: dict[str, type | None] = {
+    "validate": None,
+    "normalize": NormalizeSettings,
+    "score": ScoreSettings,
+    "model": ModelSettings,
+    "null": NullSettings,
+    "robustness": RobustnessSettings,
+    "report": ReportSettings,
+}
