@@ -588,16 +588,7 @@ def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sa
                                                          **{s: sample_type for s in samples}},
                                            include_columns=[*texts, *samples], strings_can_be_null=False,
                                            null_values=NULL_VALUES)
-    try:
-        with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                            convert_options=convert_options) as reader:
-            yield from reader
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        if "conversion error" in str(err) and not as_text:
-            raise _NotNumeric() from None
-        raise _parse_problem(path, err, delimiter, n_fields, skip_rows) from None
-    except OSError as err:  # e.g. a truncated gzip stream
-        raise _read_problem(path, err) from None
+    yield from _arrow_batches(path, read_options, convert_options, delimiter, n_fields, skip_rows, as_text)
 
 
 def _fill(values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, _BadColumn],
@@ -1117,16 +1108,7 @@ def _wide_batches(path: Path, delimiter: str, n_fields: int, id_field: int, gene
     convert_options = pacsv.ConvertOptions(
         column_types={names[id_field]: pa.string(), **{k: pa.string() if as_text else pa.float64() for k in kept}},
         include_columns=[names[id_field], *kept], strings_can_be_null=False, null_values=NULL_VALUES)
-    try:
-        with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                            convert_options=convert_options) as reader:
-            yield from reader
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        if "conversion error" in str(err) and not as_text:
-            raise _NotNumeric() from None
-        raise _parse_problem(path, err, delimiter, n_fields, 1) from None
-    except OSError as err:
-        raise _read_problem(path, err) from None
+    yield from _arrow_batches(path, read_options, convert_options, delimiter, n_fields, 1, as_text)
 
 
 def _wide_from_workbook(path: Path, sheet: str | int | None, id_field: int,
@@ -1153,3 +1135,19 @@ def _wide_not_number_problems(path: Path, ids: np.ndarray, lines: list[int], gen
     if len(cells) > 10:
         problems.append(f"{path}: ... and {len(cells) - 10} more columns with cells that are not numbers.")
     return problems
+
+
+def _arrow_batches(path, read_options, convert_options, delimiter: str, n_fields: int, skip_rows: int,
+                   as_text: bool) -> Iterator[pa.RecordBatch]:
+    """pyarrow's streaming CSV reader over ``path``, its errors turned into ctra's messages (a
+    conversion error in a numeric read becomes ``_NotNumeric``, so the caller can re-read as text)."""
+    try:
+        with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                            convert_options=convert_options) as reader:
+            yield from reader
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        if "conversion error" in str(err) and not as_text:
+            raise _NotNumeric() from None
+        raise _parse_problem(path, err, delimiter, n_fields, skip_rows) from None
+    except OSError as err:  # e.g. a truncated gzip stream
+        raise _read_problem(path, err) from None
