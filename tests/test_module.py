@@ -23,6 +23,8 @@ import yaml
 from conftest import REPO
 from test_workflow import TABLES, run_snakemake
 
+pytestmark = pytest.mark.slow  # two full Snakemake runs (~45 s): in the slow suite, which CI runs
+
 FAST = {"permutations": 200, "gene_sets": 50}
 PARENT_TARGETS = ("results/example/report.html", "results/notes/hello.txt")
 LOCAL_RULES = ["ctra_report", "ctra_score", "ctra_validate"]
