@@ -58,7 +58,7 @@ def test_every_p_value_column_holds_its_size():
     """Every design the defaults produce (forced_markers_10 is the configuration that
     ``adjust_for_cell_markers: auto`` avoids, and is shown in the README only)."""
     designs = [d for d in calibration.DESIGNS if d != "forced_markers_10"]
-    results = calibration.run(designs, cohorts=400, effect_cohorts=100, processes=2)
+    results = calibration.run(designs, cohorts=400, effect_cohorts=50, processes=2)
     summary = calibration.summarise(results)
     print(calibration.markdown(summary))
     rates = summary[summary["column"] != "estimate"]
