@@ -52,8 +52,8 @@ from ctra.models.mixed import contrast_specs, contrast_table, fit_reml, fit_scor
 
 N_POOL = 800
 N_FACTORS = 3
-MISSING = 0.10         # share of participants missing their last draw
-PERMUTATIONS = 1000    # fewer than the workflow's 5,000: the size of a permutation test does not depend on it
+MISSING = 0.10  # share of participants missing their last draw
+PERMUTATIONS = 1000  # fewer than the workflow's 5,000: the size of a permutation test does not depend on it
 GENE_SETS = 200
 COLUMNS = ("p_value", "p_holm", "perm_p", "geneset_p", "gee_p", "unadjusted_p", "gene_p")
 
@@ -65,39 +65,73 @@ class DesignSpec:
     arms: tuple[str, ...]
     per_arm: int = 15
     covariates: tuple[str, ...] = ("age",)
-    markers: bool | str = True                 # adjust_for_cell_markers
+    markers: bool | str = True  # adjust_for_cell_markers
     crossover: tuple[int, int] | None = None  # participants per sequence (AB, BA)
-    effect: float = 0.2                        # log2 shift of each set gene at the treated draws (alternative)
-    stable_set: bool = True                    # False: set genes less person-stable than the pool
-    coregulated: bool = False                  # True: set genes share a person and a draw factor (real CTRA)
+    effect: float = 0.2  # log2 shift of each set gene at the treated draws (alternative)
+    stable_set: bool = True  # False: set genes less person-stable than the pool
+    coregulated: bool = False  # True: set genes share a person and a draw factor (real CTRA)
     notes: str = ""
 
 
 DESIGNS = {
     "parallel_30": DesignSpec(arms=("control", "active"), effect=0.1, notes="2 arms x 15, age + 8 markers"),
-    "parallel_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=False, effect=0.2,
-                              notes="2 arms x 5, age, no markers (exact permutations: 252)"),
+    "parallel_10": DesignSpec(
+        arms=("control", "active"),
+        per_arm=5,
+        markers=False,
+        effect=0.2,
+        notes="2 arms x 5, age, no markers (exact permutations: 252)",
+    ),
     "three_arm_45": DesignSpec(arms=("control", "self", "others"), effect=0.1, notes="3 arms x 15, age + 8 markers"),
-    "crossover_24": DesignSpec(arms=("control", "active"), crossover=(16, 8), effect=0.06,
-                               notes="AB/BA 16/8, pre/post per period, period effects, age + 8 markers"),
-    "unstable_set_30": DesignSpec(arms=("control", "active"), stable_set=False, effect=0.1,
-                                  notes="as parallel_30, set genes less person-stable than the pool"),
-    "coregulated_30": DesignSpec(arms=("control", "active"), coregulated=True, effect=0.15,
-                                 notes="as parallel_30, set genes co-regulated (GEE alpha 0.15-0.25; 0.32 in the example)"),
-    "coregulated_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=False, coregulated=True, effect=0.3,
-                                 notes="as parallel_10, set genes co-regulated"),
-    "default_16": DesignSpec(arms=("control", "active"), per_arm=8, markers="auto", effect=0.15,
-                             notes="2 arms x 8, age, default adjust_for_cell_markers: auto (17 df: markers left out)"),
-    "forced_markers_10": DesignSpec(arms=("control", "active"), per_arm=5, markers=True, effect=0.2,
-                                    notes="2 arms x 5, age + 8 markers forced (adjust_for_cell_markers: true): what auto avoids"),
+    "crossover_24": DesignSpec(
+        arms=("control", "active"),
+        crossover=(16, 8),
+        effect=0.06,
+        notes="AB/BA 16/8, pre/post per period, period effects, age + 8 markers",
+    ),
+    "unstable_set_30": DesignSpec(
+        arms=("control", "active"),
+        stable_set=False,
+        effect=0.1,
+        notes="as parallel_30, set genes less person-stable than the pool",
+    ),
+    "coregulated_30": DesignSpec(
+        arms=("control", "active"),
+        coregulated=True,
+        effect=0.15,
+        notes="as parallel_30, set genes co-regulated (GEE alpha 0.15-0.25; 0.32 in the example)",
+    ),
+    "coregulated_10": DesignSpec(
+        arms=("control", "active"),
+        per_arm=5,
+        markers=False,
+        coregulated=True,
+        effect=0.3,
+        notes="as parallel_10, set genes co-regulated",
+    ),
+    "default_16": DesignSpec(
+        arms=("control", "active"),
+        per_arm=8,
+        markers="auto",
+        effect=0.15,
+        notes="2 arms x 8, age, default adjust_for_cell_markers: auto (17 df: markers left out)",
+    ),
+    "forced_markers_10": DesignSpec(
+        arms=("control", "active"),
+        per_arm=5,
+        markers=True,
+        effect=0.2,
+        notes="2 arms x 5, age + 8 markers forced (adjust_for_cell_markers: true): what auto avoids",
+    ),
 }
 
 
 def _genes() -> pd.DataFrame:
     """The 53 CTRA genes (group, direction), the 8 markers and the pool, in that order."""
     ctra = load_gene_set(REPO / "resources" / "gene_sets" / "ctra53.tsv")[["gene", "group", "direction"]]
-    markers = load_gene_set(REPO / "resources" / "gene_sets" / "leukocyte_markers.tsv",
-                            allowed_groups=("marker",))[["gene", "group", "direction"]]
+    markers = load_gene_set(REPO / "resources" / "gene_sets" / "leukocyte_markers.tsv", allowed_groups=("marker",))[
+        ["gene", "group", "direction"]
+    ]
     pool = pd.DataFrame({"gene": [f"POOL{j:04d}" for j in range(N_POOL)], "group": "", "direction": 0})
     genes = pd.concat([ctra, markers[~markers["gene"].isin(ctra["gene"])], pool], ignore_index=True)
     genes["direction"] = pd.to_numeric(genes["direction"], errors="coerce").fillna(0).astype(int)
@@ -151,14 +185,21 @@ def simulate(spec: DesignSpec, seed: int, effect: float = 0.0):
     if not spec.stable_set:  # the reviewer's case: a set whose genes vary less between people than the pool
         sd_person[in_set] = rng.uniform(0.02, 0.15, in_set.sum())
     kappa, lam = rng.normal(0, 0.3, (N_FACTORS, n_genes)), rng.normal(0, 0.35, (N_FACTORS, n_genes))
-    values = (mu + rng.normal(size=(n_people, n_genes))[person] * sd_person
-              + rng.normal(size=(n_people, N_FACTORS))[person] @ kappa + rng.normal(size=(n, N_FACTORS)) @ lam
-              + rng.normal(size=(n, n_genes)) * sd_noise)
+    values = (
+        mu
+        + rng.normal(size=(n_people, n_genes))[person] * sd_person
+        + rng.normal(size=(n_people, N_FACTORS))[person] @ kappa
+        + rng.normal(size=(n, N_FACTORS)) @ lam
+        + rng.normal(size=(n, n_genes)) * sd_noise
+    )
     fixed = np.zeros((n, n_genes))
     random_var = sd_person**2 + sd_noise**2 + (kappa**2).sum(0) + (lam**2).sum(0)
     if spec.coregulated:  # one person-level and one draw-level factor that the set genes share, signed
         direction = GENES["direction"].to_numpy(float) * in_set
-        person_load, draw_load = direction * rng.uniform(0.3, 0.6, n_genes), direction * rng.uniform(0.15, 0.35, n_genes)
+        person_load, draw_load = (
+            direction * rng.uniform(0.3, 0.6, n_genes),
+            direction * rng.uniform(0.15, 0.35, n_genes),
+        )
         values += np.outer(rng.normal(size=n_people)[person], person_load) + np.outer(rng.normal(size=n), draw_load)
         random_var += person_load**2 + draw_load**2
     if spec.crossover:
@@ -168,7 +209,9 @@ def simulate(spec: DesignSpec, seed: int, effect: float = 0.0):
         random_var += sd_unit**2
         second = (obs["period"] == "2").to_numpy(float)
         post = (obs["time"] == "post").to_numpy(float)
-        fixed += np.outer(second, rng.normal(0.4, 0.2, n_genes)) + np.outer(second * post, rng.normal(0.3, 0.1, n_genes))
+        fixed += np.outer(second, rng.normal(0.4, 0.2, n_genes)) + np.outer(
+            second * post, rng.normal(0.3, 0.1, n_genes)
+        )
     treated = ((obs["arm"] == spec.arms[-1]) & (obs["time"] == "post")).to_numpy(float)
     shift = -effect * GENES["direction"].to_numpy(float)
     fixed += np.outer(treated, shift)
@@ -184,9 +227,13 @@ def simulate(spec: DesignSpec, seed: int, effect: float = 0.0):
 
 
 def study_config(spec: DesignSpec, seed: int) -> dict:
-    return {"samples": "simulated", "covariates": list(spec.covariates), "adjust_for_cell_markers": spec.markers,
-            "primary": {"score": "ctra", "contrast": "arm_x_time"},
-            "robustness": {"permutations": PERMUTATIONS, "gene_sets": GENE_SETS, "seed": seed, "chunks": 1}}
+    return {
+        "samples": "simulated",
+        "covariates": list(spec.covariates),
+        "adjust_for_cell_markers": spec.markers,
+        "primary": {"score": "ctra", "contrast": "arm_x_time"},
+        "robustness": {"permutations": PERMUTATIONS, "gene_sets": GENE_SETS, "seed": seed, "chunks": 1},
+    }
 
 
 def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
@@ -195,8 +242,14 @@ def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
     scores = score_study(adata, usage).set_index("sample")[["ctra"]]
     design, _ = study_design(adata, usage, settings.design)
     main, gammas = fit_scores(design, scores, "lmm")
-    models = pd.concat([main, gee_table(adata, usage, design, scores=("ctra",)),
-                        sensitivity_table(adata, scores, usage, settings.design)], ignore_index=True)
+    models = pd.concat(
+        [
+            main,
+            gee_table(adata, usage, design, scores=("ctra",)),
+            sensitivity_table(adata, scores, usage, settings.design),
+        ],
+        ignore_index=True,
+    )
     nulls = permutation_draws(design, scores, study["robustness"]["permutations"], settings.seed, 0, 1)
     nulls += gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, 0, 1)[0]
     table = robustness_table(adata, scores, usage, settings, models, gammas, pd.concat(nulls, ignore_index=True))
@@ -215,20 +268,33 @@ def one_cohort(args: tuple[str, int, float]) -> dict:
     arm = spec.arms[-1]  # one test per cohort (independent replicates): the last arm's
     row = primary.loc[arm]
     gene = gene_p(adata, usage, study_config(spec, seed), arm)
-    return {"design": name, "seed": seed, "effect": effect, "truth": truth, "estimate": row["estimate"],
-            "se": row["se"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "p_value": row["p_value"],
-            "p_holm": float(primary["p_holm"].min()), "perm_p": row["perm_p"], "geneset_p": row["geneset_p"],
-            "gee_p": gee.loc[arm, "p_value"],
-            "unadjusted_p": unadjusted.loc[arm, "p_value"] if arm in unadjusted.index else row["p_value"],
-            "gene_p": gene, "perm_note": row["note"]}
+    return {
+        "design": name,
+        "seed": seed,
+        "effect": effect,
+        "truth": truth,
+        "estimate": row["estimate"],
+        "se": row["se"],
+        "ci_low": row["ci_low"],
+        "ci_high": row["ci_high"],
+        "p_value": row["p_value"],
+        "p_holm": float(primary["p_holm"].min()),
+        "perm_p": row["perm_p"],
+        "geneset_p": row["geneset_p"],
+        "gee_p": gee.loc[arm, "p_value"],
+        "unadjusted_p": unadjusted.loc[arm, "p_value"] if arm in unadjusted.index else row["p_value"],
+        "gene_p": gene,
+        "perm_note": row["note"],
+    }
 
 
 def gene_p(adata, usage: pd.DataFrame, study: dict, arm: str) -> float:
     """genes.tsv's p for one gene (the first of the set), by the calls ``stats.fit_genes`` makes."""
     design, _ = study_design(adata, usage, DesignSettings.from_study(study))
     gene = usage.loc[usage["group"] != "marker", "gene"].iloc[0]
-    table = contrast_table(fit_reml(design, np.asarray(adata[:, gene].layers["vst"])[:, 0]), design,
-                           contrast_specs(design))
+    table = contrast_table(
+        fit_reml(design, np.asarray(adata[:, gene].layers["vst"])[:, 0]), design, contrast_specs(design)
+    )
     return float(table.loc[(table["contrast"] == "arm_x_time") & (table["arm"] == arm), "p_value"].iloc[0])
 
 
@@ -267,33 +333,58 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
             k, n = int((values < 0.05).sum()), len(values)
             low, high = clopper_pearson(k, n) if n else (math.nan, math.nan)
             power = float((alt[column].dropna() < 0.05).mean()) if len(alt[column].dropna()) else math.nan
-            out.append({"design": name, "column": column, "cohorts": n, "rejected": k,
-                        "rate": k / n if n else math.nan, "ci_low": low, "ci_high": high, "power": power})
-        covered = ((alt["ci_low"] <= alt["truth"]) & (alt["truth"] <= alt["ci_high"]))
-        out.append({"design": name, "column": "estimate", "cohorts": len(null),
-                    "rate": float((null["estimate"] / null["se"]).mean()), "ci_low": math.nan, "ci_high": math.nan,
-                    "power": float(covered.mean()) if len(alt) else math.nan})
+            out.append(
+                {
+                    "design": name,
+                    "column": column,
+                    "cohorts": n,
+                    "rejected": k,
+                    "rate": k / n if n else math.nan,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "power": power,
+                }
+            )
+        covered = (alt["ci_low"] <= alt["truth"]) & (alt["truth"] <= alt["ci_high"])
+        out.append(
+            {
+                "design": name,
+                "column": "estimate",
+                "cohorts": len(null),
+                "rate": float((null["estimate"] / null["se"]).mean()),
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "power": float(covered.mean()) if len(alt) else math.nan,
+            }
+        )
     return pd.DataFrame(out)
 
 
 def markdown(summary: pd.DataFrame) -> str:
     """The README's calibration table."""
-    lines = ["| design | cohorts | lmm `p_value` | `p_holm` (any primary) | `perm_p` | `geneset_p` | GEE `p_value` "
-             "| `lmm_unadjusted` `p_value` | one gene (`genes.tsv`) | mean estimate / SE under H0 | power (`p_value`) "
-             "| 95 % CI coverage |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| design | cohorts | lmm `p_value` | `p_holm` (any primary) | `perm_p` | `geneset_p` | GEE `p_value` "
+        "| `lmm_unadjusted` `p_value` | one gene (`genes.tsv`) | mean estimate / SE under H0 | power (`p_value`) "
+        "| 95 % CI coverage |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, group in summary.groupby("design", sort=False):
         cell = group.set_index("column")
 
         def rate(column: str) -> str:
             r = cell.loc[column]
-            return "not fitted" if not r["cohorts"] else (
-                f"{100 * r['rate']:.1f} ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})")
+            return (
+                "not fitted"
+                if not r["cohorts"]
+                else (f"{100 * r['rate']:.1f} ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})")
+            )
 
-        lines.append(f"| {name}: {DESIGNS[name].notes} | {int(cell.loc['p_value', 'cohorts'])} | "
-                     + " | ".join(rate(c) for c in COLUMNS)
-                     + f" | {cell.loc['estimate', 'rate']:+.3f} | {100 * cell.loc['p_value', 'power']:.0f} % "
-                     f"| {100 * cell.loc['estimate', 'power']:.1f} % |")
+        lines.append(
+            f"| {name}: {DESIGNS[name].notes} | {int(cell.loc['p_value', 'cohorts'])} | "
+            + " | ".join(rate(c) for c in COLUMNS)
+            + f" | {cell.loc['estimate', 'rate']:+.3f} | {100 * cell.loc['p_value', 'power']:.0f} % "
+            f"| {100 * cell.loc['estimate', 'power']:.1f} % |"
+        )
     return "\n".join(lines)
 
 

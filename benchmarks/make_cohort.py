@@ -59,10 +59,16 @@ def gene_table() -> pd.DataFrame:
     """CTRA genes, markers, then synthetic genes; ``kind`` says which mean distribution applies."""
     gene_set = load_gene_set(REPO / "resources" / "gene_sets" / "ctra53.tsv")
     markers = load_gene_set(REPO / "resources" / "gene_sets" / "leukocyte_markers.tsv", allowed_groups=("marker",))
-    named = pd.concat([gene_set[["gene", "group", "direction"]].assign(direction=lambda t: t["direction"].astype(int)),
-                       markers[["gene", "group"]].assign(direction=0)], ignore_index=True)
-    other = pd.DataFrame({"gene": [f"SYN{i:06d}" for i in range(1, N_GENES - len(named) + 1)],
-                          "group": "", "direction": 0})
+    named = pd.concat(
+        [
+            gene_set[["gene", "group", "direction"]].assign(direction=lambda t: t["direction"].astype(int)),
+            markers[["gene", "group"]].assign(direction=0),
+        ],
+        ignore_index=True,
+    )
+    other = pd.DataFrame(
+        {"gene": [f"SYN{i:06d}" for i in range(1, N_GENES - len(named) + 1)], "group": "", "direction": 0}
+    )
     return pd.concat([named, other], ignore_index=True)
 
 
@@ -70,10 +76,15 @@ def sample_sheet(n_participants: int, rng: np.random.Generator) -> pd.DataFrame:
     participants = [f"P{i:05d}" for i in range(1, n_participants + 1)]
     arms = np.resize(np.array(ARMS), n_participants)
     rng.shuffle(arms)
-    people = pd.DataFrame({"participant": participants, "arm": arms,
-                           "age": rng.integers(22, 71, n_participants),
-                           "sex": rng.choice(["F", "M"], n_participants),
-                           "bmi": np.round(rng.normal(26, 4, n_participants), 1)})
+    people = pd.DataFrame(
+        {
+            "participant": participants,
+            "arm": arms,
+            "age": rng.integers(22, 71, n_participants),
+            "sex": rng.choice(["F", "M"], n_participants),
+            "bmi": np.round(rng.normal(26, 4, n_participants), 1),
+        }
+    )
     sheet = people.loc[people.index.repeat(len(TIMES))].reset_index(drop=True)
     sheet["time"] = np.tile(TIMES, n_participants)
     sheet["sample"] = sheet["participant"] + "_" + sheet["time"]
@@ -104,16 +115,23 @@ def simulate_blocks(n_participants: int, seed: int):
     in_set = genes["group"].isin(["inflammatory", "antiviral", "antibody"]).to_numpy()
     post = (sheet["time"] == "post").to_numpy(float)
     treated = post * (sheet["arm"] == TREATED_ARM).to_numpy(float)
-    state = (rng.normal(0, SD_CTRA_FACTOR, n_participants)[person] + rng.normal(0, SD_DRAW_FACTOR, n_samples)
-             + 0.006 * (sheet["age"].to_numpy(float) - 45) - EFFECT_LOG2 * treated)
+    state = (
+        rng.normal(0, SD_CTRA_FACTOR, n_participants)[person]
+        + rng.normal(0, SD_DRAW_FACTOR, n_samples)
+        + 0.006 * (sheet["age"].to_numpy(float) - 45)
+        - EFFECT_LOG2 * treated
+    )
     log_library = rng.normal(0, 0.25, n_samples)
     for start in range(0, len(genes), GENE_BLOCK):
         block = slice(start, min(start + GENE_BLOCK, len(genes)))
         n_block = block.stop - block.start
-        log2_mu = (np.log2(means[block])[None, :]
-                   + rng.normal(0, SD_PARTICIPANT_GENE, (n_participants, n_block))[person]
-                   + rng.normal(0, SD_DRAW_GENE, (n_samples, n_block))
-                   + np.outer(state, direction[block]) + np.outer(post, 0.1 * in_set[block]))
+        log2_mu = (
+            np.log2(means[block])[None, :]
+            + rng.normal(0, SD_PARTICIPANT_GENE, (n_participants, n_block))[person]
+            + rng.normal(0, SD_DRAW_GENE, (n_samples, n_block))
+            + np.outer(state, direction[block])
+            + np.outer(post, 0.1 * in_set[block])
+        )
         mu = np.exp2(log2_mu + log_library[:, None] / np.log(2))
         alpha = dispersion[block][None, :]
         counts = rng.negative_binomial(1 / alpha, 1 / (1 + alpha * mu))
@@ -151,14 +169,16 @@ def write_cohort(scale: str, n_participants: int, out_root: Path = DATA, seed: i
         "    adjust_for_cell_markers: true\n"
         "    gene_set: ctra53\n"
         "    input: counts\n"
-        "    normalization: fast\n")
+        "    normalization: fast\n"
+    )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", action="append", choices=sorted(SCALES),
-                        help="scale(s) to write (repeatable); default all")
+    parser.add_argument(
+        "--scale", action="append", choices=sorted(SCALES), help="scale(s) to write (repeatable); default all"
+    )
     parser.add_argument("--out", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--force", action="store_true", help="rewrite cohorts that already exist")
@@ -170,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         write_cohort(scale, SCALES[scale], args.out, args.seed)
-        print(f"{scale}: {SCALES[scale]} participants x 2 draws x {N_GENES} genes -> {args.out / scale} "
-              f"({target.stat().st_size / 1e6:.0f} MB gz, {time.perf_counter() - start:.0f} s)")
+        print(
+            f"{scale}: {SCALES[scale]} participants x 2 draws x {N_GENES} genes -> {args.out / scale} "
+            f"({target.stat().st_size / 1e6:.0f} MB gz, {time.perf_counter() - start:.0f} s)"
+        )
     return 0
 
 

@@ -46,8 +46,11 @@ def test_simulated_truth_is_the_effect_on_the_score_scale():
     """With a large effect and many participants, the estimate is close to the simulator's truth."""
     spec = calibration.DesignSpec(arms=("control", "active"), per_arm=150, markers=False, covariates=())
     adata, usage, truth = calibration.simulate(spec, seed=5, effect=0.4)
-    table = calibration.analyse(adata, usage, {**calibration.study_config(spec, 5),
-                                               "robustness": {"permutations": 0, "gene_sets": 0, "seed": 5}})
+    table = calibration.analyse(
+        adata,
+        usage,
+        {**calibration.study_config(spec, 5), "robustness": {"permutations": 0, "gene_sets": 0, "seed": 5}},
+    )
     row = table[table["role"] == "primary"].iloc[0]
     assert truth < -0.2
     assert abs(row["estimate"] - truth) < 3 * row["se"]

@@ -14,11 +14,14 @@ from ctra import results
 def stored(tmp_path):
     rng = np.random.default_rng(1)
     n, g = 37, 50
-    var = pd.DataFrame({"group": [""] * g, "expressed": rng.random(g) > 0.3},
-                       index=[f"g{j}" for j in range(g)])
+    var = pd.DataFrame({"group": [""] * g, "expressed": rng.random(g) > 0.3}, index=[f"g{j}" for j in range(g)])
     obs = pd.DataFrame({"participant": [f"p{i // 2}" for i in range(n)]}, index=[f"s{i}" for i in range(n)])
-    adata = ad.AnnData(obs=obs, var=var, uns={"levels": {"arm": ["a"], "time": ["t0", "t1"]}},
-                       layers={"vst": rng.normal(size=(n, g)), "counts": rng.poisson(5, (n, g)).astype(float)})
+    adata = ad.AnnData(
+        obs=obs,
+        var=var,
+        uns={"levels": {"arm": ["a"], "time": ["t0", "t1"]}},
+        layers={"vst": rng.normal(size=(n, g)), "counts": rng.poisson(5, (n, g)).astype(float)},
+    )
     path = tmp_path / "normalized.h5ad"
     results.write_h5ad(adata, path)
     return adata, path

@@ -38,8 +38,9 @@ def test_slurm_profile_fans_out_three_studies_and_matches_local_run():
     if reason:
         pytest.skip(reason)
     env = {**os.environ, "PYTHON": sys.executable}
-    proc = subprocess.run(["timeout", "-s", "KILL", str(TIMEOUT), "bash", str(SCRIPT)], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["timeout", "-s", "KILL", str(TIMEOUT), "bash", str(SCRIPT)], env=env, capture_output=True, text=True
+    )
     output = proc.stdout + proc.stderr
     if proc.returncode == SKIP:
         pytest.skip(next((line[6:] for line in output.splitlines() if line.startswith("SKIP: ")), output[-500:]))

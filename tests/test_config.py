@@ -8,8 +8,14 @@ import yaml
 from conftest import REPO
 from ctra import config as cfg
 
-TYPED = {"normalize": cfg.NormalizeSettings, "score": cfg.ScoreSettings, "model": cfg.ModelSettings,
-         "null": cfg.NullSettings, "robustness": cfg.RobustnessSettings, "report": cfg.ReportSettings}
+TYPED = {
+    "normalize": cfg.NormalizeSettings,
+    "score": cfg.ScoreSettings,
+    "model": cfg.ModelSettings,
+    "null": cfg.NullSettings,
+    "robustness": cfg.RobustnessSettings,
+    "report": cfg.ReportSettings,
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +34,9 @@ def test_typed_settings_build_from_the_stage_settings_alone(study, stage):
 
 
 def test_stage_settings_keep_only_what_the_stage_reads(study):
-    assert cfg.stage_settings(study, "normalize") == {key: study[key] for key in
-                                                     ("input", "normalization", "expression_filter")}
+    assert cfg.stage_settings(study, "normalize") == {
+        key: study[key] for key in ("input", "normalization", "expression_filter")
+    }
     assert "chunks" not in cfg.stage_settings(study, "robustness")["robustness"]
     assert cfg.stage_settings(study, "null")["robustness"] == study["robustness"]
     assert not any("show_participant_ids" in cfg.stage_settings(study, s) for s in cfg.STAGE_KEYS if s != "report")

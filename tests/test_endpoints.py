@@ -31,16 +31,27 @@ def contrasts() -> pd.DataFrame:
     for model in ("lmm", "gee_genes"):
         for score in ("ctra", "inflammatory"):
             for contrast, arm in (("arm_x_time", "self"), ("arm_x_time", "others"), ("change", "control")):
-                rows.append({"score": score, "model": model, "contrast": contrast, "arm": arm, "time": "post",
-                             "estimate": 0.1, "p_value": {"self": 0.02, "others": 0.03, "control": 0.5}[arm]})
+                rows.append(
+                    {
+                        "score": score,
+                        "model": model,
+                        "contrast": contrast,
+                        "arm": arm,
+                        "time": "post",
+                        "estimate": 0.1,
+                        "p_value": {"self": 0.02, "others": 0.03, "control": 0.5}[arm],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_roles_and_family():
     table = mark_endpoints(contrasts(), primary_endpoint({"score": "ctra", "contrast": "arm_x_time"}, True))
     primary = table[table["role"] == "primary"]
-    assert list(zip(primary["model"], primary["score"], primary["arm"])) == [("lmm", "ctra", "self"),
-                                                                              ("lmm", "ctra", "others")]
+    assert list(zip(primary["model"], primary["score"], primary["arm"])) == [
+        ("lmm", "ctra", "self"),
+        ("lmm", "ctra", "others"),
+    ]
     assert primary["p_holm"].tolist() == pytest.approx([0.04, 0.04])
     assert table.loc[table["role"] != "primary", "p_holm"].isna().all()
     assert set(table.loc[table["model"] == "gee_genes", "role"]) == {"sensitivity"}
@@ -49,7 +60,9 @@ def test_roles_and_family():
 
 
 def test_single_arm_study_uses_within_arm_change_and_another_score_can_be_primary():
-    assert primary_endpoint({"score": "ctra", "contrast": "arm_x_time"}, has_control=False) == \
-        {"score": "ctra", "contrast": "change"}
+    assert primary_endpoint({"score": "ctra", "contrast": "arm_x_time"}, has_control=False) == {
+        "score": "ctra",
+        "contrast": "change",
+    }
     table = mark_endpoints(contrasts(), primary_endpoint({"score": "inflammatory"}, True))
     assert set(table.loc[table["role"] == "primary", "score"]) == {"inflammatory"}

@@ -35,8 +35,11 @@ TARGETS = tuple(f"results/{STUDY}/{name}" for name in ("contrasts.tsv", "genes.t
 # stages in DAG order, as named by their log files; stages a checkout lacks are skipped
 STAGES = ("validate", "normalize", "score", "model", "null_0", "robustness")
 STAGE_OUTPUTS = {
-    "validate": ["validated.h5ad"], "normalize": ["normalized.h5ad"], "score": ["scores.tsv", "genes_used.tsv"],
-    "model": ["work/model_contrasts.tsv", "genes.tsv", "model.json"], "null_0": ["work/null_0.tsv"],
+    "validate": ["validated.h5ad"],
+    "normalize": ["normalized.h5ad"],
+    "score": ["scores.tsv", "genes_used.tsv"],
+    "model": ["work/model_contrasts.tsv", "genes.tsv", "model.json"],
+    "null_0": ["work/null_0.tsv"],
     "robustness": ["contrasts.tsv"],
 }
 KILL_DELAY = 0.3  # seconds after the stage's log appears: the job is importing or computing
@@ -68,11 +71,22 @@ def reference(tmp_path_factory) -> dict:
     w.write_cohort(counts=counts, sheet=sheet, name="bad", **extra)
     w.write_config()
     started = time.monotonic()
-    result = w.snakemake(*TARGETS, "results/bad/contrasts.tsv", "results/bad/genes.tsv", cores=CORES,
-                         extra=("--keep-going",), timeout=600)
-    return {"workdir": w, "result": result, "seconds": time.monotonic() - started,
-            "tables": {name: (w.results / STUDY / name).read_bytes()
-                       for name in TABLES if (w.results / STUDY / name).exists()}}
+    result = w.snakemake(
+        *TARGETS,
+        "results/bad/contrasts.tsv",
+        "results/bad/genes.tsv",
+        cores=CORES,
+        extra=("--keep-going",),
+        timeout=600,
+    )
+    return {
+        "workdir": w,
+        "result": result,
+        "seconds": time.monotonic() - started,
+        "tables": {
+            name: (w.results / STUDY / name).read_bytes() for name in TABLES if (w.results / STUDY / name).exists()
+        },
+    }
 
 
 def test_keep_going_finishes_the_good_study_and_reports_the_bad_one(reference):
@@ -100,8 +114,9 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float) -> bool:
 
 
 def _snakemake(w: Workdir, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run(w.snakemake_command(*TARGETS, cores=CORES, extra=extra), cwd=w.root,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        w.snakemake_command(*TARGETS, cores=CORES, extra=extra), cwd=w.root, capture_output=True, text=True, timeout=600
+    )
 
 
 def _resume(w: Workdir, stage: str | None, remedies: list[str]) -> subprocess.Popen | subprocess.CompletedProcess:
@@ -120,8 +135,13 @@ def _resume(w: Workdir, stage: str | None, remedies: list[str]) -> subprocess.Po
         else:
             err_path = w.root / f"snakemake_{stage}.err"
             with open(err_path, "w") as err:
-                process = subprocess.Popen(w.snakemake_command(*TARGETS, cores=CORES, extra=extra), cwd=w.root,
-                                           stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                process = subprocess.Popen(
+                    w.snakemake_command(*TARGETS, cores=CORES, extra=extra),
+                    cwd=w.root,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    start_new_session=True,
+                )
             log = w.results / STUDY / "logs" / f"{stage}.log"
             if _wait_for(log, process, STAGE_TIMEOUT):
                 return process
@@ -172,9 +192,12 @@ def test_sigkill_in_every_stage_then_rerun_gives_identical_tables(reference, tmp
     for name in TABLES:
         produced = (w.results / STUDY / name).read_bytes()
         assert produced == reference["tables"][name], f"{name} differs from the uninterrupted run"
-    summary = {"stages_killed": stages, "remedies": remedies,
-               "final_rerun_seconds": round(time.monotonic() - started, 1),
-               "reference_seconds": round(reference["seconds"], 1)}
+    summary = {
+        "stages_killed": stages,
+        "remedies": remedies,
+        "final_rerun_seconds": round(time.monotonic() - started, 1),
+        "reference_seconds": round(reference["seconds"], 1),
+    }
     print(json.dumps(summary))
     if os.environ.get("CTRA_FAULT_SUMMARY"):
         Path(os.environ["CTRA_FAULT_SUMMARY"]).write_text(json.dumps(summary, indent=1))

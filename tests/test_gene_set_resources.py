@@ -1,4 +1,5 @@
 """Checks of resources/gene_sets against independently known facts."""
+
 from __future__ import annotations
 
 import re
@@ -14,11 +15,14 @@ GS = ROOT / "resources" / "gene_sets"
 DB = Path("/usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite")
 COLUMNS = ["gene", "group", "direction", "symbol", "ensembl_id", "entrez_id", "aliases"]
 
-INFLAMMATORY = ("IL1A IL1B IL6 CXCL8 TNF PTGS1 PTGS2 FOS FOSB FOSL1 FOSL2 JUN JUNB "
-                "JUND NFKB1 NFKB2 REL RELA RELB").split()
-ANTIVIRAL = ("GBP1 IFI16 IFI27 IFI27L1 IFI27L2 IFI30 IFI35 IFI44 IFI44L IFI6 IFIH1 IFIT1 "
-             "IFIT2 IFIT3 IFIT5 IFIT1B IFITM1 IFITM2 IFITM3 IFITM4P IFITM5 IFNB1 IRF2 IRF7 "
-             "IRF8 MX1 MX2 OAS1 OAS2 OAS3 OASL").split()
+INFLAMMATORY = (
+    "IL1A IL1B IL6 CXCL8 TNF PTGS1 PTGS2 FOS FOSB FOSL1 FOSL2 JUN JUNB JUND NFKB1 NFKB2 REL RELA RELB"
+).split()
+ANTIVIRAL = (
+    "GBP1 IFI16 IFI27 IFI27L1 IFI27L2 IFI30 IFI35 IFI44 IFI44L IFI6 IFIH1 IFIT1 "
+    "IFIT2 IFIT3 IFIT5 IFIT1B IFITM1 IFITM2 IFITM3 IFITM4P IFITM5 IFNB1 IRF2 IRF7 "
+    "IRF8 MX1 MX2 OAS1 OAS2 OAS3 OASL"
+).split()
 ANTIBODY = ["JCHAIN", "IGLL1", "IGLL3P"]
 MARKERS = ["CD3D", "CD3E", "CD4", "CD8A", "CD19", "FCGR3A", "NCAM1", "CD14"]
 
@@ -112,15 +116,21 @@ def test_whole_blood_row_names_resolve(ctra, name):
 def test_source_records_provenance():
     src = load("SOURCE.tsv")
     keys = set(src.key)
-    assert {"db_path", "debian_package_version", "metadata:EGSOURCEDATE",
-            "metadata:DBSCHEMAVERSION", "metadata:ENSOURCEDATE"} <= keys
+    assert {
+        "db_path",
+        "debian_package_version",
+        "metadata:EGSOURCEDATE",
+        "metadata:DBSCHEMAVERSION",
+        "metadata:ENSOURCEDATE",
+    } <= keys
 
 
-@pytest.mark.skipif(not DB.is_file(), reason=f"org.Hs.eg.db not installed ({DB}); "
-                    "apt-get install r-bioc-org.hs.eg.db to check the rebuild")
+@pytest.mark.skipif(
+    not DB.is_file(),
+    reason=f"org.Hs.eg.db not installed ({DB}); apt-get install r-bioc-org.hs.eg.db to check the rebuild",
+)
 def test_rebuild_is_byte_identical(tmp_path):
     script = GS / "build_gene_sets.py"
-    subprocess.run([sys.executable, str(script), "--db", str(DB), "--out-dir", str(tmp_path)],
-                   check=True)
+    subprocess.run([sys.executable, str(script), "--db", str(DB), "--out-dir", str(tmp_path)], check=True)
     for name in ["ctra53.tsv", "leukocyte_markers.tsv", "SOURCE.tsv"]:
         assert (tmp_path / name).read_bytes() == (GS / name).read_bytes(), name

@@ -63,12 +63,12 @@ def test_zscore_uses_sample_sd_like_scipy():
 def test_scores_by_hand():
     # two genes, three samples; gene 1 up-weighted (+1), gene 2 sign-inverted (-1)
     vst = np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 10.0]])
-    z1 = np.array([-1.0, 0.0, 1.0])                    # mean 2, sd 1
-    z2 = (vst[:, 1] - 7.0) / np.sqrt(7.0)              # mean 7, var ((4+1+9)/2) = 7
+    z1 = np.array([-1.0, 0.0, 1.0])  # mean 2, sd 1
+    z2 = (vst[:, 1] - 7.0) / np.sqrt(7.0)  # mean 7, var ((4+1+9)/2) = 7
     scores = compute_scores(vst, np.array([1.0, -1.0]), np.array(["inflammatory", "antiviral"]))
     assert np.allclose(scores["ctra"], (z1 - z2) / 2)
     assert np.allclose(scores["inflammatory"], z1)
-    assert np.allclose(scores["antiviral"], z2)      # unsigned: antiviral up means CTRA down
+    assert np.allclose(scores["antiviral"], z2)  # unsigned: antiviral up means CTRA down
     assert scores["antibody"].isna().all()
     assert (scores["n_genes"] == 2).all()
 
@@ -89,8 +89,10 @@ def test_gene_summaries_apply_the_expression_rule_gene_by_gene():
     vst[:, 4] = 3.0  # expressed, but a constant VST: not used
     counts[:, 7] = np.where(np.arange(10) < 6, 2.0 * factors, 0.0)  # normalized count exactly 2 in 60 %
     vst[:, 7] = np.log2(counts[:, 7] / factors + 1)
-    adata = ad.AnnData(obs=pd.DataFrame({"size_factor": factors}, index=[f"s{i}" for i in range(10)]),
-                       layers={"counts": counts, "vst": vst})
+    adata = ad.AnnData(
+        obs=pd.DataFrame({"size_factor": factors}, index=[f"s{i}" for i in range(10)]),
+        layers={"counts": counts, "vst": vst},
+    )
     got = gene_summaries(adata, min_count=2, min_fraction=0.6, block_genes=5)
     for j in range(23):
         normed = [c / f for c, f in zip(counts[:, j], factors)]
@@ -136,12 +138,16 @@ def test_the_null_scores_the_real_set_as_scores_tsv():
     rng = np.random.default_rng(4)
     genes = load_gene_set(REPO / "resources" / "gene_sets" / "ctra53.tsv")
     names = [*genes["gene"], *(f"other{j}" for j in range(20))]
-    obs = pd.DataFrame({"participant": [f"p{i // 2}" for i in range(30)], "arm": "a",
-                        "time": ["pre", "post"] * 15}, index=[f"s{i}" for i in range(30)])
+    obs = pd.DataFrame(
+        {"participant": [f"p{i // 2}" for i in range(30)], "arm": "a", "time": ["pre", "post"] * 15},
+        index=[f"s{i}" for i in range(30)],
+    )
     adata = ad.AnnData(obs=obs, var=pd.DataFrame(index=names), layers={"vst": rng.normal(8, 1, (30, len(names)))})
     usage = genes[["gene", "group", "direction"]].assign(used=rng.random(len(genes)) > 0.2)
-    usage = pd.concat([usage, pd.DataFrame({"gene": ["PTPRC"], "group": ["marker"], "direction": [1],
-                                            "used": [True]})], ignore_index=True)
+    usage = pd.concat(
+        [usage, pd.DataFrame({"gene": ["PTPRC"], "group": ["marker"], "direction": [1], "used": [True]})],
+        ignore_index=True,
+    )
     used = set_genes(usage)
     picks = adata.var_names.get_indexer(used["gene"])[None, :]
     null = random_set_scores(adata, picks, used.reset_index(drop=True))

@@ -34,8 +34,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from bad_inputs.cohort import (CONFIG_SCHEMA, REPO, base_cohort, rsem_table, salmon_table, study_block,
-                               write_table, write_xlsx)
+from bad_inputs.cohort import (
+    CONFIG_SCHEMA,
+    REPO,
+    base_cohort,
+    rsem_table,
+    salmon_table,
+    study_block,
+    write_table,
+    write_xlsx,
+)
 
 FAST = {"permutations": 50, "gene_sets": 20}
 slow = pytest.mark.slow
@@ -64,8 +72,13 @@ def run(tmp_path_factory) -> Path:
     (data / "gencode.tsv.gz").write_bytes(gzip.compress(gencode.to_csv(sep="\t", index=False).encode()))
     numbered_counts, numbered_sheet, formats = _numbered(counts, sheet)
     write_table(numbered_counts, data / "numbered_counts.tsv")
-    write_xlsx(numbered_sheet, data / "samples.xlsx", sheet="samples", number_formats=formats,
-               before={"README": [["Sample sheet"], ["ids are zero-padded"]]})
+    write_xlsx(
+        numbered_sheet,
+        data / "samples.xlsx",
+        sheet="samples",
+        number_formats=formats,
+        before={"README": [["Sample sheet"], ["ids are zero-padded"]]},
+    )
     wide = pd.concat([sheet.assign(note=["ok"] * len(sheet)), counts.T.reset_index(drop=True)], axis=1)
     write_table(wide, data / "wide.tsv", index=False)
     studies = {
@@ -79,8 +92,19 @@ def run(tmp_path_factory) -> Path:
     for study in studies.values():
         study["robustness"] = dict(FAST)
     (root / "config.yaml").write_text(yaml.safe_dump({"studies": studies}, sort_keys=False))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(root),
-               "--configfile", str(root / "config.yaml"), "--cores", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(root),
+        "--configfile",
+        str(root / "config.yaml"),
+        "--cores",
+        "2",
+    ]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
     return root / "results"
@@ -108,7 +132,9 @@ def test_every_format_runs_to_the_report(run, study):
 @slow
 def test_salmon_table_matched_on_both_ids_and_rounded(run):
     used = _used(run, "salmon")
-    assert used.loc["IL1B", "matched_by"] == "ensembl_id" and used.loc["IL1B", "matched_id"].startswith("ENSG00000125538.")
+    assert used.loc["IL1B", "matched_by"] == "ensembl_id" and used.loc["IL1B", "matched_id"].startswith(
+        "ENSG00000125538."
+    )
     assert used.loc["IGLL3P", "matched_by"] == "symbol" and used.loc["CD3E", "matched_by"] == "symbol"
     assert (used["matched_by"] != "").all()  # every gene of the set and marker found
     norm = ad.read_h5ad(run / "salmon" / "normalized.h5ad", backed="r")
@@ -159,7 +185,7 @@ def test_readme_config_lines_are_valid_config():
     from snakemake.utils import validate
 
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Score your own cohort"):readme.index("## Configuration")]
+    section = readme[readme.index("## Score your own cohort") : readme.index("## Configuration")]
     block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     config = yaml.safe_load("\n".join(line[3:] for line in block.splitlines()))
     validate(config, str(CONFIG_SCHEMA))

@@ -82,8 +82,9 @@ def example_config() -> dict:
 
 def parent_snakemake(parent: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """`snakemake` in the parent's directory, which finds the parent's workflow/Snakefile by itself."""
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=parent, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=parent, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,8 @@ def runs(tmp_path_factory) -> dict:
     parent = tmp_path_factory.mktemp("parent")
     (parent / "workflow").mkdir()
     (parent / "workflow" / "Snakefile").write_text(
-        PARENT_SNAKEFILE.format(snakefile=str(REPO / "workflow" / "Snakefile")))
+        PARENT_SNAKEFILE.format(snakefile=str(REPO / "workflow" / "Snakefile"))
+    )
     (parent / "config").mkdir()
     (parent / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     # the parent's own target on the command line: outside ctra's studies, under results/ all the same
@@ -118,16 +120,31 @@ def test_module_tables_byte_identical_to_direct_run(runs):
 def test_workflow_snakefile_is_the_same_workflow_as_the_top_level_one(runs):
     """After the direct run (top-level Snakefile), workflow/Snakefile sees nothing to redo: same rules, same
     params, same shell commands, same input files."""
-    dry = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-                          "--directory", str(runs["direct"]), "--configfile", str(runs["direct"] / "config.yaml"),
-                          "--dry-run"], capture_output=True, text=True, timeout=300)
+    dry = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "workflow" / "Snakefile"),
+            "--directory",
+            str(runs["direct"]),
+            "--configfile",
+            str(runs["direct"] / "config.yaml"),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-3000:]
 
 
 def test_prefixed_local_rules(runs):
-    listed = subprocess.run([sys.executable, "-c", LIST_LOCAL_RULES], cwd=runs["parent"], capture_output=True,
-                            text=True, timeout=300)
+    listed = subprocess.run(
+        [sys.executable, "-c", LIST_LOCAL_RULES], cwd=runs["parent"], capture_output=True, text=True, timeout=300
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert json.loads(listed.stdout.strip().splitlines()[-1]) == LOCAL_RULES
     assert "localrules directive specifies rules that are not present" not in runs["module_run"].stderr

@@ -21,9 +21,21 @@ from pydeseq2.dds import DeseqDataSet
 from pydeseq2.utils import nb_nll
 
 from ctra.errors import InputError
-from ctra.normalize import (PYDESEQ2_MIN_DISP, _dispersion_derivatives, dispersion_trend,
-                            fit_trend_from_dispersions, gamma_identity_glm, genewise_dispersions, methods_notes,
-                            normalize, normalized_means, size_factors, trend_subset, vst_fast, vst_transform)
+from ctra.normalize import (
+    PYDESEQ2_MIN_DISP,
+    _dispersion_derivatives,
+    dispersion_trend,
+    fit_trend_from_dispersions,
+    gamma_identity_glm,
+    genewise_dispersions,
+    methods_notes,
+    normalize,
+    normalized_means,
+    size_factors,
+    trend_subset,
+    vst_fast,
+    vst_transform,
+)
 
 
 def simulate_counts(n_samples: int, n_genes: int, seed: int) -> np.ndarray:
@@ -39,8 +51,13 @@ def simulate_counts(n_samples: int, n_genes: int, seed: int) -> np.ndarray:
 def quiet_dds(counts: np.ndarray, n_cpus: int = 1) -> DeseqDataSet:
     samples = [f"s{i}" for i in range(counts.shape[0])]
     frame = pd.DataFrame(counts.astype(np.int64), index=samples, columns=[f"g{j}" for j in range(counts.shape[1])])
-    return DeseqDataSet(counts=frame, metadata=pd.DataFrame({"c": ["a"] * len(samples)}, index=samples),
-                        design="~1", n_cpus=n_cpus, quiet=True)
+    return DeseqDataSet(
+        counts=frame,
+        metadata=pd.DataFrame({"c": ["a"] * len(samples)}, index=samples),
+        design="~1",
+        n_cpus=n_cpus,
+        quiet=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +70,11 @@ def cohort() -> np.ndarray:
 # Size factors
 # ----------------------------------------------------------------------------------------------
 
+
 def test_size_factors_hand_worked():
     # genes 1-3 are 1:2:0.5 across samples (geometric means 10, 20, 30), gene 4 has a zero and is
     # left out, gene 5 is flat (geometric mean 40): ratios s1 1,1,1,1 / s2 2,2,2,1 / s3 .5,.5,.5,1
-    counts = np.array([[10, 20, 30, 0, 40],
-                       [20, 40, 60, 5, 40],
-                       [5, 10, 15, 7, 40]], dtype=float)
+    counts = np.array([[10, 20, 30, 0, 40], [20, 40, 60, 5, 40], [5, 10, 15, 7, 40]], dtype=float)
     np.testing.assert_allclose(size_factors(counts), [1.0, 2.0, 0.5], rtol=1e-12)
 
 
@@ -90,6 +106,7 @@ def test_normalized_means_are_means_of_counts_over_factors():
 # DESeq2 vst() gene subset
 # ----------------------------------------------------------------------------------------------
 
+
 def test_trend_subset_evenly_spaced_ranks_as_r():
     # eligible (> 5) means, in rank order: 6 (gene 7), 7 (1), 8 (9), 9 (3), 10 (5), 11 (0), 12 (8), 13 (4)
     base_mean = np.array([11, 7, 1, 9, 13, 10, 5, 6, 12, 8], dtype=float)
@@ -105,6 +122,7 @@ def test_trend_subset_evenly_spaced_ranks_as_r():
 # Vectorized genewise dispersions
 # ----------------------------------------------------------------------------------------------
 
+
 def pydeseq2_loss(log_alpha: float, y: np.ndarray, mu: np.ndarray) -> float:
     """PyDESeq2's fit_alpha_mle objective for an intercept design (NB NLL + Cox-Reid term)."""
     alpha = math.exp(log_alpha)
@@ -117,9 +135,14 @@ def test_dispersion_gradient_and_curvature_match_finite_differences(log_alpha):
     y = rng.negative_binomial(5, 0.05, (50, 1)).astype(float)
     mu = np.full_like(y, y.mean())
     h = 1e-4
-    numeric_grad = (pydeseq2_loss(log_alpha + h, y[:, 0], mu[:, 0]) - pydeseq2_loss(log_alpha - h, y[:, 0], mu[:, 0])) / (2 * h)
-    numeric_curv = (pydeseq2_loss(log_alpha + h, y[:, 0], mu[:, 0]) - 2 * pydeseq2_loss(log_alpha, y[:, 0], mu[:, 0])
-                    + pydeseq2_loss(log_alpha - h, y[:, 0], mu[:, 0])) / h ** 2
+    numeric_grad = (
+        pydeseq2_loss(log_alpha + h, y[:, 0], mu[:, 0]) - pydeseq2_loss(log_alpha - h, y[:, 0], mu[:, 0])
+    ) / (2 * h)
+    numeric_curv = (
+        pydeseq2_loss(log_alpha + h, y[:, 0], mu[:, 0])
+        - 2 * pydeseq2_loss(log_alpha, y[:, 0], mu[:, 0])
+        + pydeseq2_loss(log_alpha - h, y[:, 0], mu[:, 0])
+    ) / h**2
     grad, curv = _dispersion_derivatives(np.array([log_alpha]), y, mu)
     assert grad[0] == pytest.approx(numeric_grad, rel=1e-5, abs=1e-6)
     assert curv[0] == pytest.approx(numeric_curv, rel=1e-3, abs=1e-3)
@@ -184,6 +207,7 @@ def test_dispersions_all_zero_gene_is_nan():
 # ----------------------------------------------------------------------------------------------
 # Dispersion trend
 # ----------------------------------------------------------------------------------------------
+
 
 def pydeseq2_trend(dispersions: np.ndarray, base_mean: np.ndarray) -> tuple[float, float]:
     """PyDESeq2's own ``_fit_parametric_dispersion_trend`` on given dispersions and means."""
@@ -286,6 +310,7 @@ def test_mean_trend_vst_is_pydeseq2s_arcsinh_formula():
 # VST
 # ----------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def pydeseq2_full_vst(cohort) -> tuple[np.ndarray, np.ndarray]:
     """PyDESeq2's own full blind VST of the cohort (``DeseqDataSet.vst``) and its size factors."""
@@ -349,9 +374,13 @@ def test_vst_transform_in_place_equals_formula():
 # normalize() API
 # ----------------------------------------------------------------------------------------------
 
+
 def test_normalize_outputs_and_input_untouched(cohort):
-    adata = ad.AnnData(X=cohort.copy(), obs=pd.DataFrame(index=[f"s{i}" for i in range(cohort.shape[0])]),
-                       var=pd.DataFrame(index=[f"g{j}" for j in range(cohort.shape[1])]))
+    adata = ad.AnnData(
+        X=cohort.copy(),
+        obs=pd.DataFrame(index=[f"s{i}" for i in range(cohort.shape[0])]),
+        var=pd.DataFrame(index=[f"g{j}" for j in range(cohort.shape[1])]),
+    )
     adata.uns["study"] = "x"
     before = adata.X.copy()
     out = normalize(adata, n_cpus=2)

@@ -41,8 +41,15 @@ def cell_text(value: float, row: int, column: int) -> str:
     return forms[(row + column) % len(forms)]
 
 
-def write_table(path: Path, cells: list[list[str]], header: list[str], sep: str = "\t", newline: str = "\n",
-                trailing_newline: bool = True, prefix: bytes = b"") -> Path:
+def write_table(
+    path: Path,
+    cells: list[list[str]],
+    header: list[str],
+    sep: str = "\t",
+    newline: str = "\n",
+    trailing_newline: bool = True,
+    prefix: bytes = b"",
+) -> Path:
     lines = [sep.join(header)] + [sep.join(row) for row in cells]
     text = newline.join(lines) + (newline if trailing_newline else "")
     data = prefix + text.encode()
@@ -52,8 +59,9 @@ def write_table(path: Path, cells: list[list[str]], header: list[str], sep: str 
 
 def known_cells(values: np.ndarray) -> list[list[str]]:
     """One list of fields (gene id, then the values as text) per row of ``values``."""
-    return [[gene, *(cell_text(v, r, c) for c, v in enumerate(row))]
-            for r, (gene, row) in enumerate(zip(GENES, values))]
+    return [
+        [gene, *(cell_text(v, r, c) for c, v in enumerate(row))] for r, (gene, row) in enumerate(zip(GENES, values))
+    ]
 
 
 def count_batches(monkeypatch) -> list[int]:
@@ -82,6 +90,7 @@ def small_batches(monkeypatch) -> list[int]:
 # ----------------------------------------------------------------------------------------------
 # Reading
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["t.tsv", "t.tsv.gz", "t.csv", "t.csv.gz"])
 @pytest.mark.parametrize("batches", ["one", "many"])
@@ -120,8 +129,14 @@ def test_missing_words_and_infinities(tmp_path, small_batches):
 @pytest.mark.parametrize("trailing_newline", [True, False])
 def test_line_ends_bom_and_last_line(tmp_path, small_batches, newline, trailing_newline):
     values = known_values()
-    path = write_table(tmp_path / "t.tsv.gz", known_cells(values), ["gene", *SAMPLES], newline=newline,
-                       trailing_newline=trailing_newline, prefix=b"\xef\xbb\xbf")
+    path = write_table(
+        tmp_path / "t.tsv.gz",
+        known_cells(values),
+        ["gene", *SAMPLES],
+        newline=newline,
+        trailing_newline=trailing_newline,
+        prefix=b"\xef\xbb\xbf",
+    )
     table = read_count_table(path)
     assert list(table.genes) == GENES
     np.testing.assert_array_equal(table.values, values.T)
@@ -133,8 +148,20 @@ def test_blank_lines_r_style_header_and_htseq_rows(tmp_path, small_batches):
     away; R's write.table header has no label over the gene column; HTSeq counters are dropped."""
     values = known_values()
     rows = ["\t".join(cells) for cells in known_cells(values)]
-    body = "\n".join(["\t".join(SAMPLES), *rows[:10], "", "", "", *rows[10:],
-                      "__no_feature\t1\t2\t3", "__ambiguous\t4\t5\t6", "", ""])
+    body = "\n".join(
+        [
+            "\t".join(SAMPLES),
+            *rows[:10],
+            "",
+            "",
+            "",
+            *rows[10:],
+            "__no_feature\t1\t2\t3",
+            "__ambiguous\t4\t5\t6",
+            "",
+            "",
+        ]
+    )
     path = tmp_path / "t.tsv"
     path.write_text(body + "\n")
     table = read_count_table(path)
@@ -177,6 +204,7 @@ def test_h5ad_input_uses_the_counts_layer(tmp_path):
 # Bad cells and rows far from the start: the message names the right line
 # ----------------------------------------------------------------------------------------------
 
+
 def _message(path: Path) -> str:
     with pytest.raises(InputError) as caught:
         read_count_table(path)
@@ -218,13 +246,15 @@ def test_ragged_row_in_a_later_batch_names_its_line(tmp_path, small_batches):
 def test_empty_gene_id_in_a_later_batch(tmp_path, small_batches):
     cells = known_cells(known_values())
     cells[29][0] = " "
-    assert "1 row(s) have an empty gene id (line 31)" in _message(write_table(tmp_path / "t.tsv", cells,
-                                                                               ["gene", *SAMPLES]))
+    assert "1 row(s) have an empty gene id (line 31)" in _message(
+        write_table(tmp_path / "t.tsv", cells, ["gene", *SAMPLES])
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # In-place reshaping of the one array
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", range(5))
 def test_keep_genes_in_place_equals_numpy_indexing(seed):
@@ -232,8 +262,9 @@ def test_keep_genes_in_place_equals_numpy_indexing(seed):
     values = rng.normal(size=(7, 50))
     keep = rng.random(50) < 0.6
     expected = values[:, keep].copy()
-    table = CountTable(genes=np.array([f"g{i}" for i in range(50)], dtype=object), samples=list("abcdefg"),
-                       values=values)
+    table = CountTable(
+        genes=np.array([f"g{i}" for i in range(50)], dtype=object), samples=list("abcdefg"), values=values
+    )
     table.keep_genes(keep)
     np.testing.assert_array_equal(table.values, expected)
     assert list(table.genes) == [f"g{i}" for i in np.flatnonzero(keep)]
@@ -246,8 +277,9 @@ def test_take_samples_in_place_equals_numpy_indexing(seed):
     values = rng.normal(size=(12, 9))
     order = [int(i) for i in rng.permutation(12)[: int(rng.integers(1, 13))]]
     expected = values[order].copy()
-    table = CountTable(genes=np.array(list("abcdefghi"), dtype=object), samples=[f"s{i}" for i in range(12)],
-                       values=values)
+    table = CountTable(
+        genes=np.array(list("abcdefghi"), dtype=object), samples=[f"s{i}" for i in range(12)], values=values
+    )
     table.take_samples(order)
     np.testing.assert_array_equal(table.values, expected)
     assert table.samples == [f"s{i}" for i in order]
@@ -255,13 +287,23 @@ def test_take_samples_in_place_equals_numpy_indexing(seed):
 
 
 def test_merge_sums_only_the_rows_of_one_gene():
-    gene_table = pd.DataFrame({"gene": ["CXCL8", "TNF"], "group": ["inflammatory", "inflammatory"],
-                               "direction": [1, 1], "symbol": ["", ""], "ensembl_id": ["", ""],
-                               "entrez_id": ["", ""], "aliases": ["IL8", ""]})
-    values = np.array([[1.0, 2.0, 3.0, 4.0, 5.0],
-                       [10.0, 20.0, 30.0, 40.0, 50.0]])  # 2 samples x genes IL8, A, TNF, CXCL8, B
-    table = CountTable(genes=np.array(["IL8", "A", "TNF", "CXCL8", "B"], dtype=object), samples=["x", "y"],
-                       values=values)
+    gene_table = pd.DataFrame(
+        {
+            "gene": ["CXCL8", "TNF"],
+            "group": ["inflammatory", "inflammatory"],
+            "direction": [1, 1],
+            "symbol": ["", ""],
+            "ensembl_id": ["", ""],
+            "entrez_id": ["", ""],
+            "aliases": ["IL8", ""],
+        }
+    )
+    values = np.array(
+        [[1.0, 2.0, 3.0, 4.0, 5.0], [10.0, 20.0, 30.0, 40.0, 50.0]]
+    )  # 2 samples x genes IL8, A, TNF, CXCL8, B
+    table = CountTable(
+        genes=np.array(["IL8", "A", "TNF", "CXCL8", "B"], dtype=object), samples=["x", "y"], values=values
+    )
     table, var = validate.merge_gene_rows(table, gene_table, "counts", Path("t.tsv"))
     assert list(table.genes) == ["CXCL8", "A", "TNF", "B"]
     np.testing.assert_array_equal(table.values, [[5.0, 2.0, 3.0, 5.0], [50.0, 20.0, 30.0, 50.0]])
@@ -273,13 +315,24 @@ def test_merge_sums_only_the_rows_of_one_gene():
 # Value checks in blocks of samples
 # ----------------------------------------------------------------------------------------------
 
-def _checked(values: np.ndarray, mode: str = "counts", rows: list[int] | None = None,
-             non_integer: str = "error") -> str:
-    table = CountTable(genes=np.array([f"g{i}" for i in range(values.shape[1])], dtype=object),
-                       samples=[f"s{i}" for i in range(values.shape[0])], values=values)
+
+def _checked(
+    values: np.ndarray, mode: str = "counts", rows: list[int] | None = None, non_integer: str = "error"
+) -> str:
+    table = CountTable(
+        genes=np.array([f"g{i}" for i in range(values.shape[1])], dtype=object),
+        samples=[f"s{i}" for i in range(values.shape[0])],
+        values=values,
+    )
     problems = ProblemList()
-    validate._check_values(table, np.arange(values.shape[0]) if rows is None else np.array(rows), mode,
-                           Path("t.h5ad"), problems, non_integer)
+    validate._check_values(
+        table,
+        np.arange(values.shape[0]) if rows is None else np.array(rows),
+        mode,
+        Path("t.h5ad"),
+        problems,
+        non_integer,
+    )
     return "\n".join(problems.problems)
 
 
@@ -336,12 +389,15 @@ def test_estimated_counts_rounded_in_place_across_blocks(small_scan_blocks):
     values[6, 4] = 0.4999
     values[6, 5] = 7.5
     values[8, 1] = 1.25  # not checked
-    table = CountTable(genes=np.array([f"g{i}" for i in range(10)], dtype=object),
-                       samples=[f"s{i}" for i in range(9)], values=values)
+    table = CountTable(
+        genes=np.array([f"g{i}" for i in range(10)], dtype=object), samples=[f"s{i}" for i in range(9)], values=values
+    )
     problems = ProblemList()
     record = validate._check_values(table, np.array([0, 1, 3, 6]), "counts", Path("t.tsv"), problems, "round")
     assert problems.problems == []
-    assert record["cells"] == 3 and record["samples"] == 2 and "'g2'" in record["first"] and "2.5 -> 2" in record["first"]
+    assert (
+        record["cells"] == 3 and record["samples"] == 2 and "'g2'" in record["first"] and "2.5 -> 2" in record["first"]
+    )
     expected = np.full((9, 10), 3.0)
     expected[0, :] = 1e5
     expected[1, 2], expected[6, 4], expected[6, 5], expected[8, 1] = 2, 0, 8, 1.25
@@ -369,6 +425,7 @@ def test_log2_checks(small_scan_blocks):
 # The whole validate step on the in-place array
 # ----------------------------------------------------------------------------------------------
 
+
 def test_validated_matrix_follows_the_sheet_and_sums_alias_rows(tmp_path, monkeypatch, small_scan_blocks):
     """Sample columns in another order than the sheet, one excluded and one dropped sample, and an
     alias row (IL8) before its gene's row (CXCL8): X must equal the table picked out by name."""
@@ -385,8 +442,14 @@ def test_validated_matrix_follows_the_sheet_and_sums_alias_rows(tmp_path, monkey
     sheet.loc[sheet["sample"] == "P05_post", "age"] = ""
     counts.to_csv(tmp_path / "counts.tsv.gz", sep="\t")
     sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
-    study = with_defaults(study_block(str(tmp_path / "counts.tsv.gz"), str(tmp_path / "samples.tsv"),
-                                      exclude_samples=["P03_pre"], drop_incomplete_samples=True))
+    study = with_defaults(
+        study_block(
+            str(tmp_path / "counts.tsv.gz"),
+            str(tmp_path / "samples.tsv"),
+            exclude_samples=["P03_pre"],
+            drop_incomplete_samples=True,
+        )
+    )
     gene_set, markers = load_gene_set(CTRA53), load_gene_set(MARKERS, allowed_groups=("marker",))
 
     adata = validate.validate_study("s", study, gene_set, markers)
@@ -407,6 +470,7 @@ def test_validated_matrix_follows_the_sheet_and_sums_alias_rows(tmp_path, monkey
 # Annotation columns (nf-core/rnaseq salmon and RSEM tables, featureCounts --extraAttributes)
 # ----------------------------------------------------------------------------------------------
 
+
 def test_salmon_table_gene_name_is_annotation_and_a_second_id(tmp_path, small_batches):
     values = known_values()
     cells = [[f"ENSG{i:011d}.3", f"SYM{i}", *row[1:]] for i, row in enumerate(known_cells(values))]
@@ -423,10 +487,13 @@ def test_salmon_table_gene_name_is_annotation_and_a_second_id(tmp_path, small_ba
 def test_rsem_and_unnamed_text_annotation_columns(tmp_path, small_batches):
     """transcript_id(s) by name; a leading column of text under any name ('chr_band') by its values."""
     values = known_values()
-    cells = [[f"ENSG{i:011d}", f"ENST{i:011d},ENST{i + 1:011d}", f"1p{i}", *row[1:]]
-             for i, row in enumerate(known_cells(values))]
-    table = read_count_table(write_table(tmp_path / "rsem.tsv", cells, ["gene_id", "transcript_id(s)", "chr_band",
-                                                                         *SAMPLES]))
+    cells = [
+        [f"ENSG{i:011d}", f"ENST{i:011d},ENST{i + 1:011d}", f"1p{i}", *row[1:]]
+        for i, row in enumerate(known_cells(values))
+    ]
+    table = read_count_table(
+        write_table(tmp_path / "rsem.tsv", cells, ["gene_id", "transcript_id(s)", "chr_band", *SAMPLES])
+    )
     assert table.samples == SAMPLES and table.annotation == ["transcript_id(s)", "chr_band"]
     assert table.alt_ids is None
     np.testing.assert_array_equal(table.values, values.T)
@@ -435,8 +502,10 @@ def test_rsem_and_unnamed_text_annotation_columns(tmp_path, small_batches):
 def test_featurecounts_extra_attributes(tmp_path, small_batches):
     values = known_values()
     header = ["Geneid", "Chr", "Start", "End", "Strand", "Length", "gene_name", "s1.bam", "s2.bam", "s3.bam"]
-    cells = [[f"ENSG{i:011d}", "chr1", "100", "200", "+", "101", f"SYM{i}", *row[1:]]
-             for i, row in enumerate(known_cells(values))]
+    cells = [
+        [f"ENSG{i:011d}", "chr1", "100", "200", "+", "101", f"SYM{i}", *row[1:]]
+        for i, row in enumerate(known_cells(values))
+    ]
     path = write_table(tmp_path / "fc.txt", cells, header)
     path.write_text("# Program:featureCounts v2.0.1\n" + path.read_text())
     table = read_count_table(path)
@@ -465,11 +534,14 @@ def test_excel_cells_as_the_text_excel_shows():
 # Wide tables (one row per sample)
 # ----------------------------------------------------------------------------------------------
 
+
 def _wide_rows(values: np.ndarray) -> tuple[list[str], list[list[str]]]:
     """40 samples (rows) x 3 genes, with a text covariate and a numeric one between id and genes."""
     header = ["sample", "sex", "age", "GA", "GB", "GC"]
-    cells = [[f"S{r:02d}", "F" if r % 2 else "M", str(20 + r),
-              *(cell_text(v, r, c) for c, v in enumerate(row))] for r, row in enumerate(values)]
+    cells = [
+        [f"S{r:02d}", "F" if r % 2 else "M", str(20 + r), *(cell_text(v, r, c) for c, v in enumerate(row))]
+        for r, row in enumerate(values)
+    ]
     return header, cells
 
 

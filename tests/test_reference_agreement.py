@@ -35,16 +35,33 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "reference"
 FIXTURES = REFERENCE / "fixtures"
-REAL_COHORT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lemay2019_wholeblood_highfat_meal"
+REAL_COHORT = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lemay2019_wholeblood_highfat_meal"
+)
 CASES = ("example", "real", "unbalanced", "crossover")
 COUNT_CASE_NAMES = ("example", "real", "unbalanced")  # crossover is simulated on the log2 scale: no counts
 SCORES = ("ctra", "inflammatory", "antiviral", "antibody")
-TEXT = {c: str for c in ("sample", "participant", "arm", "time", "period", "gene", "score", "contrast", "term",
-                         "r_term", "key", "sex")}
+TEXT = {
+    c: str
+    for c in (
+        "sample",
+        "participant",
+        "arm",
+        "time",
+        "period",
+        "gene",
+        "score",
+        "contrast",
+        "term",
+        "r_term",
+        "key",
+        "sex",
+    )
+}
 
 SIZE_FACTOR_RTOL = 1e-6
-VST_PYDESEQ2_ATOL = 0.05   # log2 units, vs varianceStabilizingTransformation(blind=TRUE)
-VST_SUBSET_ATOL = 0.1      # log2 units, vs vst(blind=TRUE), nsub = 1000
+VST_PYDESEQ2_ATOL = 0.05  # log2 units, vs varianceStabilizingTransformation(blind=TRUE)
+VST_SUBSET_ATOL = 0.1  # log2 units, vs vst(blind=TRUE), nsub = 1000
 FIXTURE_NORMALIZATION = "vst_subset"  # the model fixtures' scores were normalized as R's vst() does
 ESTIMATE_ATOL = 1e-4
 SE_RTOL = 0.02
@@ -58,7 +75,8 @@ GEE_BIAS_REDUCED_RTOL = 0.02  # bias-reduced SE (and the gee_genes contrasts' SE
 needs_real_cohort = pytest.mark.skipif(
     not (REAL_COHORT / "fixed_combinedCounts.txt.gz").exists(),
     reason=f"real whole-blood cohort not found at {REAL_COHORT} (../shared is absent on this machine); "
-           "its count-based reference checks need the counts")
+    "its count-based reference checks need the counts",
+)
 
 
 def case_param(case: str, needs_counts: bool = True):
@@ -73,6 +91,7 @@ MODEL_CASES = [case_param(c, needs_counts=False) for c in CASES]
 # ----------------------------------------------------------------------------------------------
 # Fixtures (read once) and ctra runs (once per case and method)
 # ----------------------------------------------------------------------------------------------
+
 
 def read_fixture(case: str, name: str, **kwargs) -> pd.DataFrame:
     return pd.read_csv(FIXTURES / case / name, sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""], **kwargs)
@@ -127,8 +146,9 @@ def r_vst(case: str, function: str) -> pd.DataFrame:
 
 def vst_deviation(adata: ad.AnnData, reference: pd.DataFrame) -> pd.Series:
     """Max |ctra - R| per gene over samples (log2 units)."""
-    ours = pd.DataFrame(np.asarray(adata[:, reference.index.tolist()].layers["vst"]).T,
-                        index=reference.index, columns=adata.obs_names)[reference.columns]
+    ours = pd.DataFrame(
+        np.asarray(adata[:, reference.index.tolist()].layers["vst"]).T, index=reference.index, columns=adata.obs_names
+    )[reference.columns]
     return (ours - reference).abs().max(axis=1)
 
 
@@ -138,12 +158,14 @@ def assert_vst_close(case: str, method: str, function: str, atol: float) -> None
     names = {"vst": "vst(blind=TRUE)", "vsT": "varianceStabilizingTransformation(blind=TRUE)"}
     assert deviation.max() < atol, (
         f"{case}: method='{method}' differs from {names[function]} by {deviation.max():.4f} (gene "
-        f"{deviation.idxmax()}); worst: {deviation.nlargest(5).round(4).to_dict()}")
+        f"{deviation.idxmax()}); worst: {deviation.nlargest(5).round(4).to_dict()}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # DESeq2: size factors, gene matching, VST
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", COUNT_CASES)
 def test_size_factors_match_deseq2(case):
@@ -184,8 +206,10 @@ PYDESEQ2_CASES = [
 def test_vst_pydeseq2_matches_variance_stabilizing_transformation(case):
     adata = normalized(case, "pydeseq2")
     reference_sf = read_fixture(case, "size_factors.tsv").set_index("sample")["size_factor"]
-    assert np.abs(adata.obs["size_factor"].to_numpy() / reference_sf.loc[adata.obs_names].to_numpy() - 1).max() \
+    assert (
+        np.abs(adata.obs["size_factor"].to_numpy() / reference_sf.loc[adata.obs_names].to_numpy() - 1).max()
         < SIZE_FACTOR_RTOL
+    )
     assert_vst_close(case, "pydeseq2", "vsT", VST_PYDESEQ2_ATOL)
 
 
@@ -213,9 +237,13 @@ def test_pipeline_reproduces_the_model_inputs(case):
 
     study = study_config(case)
     adata = normalized(case, FIXTURE_NORMALIZATION)
-    genes = pd.concat([load_gene_set(REPO / "resources" / "gene_sets" / f"{study['gene_set']}.tsv"),
-                       load_gene_set(REPO / "resources" / "gene_sets" / f"{study['marker_set']}.tsv",
-                                     allowed_groups=("marker",))], ignore_index=True).drop_duplicates("gene")
+    genes = pd.concat(
+        [
+            load_gene_set(REPO / "resources" / "gene_sets" / f"{study['gene_set']}.tsv"),
+            load_gene_set(REPO / "resources" / "gene_sets" / f"{study['marker_set']}.tsv", allowed_groups=("marker",)),
+        ],
+        ignore_index=True,
+    ).drop_duplicates("gene")
     usage = usage_table(adata, genes, **study["expression_filter"])
     scores = score_study(adata, usage).set_index("sample")
     stored = read_fixture(case, "lmm_input.tsv").set_index("sample")
@@ -229,6 +257,7 @@ def test_pipeline_reproduces_the_model_inputs(case):
 # ----------------------------------------------------------------------------------------------
 # Linear mixed model: ctra's REML + Satterthwaite vs lmerTest
 # ----------------------------------------------------------------------------------------------
+
 
 def model_adata(case: str, genes_z: pd.DataFrame | None = None) -> tuple[ad.AnnData, pd.DataFrame, pd.DataFrame, dict]:
     """An AnnData and usage table holding exactly the fixture's design, marker VST (and gene z)."""
@@ -247,15 +276,18 @@ def model_adata(case: str, genes_z: pd.DataFrame | None = None) -> tuple[ad.AnnD
         genes_z = genes_z.loc[table.index]
         values = np.hstack([values, genes_z.to_numpy(float)])
         var_names += list(genes_z.columns)
-        usage = pd.concat([usage, pd.DataFrame({"gene": genes_z.columns, "group": "gene", "direction": 1,
-                                                "used": True})], ignore_index=True)
+        usage = pd.concat(
+            [usage, pd.DataFrame({"gene": genes_z.columns, "group": "gene", "direction": 1, "used": True})],
+            ignore_index=True,
+        )
     adata = ad.AnnData(X=values, obs=obs, var=pd.DataFrame(index=var_names))
     adata.layers["vst"] = values.copy()
     adata.uns["levels"] = {"arm": info["arm_levels"], "time": info["time_levels"]}
     from ctra.config import DesignSettings
 
-    study = DesignSettings(source=f"fixture {case}", covariates=tuple(info["covariates"]),
-                           adjust_for_cell_markers=bool(markers))
+    study = DesignSettings(
+        source=f"fixture {case}", covariates=tuple(info["covariates"]), adjust_for_cell_markers=bool(markers)
+    )
     return adata, usage, table, study
 
 
@@ -275,8 +307,13 @@ def contrast_comparison(case: str) -> pd.DataFrame:
     keys = ["score", "contrast", "arm", "time"]
     ours = ctra_contrasts(case)
     reference = read_fixture(case, "lmm_contrasts.tsv")
-    merged = reference.merge(ours[keys + ["estimate", "se", "df", "p_value"]], on=keys, how="left",
-                             suffixes=("_r", "_ctra"), validate="one_to_one")
+    merged = reference.merge(
+        ours[keys + ["estimate", "se", "df", "p_value"]],
+        on=keys,
+        how="left",
+        suffixes=("_r", "_ctra"),
+        validate="one_to_one",
+    )
     assert len(merged) == len(read_fixture(case, "ctra_contrasts.tsv"))
     merged["d_estimate"] = (merged["estimate_ctra"] - merged["estimate_r"]).abs()
     for name in ("se", "df", "p_value"):
@@ -351,6 +388,7 @@ def test_batch_reml_matches_lmerTest(case):
 # Gene-level GEE vs geepack
 # ----------------------------------------------------------------------------------------------
 
+
 def test_gee_fixture_is_consistent_with_scores():
     """The long-format z of the GEE fixture averages to ctra's score (per sample), for every case."""
     for case in CASES:
@@ -364,6 +402,7 @@ def test_gee_fixture_is_consistent_with_scores():
 def _gee_function():
     try:
         from ctra.models.gee import fit_gene_gee
+
         return fit_gene_gee
     except ImportError:
         return None
@@ -375,8 +414,13 @@ GEE_CASES = [
     pytest.param("crossover", id="crossover"),
     # 5 participants (clusters) for ~72 coefficients: geepack's exchangeable alpha runs to the singular
     # bound -1/(m-1) and the sandwich SEs are NaN or meaningless, so there is nothing to compare.
-    pytest.param("real", id="real", marks=pytest.mark.skip(
-        reason="real cohort: 5 clusters, geepack's fit is degenerate (alpha = -1/(m-1), robust SE NaN)")),
+    pytest.param(
+        "real",
+        id="real",
+        marks=pytest.mark.skip(
+            reason="real cohort: 5 clusters, geepack's fit is degenerate (alpha = -1/(m-1), robust SE NaN)"
+        ),
+    ),
 ]
 
 

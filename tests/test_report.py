@@ -14,24 +14,49 @@ import plotly.offline
 
 from ctra.report import _to_json, render_report, write_report
 
-SECTIONS = ("Study summary", "Quality control", "Score trajectories", "Contrasts (forest plot)",
-            "Per-gene effects", "Robustness", "Methods", "All contrasts")
-CTRA_GENES = {"IL1B": ("inflammatory", 1), "IL6": ("inflammatory", 1), "CXCL8": ("inflammatory", 1),
-              "TNF": ("inflammatory", 1), "IFI44L": ("antiviral", -1), "MX1": ("antiviral", -1),
-              "OAS1": ("antiviral", -1), "IGJ": ("antibody", -1), "IGLL1": ("antibody", -1)}
+SECTIONS = (
+    "Study summary",
+    "Quality control",
+    "Score trajectories",
+    "Contrasts (forest plot)",
+    "Per-gene effects",
+    "Robustness",
+    "Methods",
+    "All contrasts",
+)
+CTRA_GENES = {
+    "IL1B": ("inflammatory", 1),
+    "IL6": ("inflammatory", 1),
+    "CXCL8": ("inflammatory", 1),
+    "TNF": ("inflammatory", 1),
+    "IFI44L": ("antiviral", -1),
+    "MX1": ("antiviral", -1),
+    "OAS1": ("antiviral", -1),
+    "IGJ": ("antibody", -1),
+    "IGLL1": ("antibody", -1),
+}
 HOSTILE_SCRIPT = "</script><script>alert(1)</script>"
 HOSTILE_IMG = '"><img src=x onerror=alert(1)>'
 AGE_VALUE = 1234.5678
 
 
-def make_inputs(arms=("control", "a", "b"), times=("pre", "post"), n_participants=12, n_genes=40,
-                counts=True, participant_prefix="subj-", study="Demo study", seed=0) -> dict:
+def make_inputs(
+    arms=("control", "a", "b"),
+    times=("pre", "post"),
+    n_participants=12,
+    n_genes=40,
+    counts=True,
+    participant_prefix="subj-",
+    study="Demo study",
+    seed=0,
+) -> dict:
     """Synthetic render_report() arguments: participants split over arms, one sample per time each."""
     rng = np.random.default_rng(seed)
     arms, times = list(arms), list(times)
     participants = [f"{participant_prefix}{i:02d}" for i in range(n_participants)]
-    obs = pd.DataFrame([{"participant": p, "arm": arms[i % len(arms)], "time": t}
-                        for i, p in enumerate(participants) for t in times])
+    obs = pd.DataFrame(
+        [{"participant": p, "arm": arms[i % len(arms)], "time": t} for i, p in enumerate(participants) for t in times]
+    )
     obs.index = [f"S{i:03d}" for i in range(len(obs))]
     obs["age"] = AGE_VALUE + np.arange(len(obs)) * 1000
     genes = list(CTRA_GENES) + ["CD3E", "CD19"] + [f"G{i:05d}" for i in range(n_genes - len(CTRA_GENES) - 2)]
@@ -54,25 +79,61 @@ def make_inputs(arms=("control", "a", "b"), times=("pre", "post"), n_participant
     scores["n_genes"] = len(CTRA_GENES)
 
     contrasts = _contrasts(arms, times, rng)
-    gene_rows = [{"gene": g, "group": grp, "direction": d, "contrast": kind, "arm": a, "time": t,
-                  "estimate": rng.normal(), "se": 0.2, "ci_low": -0.3, "ci_high": 0.3, "df": 20.0,
-                  "p_value": rng.uniform(), "fdr": rng.choice([0.01, 0.5]), "n_samples": len(obs)}
-                 for g, (grp, d) in CTRA_GENES.items()
-                 for kind, a, t in _contrast_keys(arms, times)]
+    gene_rows = [
+        {
+            "gene": g,
+            "group": grp,
+            "direction": d,
+            "contrast": kind,
+            "arm": a,
+            "time": t,
+            "estimate": rng.normal(),
+            "se": 0.2,
+            "ci_low": -0.3,
+            "ci_high": 0.3,
+            "df": 20.0,
+            "p_value": rng.uniform(),
+            "fdr": rng.choice([0.01, 0.5]),
+            "n_samples": len(obs),
+        }
+        for g, (grp, d) in CTRA_GENES.items()
+        for kind, a, t in _contrast_keys(arms, times)
+    ]
     genes_used = pd.DataFrame(
-        [{"gene": g, "group": grp, "direction": d, "used": g != "IGLL1", "matched_id": g,
-          "reason": "" if g != "IGLL1" else "not expressed"} for g, (grp, d) in CTRA_GENES.items()]
-        + [{"gene": "CD3E", "group": "marker", "direction": "", "used": True, "matched_id": "CD3E",
-            "reason": ""}])
-    methods = {"formula": "ctra ~ arm * time + age + CD3E + (1 | participant)",
-               "coefficients": ["arm[T.a]:time[T.post]"], "df_method": "Satterthwaite",
-               "normalization": "DESeq2 median-of-ratios size factors and variance-stabilising transform.",
-               "parameters": {"min_count": 10, "gene_set": "ctra53"},
-               "package_versions": {"numpy": np.__version__, "pandas": pd.__version__},
-               "input_checksums": {"counts.tsv": "ab" * 32}, "covariates": ["age"],
-               "markers_used": ["CD3E"], "generated": "2024-01-01T00:00:00"}
-    return {"study": study, "adata": adata, "scores": scores, "contrasts": contrasts,
-            "genes": pd.DataFrame(gene_rows), "genes_used": genes_used, "methods": methods}
+        [
+            {
+                "gene": g,
+                "group": grp,
+                "direction": d,
+                "used": g != "IGLL1",
+                "matched_id": g,
+                "reason": "" if g != "IGLL1" else "not expressed",
+            }
+            for g, (grp, d) in CTRA_GENES.items()
+        ]
+        + [{"gene": "CD3E", "group": "marker", "direction": "", "used": True, "matched_id": "CD3E", "reason": ""}]
+    )
+    methods = {
+        "formula": "ctra ~ arm * time + age + CD3E + (1 | participant)",
+        "coefficients": ["arm[T.a]:time[T.post]"],
+        "df_method": "Satterthwaite",
+        "normalization": "DESeq2 median-of-ratios size factors and variance-stabilising transform.",
+        "parameters": {"min_count": 10, "gene_set": "ctra53"},
+        "package_versions": {"numpy": np.__version__, "pandas": pd.__version__},
+        "input_checksums": {"counts.tsv": "ab" * 32},
+        "covariates": ["age"],
+        "markers_used": ["CD3E"],
+        "generated": "2024-01-01T00:00:00",
+    }
+    return {
+        "study": study,
+        "adata": adata,
+        "scores": scores,
+        "contrasts": contrasts,
+        "genes": pd.DataFrame(gene_rows),
+        "genes_used": genes_used,
+        "methods": methods,
+    }
 
 
 def _contrast_keys(arms: list[str], times: list[str]) -> list[tuple[str, str, str]]:
@@ -87,9 +148,23 @@ def _contrasts(arms: list[str], times: list[str], rng: np.random.Generator) -> p
     for score in ("ctra", "inflammatory", "antiviral", "antibody"):
         for kind, arm, time in _contrast_keys(arms, times):
             estimate = rng.normal(scale=0.3)
-            rows.append({"score": score, "model": "lmm", "contrast": kind, "arm": arm, "time": time,
-                         "estimate": estimate, "se": 0.1, "ci_low": estimate - 0.2, "ci_high": estimate + 0.2,
-                         "df": 18.3, "p_value": rng.uniform(0, 0.1), "n_participants": 12, "n_samples": 24})
+            rows.append(
+                {
+                    "score": score,
+                    "model": "lmm",
+                    "contrast": kind,
+                    "arm": arm,
+                    "time": time,
+                    "estimate": estimate,
+                    "se": 0.1,
+                    "ci_low": estimate - 0.2,
+                    "ci_high": estimate + 0.2,
+                    "df": 18.3,
+                    "p_value": rng.uniform(0, 0.1),
+                    "n_participants": 12,
+                    "n_samples": 24,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -115,7 +190,7 @@ def test_writes_file_with_all_sections(tmp_path):
     for heading in SECTIONS:
         assert f">{heading}</h2>" in text
     assert text.count(plotly.offline.get_plotlyjs()) == 1
-    assert "Plotly.newPlot(\"fig-pca\"" in text
+    assert 'Plotly.newPlot("fig-pca"' in text
     assert not list(tmp_path.joinpath("out").glob(".*.tmp"))
 
 
@@ -131,8 +206,12 @@ def test_offline_no_external_resources():
 
 
 def test_hostile_names_are_escaped():
-    inputs = make_inputs(arms=("control", HOSTILE_SCRIPT, HOSTILE_IMG), times=(HOSTILE_IMG, HOSTILE_SCRIPT),
-                         participant_prefix=HOSTILE_SCRIPT, study=HOSTILE_SCRIPT + HOSTILE_IMG)
+    inputs = make_inputs(
+        arms=("control", HOSTILE_SCRIPT, HOSTILE_IMG),
+        times=(HOSTILE_IMG, HOSTILE_SCRIPT),
+        participant_prefix=HOSTILE_SCRIPT,
+        study=HOSTILE_SCRIPT + HOSTILE_IMG,
+    )
     for show in (False, True):
         text = render_report(**inputs, show_participant_ids=show)
         assert "<script>alert" not in text
@@ -201,7 +280,7 @@ def test_robustness_table_when_other_models_present():
 
 def test_levels_order_not_alphabetical():
     text = render_report(**make_inputs(arms=("placebo", "drug"), times=("week0", "week12", "week4")))
-    design = text[text.index('id="design"'):text.index('id="qc"')]
+    design = text[text.index('id="design"') : text.index('id="qc"')]
     assert design.index("placebo") < design.index("drug")
     assert design.index("week12") < design.index("week4")
 
@@ -234,10 +313,12 @@ def test_large_study_under_10_mb(tmp_path):
 
 # ---------------------------------------------------------------- figure contents
 
+
 def _figures(text: str) -> dict[str, dict]:
     """Every figure of a rendered report, parsed from its ``var fig = ...;`` script, by div id."""
-    return {fig_id: json.loads(body)
-            for body, fig_id in re.findall(r'var fig = (.*?); Plotly.newPlot\("([^"]+)"', text)}
+    return {
+        fig_id: json.loads(body) for body, fig_id in re.findall(r'var fig = (.*?); Plotly.newPlot\("([^"]+)"', text)
+    }
 
 
 def _points(fig: dict) -> dict[str, tuple[float, float]]:
@@ -250,7 +331,7 @@ def _reference_pca(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     centred = matrix - matrix.mean(axis=0)
     u, s, vt = np.linalg.svd(centred, full_matrices=False)
     signs = np.sign(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)])
-    return u[:, :2] * s[:2] * signs, 100 * s[:2] ** 2 / (s ** 2).sum()
+    return u[:, :2] * s[:2] * signs, 100 * s[:2] ** 2 / (s**2).sum()
 
 
 def _check_pca(text: str, inputs: dict, genes: list[int]) -> None:
@@ -269,12 +350,20 @@ def _check_pca(text: str, inputs: dict, genes: list[int]) -> None:
 def test_trajectory_lines_one_per_participant_in_time_order():
     inputs = make_inputs(arms=("control", "a"), times=("pre", "mid", "post"), participant_prefix="p")
     # rows shuffled, a missing time, two draws of one sample (averaged), a crossover participant by period
-    inputs["scores"] = pd.DataFrame([
-        ("p2", "control", "post", "1", 0.5), ("p1", "control", "pre", "1", -1.0),
-        ("p2", "control", "pre", "1", 0.25), ("p3", "a", "post", "1", 1.0), ("p3", "a", "pre", "1", 0.125),
-        ("p3", "a", "post", "1", 2.0), ("p2", "a", "mid", "2", 3.0), ("p2", "a", "pre", "2", -0.5),
-        ("p2", "control", "mid", "1", 0.75)],
-        columns=["participant", "arm", "time", "period", "ctra"])
+    inputs["scores"] = pd.DataFrame(
+        [
+            ("p2", "control", "post", "1", 0.5),
+            ("p1", "control", "pre", "1", -1.0),
+            ("p2", "control", "pre", "1", 0.25),
+            ("p3", "a", "post", "1", 1.0),
+            ("p3", "a", "pre", "1", 0.125),
+            ("p3", "a", "post", "1", 2.0),
+            ("p2", "a", "mid", "2", 3.0),
+            ("p2", "a", "pre", "2", -0.5),
+            ("p2", "control", "mid", "1", 0.75),
+        ],
+        columns=["participant", "arm", "time", "period", "ctra"],
+    )
     text = render_report(**inputs, show_participant_ids=True)
     figures = _figures(text)
     assert [f for f in figures if f.startswith("fig-trajectory")] == ["fig-trajectory-ctra"]
@@ -353,8 +442,10 @@ def test_pca_uses_precomputed_vst_var_when_present():
 
 
 def test_figure_json_writes_numpy_values_and_non_finite_as_null():
-    assert _to_json({"a": [np.float64("nan"), np.int64(3), np.float32(1.5), np.inf, None, "x"]}) == \
-        '{"a":[null,3,1.5,null,null,"x"]}'
+    assert (
+        _to_json({"a": [np.float64("nan"), np.int64(3), np.float32(1.5), np.inf, None, "x"]})
+        == '{"a":[null,3,1.5,null,null,"x"]}'
+    )
     assert _to_json({"b": np.array([1, 2])}) == '{"b":[1,2]}'
 
 
@@ -369,15 +460,22 @@ def test_ten_thousand_samples_render_one_line_per_participant():
 
 # ---------------------------------------------------------------- verdicts about the primary endpoint
 
+
 def _primary_inputs(p_value: float, perm_p: float, loo_change: float, estimate: float = 0.4) -> dict:
     """Two-arm inputs whose primary CTRA row has the given main-model p, permutation p and leave-one-out."""
     inputs = make_inputs(arms=("control", "a"))
     contrasts = inputs["contrasts"]
-    contrasts["role"] = np.where((contrasts["score"] == "ctra") & (contrasts["contrast"] == "arm_x_time"),
-                                 "primary", "exploratory")
+    contrasts["role"] = np.where(
+        (contrasts["score"] == "ctra") & (contrasts["contrast"] == "arm_x_time"), "primary", "exploratory"
+    )
     primary = contrasts["role"] == "primary"
-    contrasts.loc[primary, ["estimate", "p_value", "perm_p", "loo_max_change", "p_holm"]] = \
-        [estimate, p_value, perm_p, loo_change, p_value]
+    contrasts.loc[primary, ["estimate", "p_value", "perm_p", "loo_max_change", "p_holm"]] = [
+        estimate,
+        p_value,
+        perm_p,
+        loo_change,
+        p_value,
+    ]
     contrasts["loo_participant"] = "subj-01"
     contrasts["note"] = ""
     inputs["contrasts"] = contrasts
@@ -386,7 +484,7 @@ def _primary_inputs(p_value: float, perm_p: float, loo_change: float, estimate: 
 
 def _robustness_text(inputs: dict) -> str:
     text = render_report(**inputs)
-    return text[text.index('id="robustness"'):text.index('id="methods"')]
+    return text[text.index('id="robustness"') : text.index('id="methods"')]
 
 
 def test_verdicts_never_say_survive_and_describe_agreement():
@@ -414,11 +512,12 @@ def test_markers_section_explains_direct_vs_total_and_warns_on_df():
 def test_headline_is_about_the_primary_family_with_holm():
     inputs = make_inputs()  # three arms: two primary tests
     contrasts = inputs["contrasts"]
-    contrasts["role"] = np.where((contrasts["score"] == "ctra") & (contrasts["contrast"] == "arm_x_time"),
-                                 "primary", "exploratory")
+    contrasts["role"] = np.where(
+        (contrasts["score"] == "ctra") & (contrasts["contrast"] == "arm_x_time"), "primary", "exploratory"
+    )
     contrasts["p_holm"] = np.where(contrasts["role"] == "primary", 0.03, np.nan)
     text = render_report(**inputs)
-    lead = text[:text.index('id="design"')]
+    lead = text[: text.index('id="design"')]
     assert "Holm-adjusted p" in lead and "exploratory" in lead
 
 
@@ -426,15 +525,22 @@ def test_the_gene_set_description_counts_the_set_genes_by_group_and_direction():
     from ctra.report import _set_description
 
     def usage(groups: dict[str, tuple[int, int]]) -> pd.DataFrame:
-        rows = [{"gene": f"{g}{i}", "group": g, "direction": d, "used": i % 2 == 0}
-                for g, (n, d) in groups.items() for i in range(n)]
+        rows = [
+            {"gene": f"{g}{i}", "group": g, "direction": d, "used": i % 2 == 0}
+            for g, (n, d) in groups.items()
+            for i in range(n)
+        ]
         return pd.DataFrame(rows + [{"gene": "CD3E", "group": "marker", "direction": "", "used": True}])
 
     ctra53 = usage({"inflammatory": (19, 1), "antiviral": (31, -1), "antibody": (3, -1)})
-    assert _set_description(ctra53) == ("CTRA = 19 pro-inflammatory genes (up) minus 31 type I interferon "
-                                        "antiviral and 3 antibody genes (down)")
+    assert _set_description(ctra53) == (
+        "CTRA = 19 pro-inflammatory genes (up) minus 31 type I interferon antiviral and 3 antibody genes (down)"
+    )
     custom = usage({"inflammatory": (5, 1), "antiviral": (2, -1)})
-    assert _set_description(custom) == "CTRA = 5 pro-inflammatory genes (up) minus 2 type I interferon antiviral genes (down)"
+    assert (
+        _set_description(custom)
+        == "CTRA = 5 pro-inflammatory genes (up) minus 2 type I interferon antiviral genes (down)"
+    )
 
 
 def test_every_section_in_the_list_has_a_body_and_nothing_else_does():

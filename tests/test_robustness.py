@@ -24,8 +24,15 @@ def cohort(seed: int = 0, n: int = 16, period: bool = False) -> pd.DataFrame:
             for t in LEVELS["time"]:
                 if t == "post" and i == 3:
                     continue
-                rows.append({"participant": f"p{i:02d}", "arm": arm if not period else (arm if i % 2 else arms[1 - p]),
-                             "time": t, "period": str(p + 1), "y": rng.normal() + (i % 5) * 0.3})
+                rows.append(
+                    {
+                        "participant": f"p{i:02d}",
+                        "arm": arm if not period else (arm if i % 2 else arms[1 - p]),
+                        "time": t,
+                        "period": str(p + 1),
+                        "y": rng.normal() + (i % 5) * 0.3,
+                    }
+                )
     obs = pd.DataFrame(rows)
     obs.index = [f"s{j}" for j in range(len(obs))]
     return obs if period else obs.drop(columns="period")
@@ -70,15 +77,16 @@ def test_parallel_scheme_moves_only_the_tested_arm_and_control_and_is_chunk_inva
     assert [s.arm for s in schemes] == ["a", "b"]
     scheme = schemes[0]
     whole = scheme.sample_arms(scheme.sample(seed=7, scheme_index=0, draws=range(10)))
-    split = np.vstack([scheme.sample_arms(scheme.sample(7, 0, range(0, 4))),
-                       scheme.sample_arms(scheme.sample(7, 0, range(4, 10)))])
+    split = np.vstack(
+        [scheme.sample_arms(scheme.sample(7, 0, range(0, 4))), scheme.sample_arms(scheme.sample(7, 0, range(4, 10)))]
+    )
     assert np.array_equal(whole, split)
     observed = pd.Index(design.arms).get_indexer(design.arm_of_sample)
     b = observed == 2
     for draw in whole:
-        assert np.array_equal(draw[b], observed[b])             # arm b's participants never move
+        assert np.array_equal(draw[b], observed[b])  # arm b's participants never move
         per_person = pd.Series(draw).groupby(design.participant)
-        assert (per_person.nunique() == 1).all()                 # a participant's draws move together
+        assert (per_person.nunique() == 1).all()  # a participant's draws move together
         assert sorted(per_person.first()) == sorted(pd.Series(observed).groupby(design.participant).first())
     assert len({tuple(d) for d in whole}) > 5
 
@@ -90,7 +98,7 @@ def test_exact_enumeration_lists_every_distinct_allocation_once():
     assert scheme.n_allocations == 252
     allocations = scheme.enumerate(range(252))
     assert len({tuple(a) for a in allocations}) == 252
-    assert (np.bincount(allocations.ravel()) == 5 * 252).all()        # five of each label in every one
+    assert (np.bincount(allocations.ravel()) == 5 * 252).all()  # five of each label in every one
     assert any(np.array_equal(a, scheme.labels) for a in allocations)  # the observed allocation is one
     assert np.array_equal(scheme.enumerate(range(100, 130)), allocations[100:130])
 
@@ -112,11 +120,11 @@ def test_crossover_scheme_moves_whole_sequences_within_attendance_strata():
     lonely = design.participant[obs["participant"].to_numpy() == "p05"][0]
     for draw in scheme.sample_arms(scheme.sample(3, 0, range(30))):
         after = sequences(draw)
-        assert {tuple(r) for r in after.fillna(-1).to_numpy()} <= allowed   # only sequences the design has
+        assert {tuple(r) for r in after.fillna(-1).to_numpy()} <= allowed  # only sequences the design has
         assert sorted(map(tuple, after.fillna(-1).to_numpy())) == sorted(map(tuple, before.fillna(-1).to_numpy()))
-        assert after.loc[lonely, "1"] == before.loc[lonely, "1"]           # alone in its stratum
+        assert after.loc[lonely, "1"] == before.loc[lonely, "1"]  # alone in its stratum
         both = after.dropna()
-        assert (both["1"] != both["2"]).all()                              # never the same arm twice
+        assert (both["1"] != both["2"]).all()  # never the same arm twice
 
 
 def test_empirical_p_counts_ties_and_adds_one():
@@ -137,8 +145,9 @@ def test_exact_permutation_p_includes_the_observed_allocation_and_uses_null_mode
     assert np.isclose(null["value"], observed[0], rtol=1e-9).sum() >= 1  # the identity allocation
     (scheme,) = rb.permutation_schemes(design)
     gamma = rb.null_relative_variances(design, obs["y"].to_numpy(), scheme)
-    null_fit = fit_reml(build_design(obs.assign(arm="control"), {"arm": ["control"], "time": LEVELS["time"]}, []),
-                        obs["y"].to_numpy())
+    null_fit = fit_reml(
+        build_design(obs.assign(arm="control"), {"arm": ["control"], "time": LEVELS["time"]}, []), obs["y"].to_numpy()
+    )
     assert np.allclose(gamma, null_fit.component_variances / null_fit.sigma2)  # arm terms dropped
     spec = [s for s in contrast_specs(design) if s.contrast == "arm_x_time"]
     _, t = rb.gls_estimates(design, obs["y"].to_numpy()[:, None], gamma, np.array([s.vector for s in spec]))
@@ -168,25 +177,39 @@ def test_null_draws_gathered_from_chunks_equal_one_chunk():
     obs = cohort(n=20)
     n_genes = 300
     vst = rng.normal(8, 1, (len(obs), n_genes))
-    var = pd.DataFrame({"group": [""] * n_genes, "input_ids": [f"g{j}" for j in range(n_genes)]},
-                       index=[f"g{j}" for j in range(n_genes)])
+    var = pd.DataFrame(
+        {"group": [""] * n_genes, "input_ids": [f"g{j}" for j in range(n_genes)]},
+        index=[f"g{j}" for j in range(n_genes)],
+    )
     var.iloc[:10, 0] = "inflammatory"
     adata = ad.AnnData(obs=obs, var=var, layers={"vst": vst})
     adata.var[["expressed", "vst_mean", "vst_var"]] = gene_summaries(adata)
     adata.uns["levels"] = LEVELS
     usage = pd.DataFrame({"gene": var.index[:10], "group": "inflammatory", "direction": 1, "used": True})
-    scores = pd.DataFrame({"ctra": vst[:, :10].mean(axis=1), "inflammatory": vst[:, :10].mean(axis=1),
-                           "antiviral": np.nan, "antibody": np.nan}, index=obs.index)
-    study = {"samples": "samples.tsv", "covariates": [], "adjust_for_cell_markers": False,
-             "expression_filter": {"min_count": 1, "min_fraction": 0.5},
-             "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11, "chunks": 1}}
+    scores = pd.DataFrame(
+        {
+            "ctra": vst[:, :10].mean(axis=1),
+            "inflammatory": vst[:, :10].mean(axis=1),
+            "antiviral": np.nan,
+            "antibody": np.nan,
+        },
+        index=obs.index,
+    )
+    study = {
+        "samples": "samples.tsv",
+        "covariates": [],
+        "adjust_for_cell_markers": False,
+        "expression_filter": {"min_count": 1, "min_fraction": 0.5},
+        "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11, "chunks": 1},
+    }
     settings = NullSettings.from_study(study)
     one = rb.null_draws(adata, scores, usage, settings, 0, 1)
     split = pd.concat([rb.null_draws(adata, scores, usage, settings, k, 3) for k in range(3)])
     assert set(one["kind"]) == {"permutation", "permutation_observed", "gene_set"}
     key = ["kind", "score", "contrast", "arm", "time", "draw"]
-    pd.testing.assert_frame_equal(one.sort_values(key).reset_index(drop=True),
-                                  split.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        one.sort_values(key).reset_index(drop=True), split.sort_values(key).reset_index(drop=True)
+    )
     assert one["draw"].max() == 29
 
 
@@ -223,7 +246,7 @@ def test_permutation_t_equals_dense_gls_refit_of_each_permuted_design(crossover)
 def test_batched_solve_flags_singular_and_near_singular_items():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(3, 30, 4))
-    X[1, :, 3] = X[1, :, 0] + X[1, :, 1]                  # exactly collinear
+    X[1, :, 3] = X[1, :, 0] + X[1, :, 1]  # exactly collinear
     X[2, :, 3] = X[2, :, 0] + 1e-9 * rng.normal(size=30)  # collinear up to rounding noise
     xtx = np.einsum("bnp,bnq->bpq", X, X)
     xty = np.einsum("bnp,bn->bp", X, rng.normal(size=(3, 30)))
@@ -266,10 +289,14 @@ def test_random_gene_set_t_of_the_real_set_is_the_main_model_t():
     obs = cohort(n=20)
     rng = np.random.default_rng(1)
     vst = rng.normal(8, 1, (len(obs), 6)) + obs["y"].to_numpy()[:, None]
-    used = pd.DataFrame({"gene": [f"g{j}" for j in range(6)], "group": ["inflammatory"] * 3 + ["antiviral"] * 3,
-                         "direction": [1, 1, 1, -1, -1, -1]})
-    adata = __import__("anndata").AnnData(obs=obs, layers={"vst": vst},
-                                          var=pd.DataFrame(index=used["gene"].to_list()))
+    used = pd.DataFrame(
+        {
+            "gene": [f"g{j}" for j in range(6)],
+            "group": ["inflammatory"] * 3 + ["antiviral"] * 3,
+            "direction": [1, 1, 1, -1, -1, -1],
+        }
+    )
+    adata = __import__("anndata").AnnData(obs=obs, layers={"vst": vst}, var=pd.DataFrame(index=used["gene"].to_list()))
     random = rb.random_set_scores(adata, np.array([np.arange(6)]), used)
     real = compute_scores(vst, used["direction"].to_numpy(float), used["group"].to_numpy())
     design = build_design(obs, LEVELS, [])
@@ -282,8 +309,10 @@ def test_random_gene_set_t_of_the_real_set_is_the_main_model_t():
 
 
 def test_gene_set_null_says_why_without_a_pool():
-    var = pd.DataFrame({"group": ["inflammatory"] * 4 + [""] * 5, "expressed": True, "vst_mean": np.arange(9.0)},
-                       index=[f"g{j}" for j in range(9)])
+    var = pd.DataFrame(
+        {"group": ["inflammatory"] * 4 + [""] * 5, "expressed": True, "vst_mean": np.arange(9.0)},
+        index=[f"g{j}" for j in range(9)],
+    )
     usage = pd.DataFrame({"gene": var.index[:4], "group": "inflammatory", "direction": 1, "used": True})
     picks, _, reason = rb.gene_set_draws(var, usage, seed=1, draws=range(5))
     assert picks is None and "5 expressed genes outside the set" in reason

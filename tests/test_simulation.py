@@ -28,12 +28,14 @@ def simulate(seed: int, effect: float = 0.0) -> tuple[pd.DataFrame, np.ndarray, 
     rng = np.random.default_rng(seed)
     arms = np.repeat(LEVELS["arm"], N_PEOPLE // 3)
     missing = set(rng.choice(N_PEOPLE, N_MISSING, replace=False))
-    rows = [(f"p{i}", arms[i], t) for i in range(N_PEOPLE) for t in LEVELS["time"] if not (t == "post" and i in missing)]
+    rows = [
+        (f"p{i}", arms[i], t) for i in range(N_PEOPLE) for t in LEVELS["time"] if not (t == "post" and i in missing)
+    ]
     obs = pd.DataFrame(rows, columns=["participant", "arm", "time"], index=[f"s{j}" for j in range(len(rows))])
     person = pd.factorize(obs["participant"])[0]
     direction = np.where(np.arange(N_GENES) < N_GENES // 2, 1.0, -1.0)
     treated = ((obs["arm"] == "a") & (obs["time"] == "post")).to_numpy(float)
-    state = (rng.normal(0, SD_PERSON, N_PEOPLE)[person] + rng.normal(0, SD_SHARED, len(obs)) - effect * treated)
+    state = rng.normal(0, SD_PERSON, N_PEOPLE)[person] + rng.normal(0, SD_SHARED, len(obs)) - effect * treated
     values = np.outer(state, direction) + rng.normal(0, SD_GENE, (len(obs), N_GENES)) + 8.0
     return obs, values, direction
 
@@ -124,7 +126,8 @@ def _gee_p(obs, values, direction, design):
     adata = ad.AnnData(X=values, obs=obs)
     adata.var_names = [f"g{j}" for j in range(N_GENES)]
     adata.layers["vst"] = values
-    usage = pd.DataFrame({"gene": adata.var_names, "group": "inflammatory", "direction": direction.astype(int),
-                          "used": True})
+    usage = pd.DataFrame(
+        {"gene": adata.var_names, "group": "inflammatory", "direction": direction.astype(int), "used": True}
+    )
     table = gee.gee_table(adata, usage, design, scores=("ctra",))
     return table.loc[table["contrast"] == "arm_x_time", "p_value"].tolist()

@@ -8,8 +8,14 @@ import pytest
 import statsmodels.formula.api as smf
 
 from ctra.errors import InputError
-from ctra.models.mixed import (benjamini_hochberg, build_design, check_full_rank, contrast_specs, contrast_table,
-                        fit_reml)
+from ctra.models.mixed import (
+    benjamini_hochberg,
+    build_design,
+    check_full_rank,
+    contrast_specs,
+    contrast_table,
+    fit_reml,
+)
 
 LEVELS = {"arm": ["control", "a", "b"], "time": ["pre", "post", "fu"]}
 
@@ -25,8 +31,17 @@ def cohort(seed: int, n: int = 45, effect: float = 0.0, drop: float = 0.2, perio
             if t == "fu" and rng.random() < drop:
                 continue
             y = u + rng.normal() + (effect if (arm == "a" and t != "pre") else 0.0)
-            rows.append({"sample": f"s{i}{t}", "participant": f"p{i:02d}", "arm": arm, "time": t,
-                         "age": rng.normal(50, 10), "sex": rng.choice(["F", "M"]), "y": y})
+            rows.append(
+                {
+                    "sample": f"s{i}{t}",
+                    "participant": f"p{i:02d}",
+                    "arm": arm,
+                    "time": t,
+                    "age": rng.normal(50, 10),
+                    "sex": rng.choice(["F", "M"]),
+                    "y": y,
+                }
+            )
     return pd.DataFrame(rows).set_index("sample")
 
 
@@ -35,8 +50,9 @@ def test_fixed_effects_and_variances_match_statsmodels_mixedlm():
     design = build_design(obs, LEVELS, ["age", "sex"])
     fit = fit_reml(design, obs["y"].to_numpy())
     data = obs.assign(age=obs["age"] - obs["age"].mean())
-    reference = smf.mixedlm("y ~ C(arm, Treatment('control')) * C(time, Treatment('pre')) + age + C(sex)",
-                            data, groups=data["participant"]).fit(reml=True)
+    reference = smf.mixedlm(
+        "y ~ C(arm, Treatment('control')) * C(time, Treatment('pre')) + age + C(sex)", data, groups=data["participant"]
+    ).fit(reml=True)
     ours = pd.Series(fit.beta, index=design.columns)
     assert np.isclose(fit.component_variances[0], float(reference.cov_re.iloc[0, 0]), rtol=1e-3)
     assert np.isclose(fit.sigma2, reference.scale, rtol=1e-3)
@@ -58,8 +74,9 @@ def test_contrasts_are_the_documented_linear_combinations():
     beta = pd.Series(fit.beta, index=design.columns)
     assert np.isclose(table.loc[("arm_x_time", "a", "post"), "estimate"], beta["arm[T.a]:time[T.post]"])
     assert np.isclose(table.loc[("change", "control", "fu"), "estimate"], beta["time[T.fu]"])
-    assert np.isclose(table.loc[("change", "b", "post"), "estimate"],
-                      beta["time[T.post]"] + beta["arm[T.b]:time[T.post]"])
+    assert np.isclose(
+        table.loc[("change", "b", "post"), "estimate"], beta["time[T.post]"] + beta["arm[T.b]:time[T.post]"]
+    )
     # 2 non-control arms x 2 later times, then 3 arms x 2 changes
     assert len(table) == 4 + 6
     assert (table["ci_low"] < table["estimate"]).all() and (table["estimate"] < table["ci_high"]).all()
@@ -148,8 +165,15 @@ def test_crossover_change_is_averaged_over_periods():
         for p, arm in enumerate(sequence):
             for t in ("pre", "post"):
                 change = {"control": 0.2, "a": 1.0}[arm] + (0.6 if p == 1 else 0.0)  # period 2 adds 0.6
-                rows.append({"participant": f"p{i:02d}", "arm": arm, "time": t, "period": str(p + 1),
-                             "y": 0.1 * i + (change if t == "post" else 0.0) + 1e-6 * ((i * 7 + p * 3) % 5)})
+                rows.append(
+                    {
+                        "participant": f"p{i:02d}",
+                        "arm": arm,
+                        "time": t,
+                        "period": str(p + 1),
+                        "y": 0.1 * i + (change if t == "post" else 0.0) + 1e-6 * ((i * 7 + p * 3) % 5),
+                    }
+                )
     obs = pd.DataFrame(rows, index=[f"s{j}" for j in range(len(rows))])
     design = build_design(obs, {"arm": ["control", "a"], "time": ["pre", "post"]}, [])
     table = contrast_table(fit_reml(design, obs["y"].to_numpy()), design, contrast_specs(design))
@@ -172,8 +196,11 @@ def test_markers_auto_leaves_them_out_of_small_trials_and_says_why():
 
     def study_of(n: int) -> ad.AnnData:
         obs = cohort(1, n=n, drop=0.0)
-        adata = ad.AnnData(obs=obs, var=pd.DataFrame(index=markers),
-                           layers={"vst": np.random.default_rng(0).normal(size=(len(obs), 3))})
+        adata = ad.AnnData(
+            obs=obs,
+            var=pd.DataFrame(index=markers),
+            layers={"vst": np.random.default_rng(0).normal(size=(len(obs), 3))},
+        )
         adata.uns["levels"] = LEVELS
         return adata
 

@@ -19,8 +19,20 @@ TABLES = ("scores.tsv", "genes_used.tsv", "contrasts.tsv", "genes.tsv")
 
 def run_snakemake(workdir: Path, config: dict, *targets: str) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--cores", "2", *targets]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *targets,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
@@ -45,7 +57,9 @@ def test_example_outputs_complete(example_run):
 def test_example_recovers_known_ctra_reduction(example_run):
     truth = pd.read_csv(REPO / "resources" / "example" / "truth.tsv", sep="\t")
     contrasts = pd.read_csv(example_run / "contrasts.tsv", sep="\t")
-    main = contrasts[(contrasts["model"] == "lmm") & (contrasts["contrast"] == "arm_x_time")].set_index(["score", "arm"])
+    main = contrasts[(contrasts["model"] == "lmm") & (contrasts["contrast"] == "arm_x_time")].set_index(
+        ["score", "arm"]
+    )
     true_ctra = truth.set_index("name").loc["ctra", "truth"]
     treated = main.loc[("ctra", "kind_others")]
     assert treated["estimate"] < 0, "CTRA should fall in the kind_others arm"
@@ -102,11 +116,23 @@ def test_a_setting_reruns_only_the_stages_that_read_it(example_run, tmp_path):
 
 @requires_real_cohort
 def test_real_whole_blood_cohort_end_to_end(tmp_path):
-    config = {"studies": {"lemay2019": {
-        "counts": str(REAL_COHORT / "fixed_combinedCounts.txt.gz"),
-        "samples": str(REAL_COHORT / "samples.tsv"),
-        "columns": {"sample": "count_column", "participant": "Subject", "arm": "Arm", "time": "time", "period": "Day"},
-        "baseline": "0h", "control": "Placebo_SunflowerOil"}}}
+    config = {
+        "studies": {
+            "lemay2019": {
+                "counts": str(REAL_COHORT / "fixed_combinedCounts.txt.gz"),
+                "samples": str(REAL_COHORT / "samples.tsv"),
+                "columns": {
+                    "sample": "count_column",
+                    "participant": "Subject",
+                    "arm": "Arm",
+                    "time": "time",
+                    "period": "Day",
+                },
+                "baseline": "0h",
+                "control": "Placebo_SunflowerOil",
+            }
+        }
+    }
     result = run_snakemake(tmp_path, config)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "results" / "lemay2019"

@@ -35,6 +35,7 @@ Rules
 Usage: ``python resources/gene_sets/build_gene_sets.py [--db PATH] [--out-dir DIR]``
 (stdlib + pandas only).  Output is deterministic for a given db file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,17 +54,68 @@ COLUMNS = ["gene", "group", "direction", "symbol", "ensembl_id", "entrez_id", "a
 
 # (group, direction, list names in the CTRA literature order)
 CTRA_GROUPS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
-    ("inflammatory", 1, (
-        "IL1A", "IL1B", "IL6", "CXCL8", "TNF", "PTGS1", "PTGS2", "FOS", "FOSB",
-        "FOSL1", "FOSL2", "JUN", "JUNB", "JUND", "NFKB1", "NFKB2", "REL", "RELA",
-        "RELB",
-    )),
-    ("antiviral", -1, (
-        "GBP1", "IFI16", "IFI27", "IFI27L1", "IFI27L2", "IFI30", "IFI35", "IFI44",
-        "IFI44L", "IFI6", "IFIH1", "IFIT1", "IFIT2", "IFIT3", "IFIT5", "IFIT1B",
-        "IFITM1", "IFITM2", "IFITM3", "IFITM4P", "IFITM5", "IFNB1", "IRF2", "IRF7",
-        "IRF8", "MX1", "MX2", "OAS1", "OAS2", "OAS3", "OASL",
-    )),
+    (
+        "inflammatory",
+        1,
+        (
+            "IL1A",
+            "IL1B",
+            "IL6",
+            "CXCL8",
+            "TNF",
+            "PTGS1",
+            "PTGS2",
+            "FOS",
+            "FOSB",
+            "FOSL1",
+            "FOSL2",
+            "JUN",
+            "JUNB",
+            "JUND",
+            "NFKB1",
+            "NFKB2",
+            "REL",
+            "RELA",
+            "RELB",
+        ),
+    ),
+    (
+        "antiviral",
+        -1,
+        (
+            "GBP1",
+            "IFI16",
+            "IFI27",
+            "IFI27L1",
+            "IFI27L2",
+            "IFI30",
+            "IFI35",
+            "IFI44",
+            "IFI44L",
+            "IFI6",
+            "IFIH1",
+            "IFIT1",
+            "IFIT2",
+            "IFIT3",
+            "IFIT5",
+            "IFIT1B",
+            "IFITM1",
+            "IFITM2",
+            "IFITM3",
+            "IFITM4P",
+            "IFITM5",
+            "IFNB1",
+            "IRF2",
+            "IRF7",
+            "IRF8",
+            "MX1",
+            "MX2",
+            "OAS1",
+            "OAS2",
+            "OAS3",
+            "OASL",
+        ),
+    ),
     ("antibody", -1, ("JCHAIN", "IGLL1", "IGLL3P")),
 )
 MARKER_GROUPS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
@@ -71,7 +123,10 @@ MARKER_GROUPS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
 )
 # Retired names used by papers / count tables that must resolve to these rows.
 REQUIRED_ALIASES: dict[str, str] = {
-    "CXCL8": "IL8", "JCHAIN": "IGJ", "IGLL3P": "IGLL3", "IFIT1B": "IFIT1L",
+    "CXCL8": "IL8",
+    "JCHAIN": "IGJ",
+    "IGLL3P": "IGLL3",
+    "IFIT1B": "IFIT1L",
 }
 
 
@@ -108,11 +163,11 @@ def die(msg: str) -> None:
 def load_db(con: sqlite3.Connection) -> Db:
     genes = pd.read_sql_query(
         "SELECT g._id, g.gene_id AS entrez_id, UPPER(i.symbol) AS symbol "
-        "FROM genes g JOIN gene_info i USING (_id) ORDER BY g._id", con)
-    alias = pd.read_sql_query(
-        "SELECT DISTINCT _id, UPPER(alias_symbol) AS alias FROM alias ORDER BY _id, alias", con)
-    ensembl = pd.read_sql_query(
-        "SELECT DISTINCT _id, ensembl_id FROM ensembl ORDER BY _id, ensembl_id", con)
+        "FROM genes g JOIN gene_info i USING (_id) ORDER BY g._id",
+        con,
+    )
+    alias = pd.read_sql_query("SELECT DISTINCT _id, UPPER(alias_symbol) AS alias FROM alias ORDER BY _id, alias", con)
+    ensembl = pd.read_sql_query("SELECT DISTINCT _id, ensembl_id FROM ensembl ORDER BY _id, ensembl_id", con)
     return Db(genes=genes, alias=alias, ensembl=ensembl)
 
 
@@ -123,8 +178,9 @@ def read_metadata(con: sqlite3.Connection) -> list[tuple[str, str]]:
 
 def debian_version() -> str:
     try:
-        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", DEBIAN_PACKAGE],
-                             capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", DEBIAN_PACKAGE], capture_output=True, text=True, check=False
+        )
     except OSError:
         return "NA"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "NA"
@@ -187,7 +243,8 @@ def alias_sets(entries: list[Entry], db: Db) -> tuple[dict[str, list[str]], list
             owners.setdefault(extra, set()).add(e.db_id)
             manual.append(("manual_alias", f"{extra}->{e.gene}"))
         keep = sorted(
-            n for n in names[e.gene]
+            n
+            for n in names[e.gene]
             if n != e.gene
             and symbol_owner.get(n, {e.db_id}) == {e.db_id}  # (a)
             and owners[n] == {e.db_id}  # (b)
@@ -201,13 +258,18 @@ def alias_sets(entries: list[Entry], db: Db) -> tuple[dict[str, list[str]], list
 def gene_table(entries: list[Entry], aliases: dict[str, list[str]], db: Db) -> pd.DataFrame:
     info = db.genes.set_index("_id")
     ens = db.ensembl.groupby("_id")["ensembl_id"].apply(lambda s: ";".join(sorted(set(s))))
-    rows = [{
-        "gene": e.gene, "group": e.group, "direction": e.direction,
-        "symbol": info.at[e.db_id, "symbol"],
-        "ensembl_id": ens.get(e.db_id, ""),
-        "entrez_id": info.at[e.db_id, "entrez_id"],
-        "aliases": ";".join(aliases[e.gene]),
-    } for e in entries]
+    rows = [
+        {
+            "gene": e.gene,
+            "group": e.group,
+            "direction": e.direction,
+            "symbol": info.at[e.db_id, "symbol"],
+            "ensembl_id": ens.get(e.db_id, ""),
+            "entrez_id": info.at[e.db_id, "entrez_id"],
+            "aliases": ";".join(aliases[e.gene]),
+        }
+        for e in entries
+    ]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -222,17 +284,25 @@ def check_tables(tables: list[pd.DataFrame]) -> None:
                 seen[n] = gene
 
 
-def source_rows(db_path: Path, entries: list[Entry], manual: list[tuple[str, str]],
-                metadata: list[tuple[str, str]], tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    rows = [("db_path", str(db_path)), ("db_sha256", sha256(db_path)),
-            ("debian_package", DEBIAN_PACKAGE), ("debian_package_version", debian_version()),
-            ("ensembl_source", "org.Hs.eg.db table ensembl (ENSEMBL map, NCBI gene2ensembl)")]
+def source_rows(
+    db_path: Path,
+    entries: list[Entry],
+    manual: list[tuple[str, str]],
+    metadata: list[tuple[str, str]],
+    tables: dict[str, pd.DataFrame],
+) -> pd.DataFrame:
+    rows = [
+        ("db_path", str(db_path)),
+        ("db_sha256", sha256(db_path)),
+        ("debian_package", DEBIAN_PACKAGE),
+        ("debian_package_version", debian_version()),
+        ("ensembl_source", "org.Hs.eg.db table ensembl (ENSEMBL map, NCBI gene2ensembl)"),
+    ]
     rows += [("metadata:" + k, v) for k, v in metadata]
     sym = {g: s for df in tables.values() for g, s in zip(df.gene, df.symbol)}
     rows += [("resolved_via_alias", f"{e.gene}->{sym[e.gene]}") for e in entries if e.via_alias]
     rows += manual
-    rows += [("no_ensembl_id", g) for df in tables.values()
-             for g, x in zip(df.gene, df.ensembl_id) if not x]
+    rows += [("no_ensembl_id", g) for df in tables.values() for g, x in zip(df.gene, df.ensembl_id) if not x]
     return pd.DataFrame(rows, columns=["key", "value"])
 
 
@@ -249,14 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         db, metadata = load_db(con), read_metadata(con)
     ctra, markers = make_entries(CTRA_GROUPS, db), make_entries(MARKER_GROUPS, db)
     aliases, manual = alias_sets(ctra + markers, db)
-    tables = {"ctra53.tsv": gene_table(ctra, aliases, db),
-              "leukocyte_markers.tsv": gene_table(markers, aliases, db)}
+    tables = {"ctra53.tsv": gene_table(ctra, aliases, db), "leukocyte_markers.tsv": gene_table(markers, aliases, db)}
     check_tables(list(tables.values()))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, df in tables.items():
         write_tsv(df, args.out_dir / name)
-    write_tsv(source_rows(db_path, ctra + markers, manual, metadata, tables),
-              args.out_dir / "SOURCE.tsv")
+    write_tsv(source_rows(db_path, ctra + markers, manual, metadata, tables), args.out_dir / "SOURCE.tsv")
     return 0
 
 

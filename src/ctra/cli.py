@@ -54,9 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV or report.html)",
     }
     parser = argparse.ArgumentParser(
-        prog="ctra", description=__doc__.splitlines()[0],
+        prog="ctra",
+        description=__doc__.splitlines()[0],
         epilog="Each stage reads and writes the files the workflow's rule of the same name does; `snakemake -n -p` "
-               "prints the exact commands. `ctra <command> --help` lists a command's options.")
+        "prints the exact commands. `ctra <command> --help` lists a command's options.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def stage(name: str, func: Callable, summary: str, *options: str) -> argparse.ArgumentParser:
@@ -64,29 +66,96 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         p.add_argument("--log", help="also write messages to this file")
         for option in options:
-            p.add_argument(f"--{option}", required=option not in ("samples-schema", "threads"),
-                           help=option_help[option])
+            p.add_argument(
+                f"--{option}", required=option not in ("samples-schema", "threads"), help=option_help[option]
+            )
         return p
 
-    stage("validate", stages.validate, "check the count table, sample sheet and study config; write validated.h5ad",
-          "study", "study-config", "gene-set", "markers", "samples-schema", "out")
-    stage("normalize", stages.normalize, "size factors and blind VST; write normalized.h5ad",
-          "study-config", "input", "out").add_argument(
-        "--threads", type=int, default=1, help="threads for normalization (default 1)")
-    stage("score", stages.score, "CTRA score and subscores per sample; write scores.tsv and genes_used.tsv",
-          "study-config", "input", "gene-set", "markers", "scores", "genes-used")
-    stage("model", stages.model, "fit the mixed models, gene-level GEE and sensitivity refits",
-          "study-config", "input", "scores", "genes-used", "models", "genes", "model")
-    stage("null", stages.null, "one chunk of the permutation and random-gene-set null draws",
-          "study-config", "input", "scores", "genes-used", "out").add_argument(
-        "--chunk", type=int, default=0, help="which chunk of the draws (0 to robustness: chunks - 1; default 0)")
-    stage("robustness", stages.robustness, "turn the null draws into p-values, add leave-one-out; write contrasts.tsv",
-          "study-config", "input", "scores", "genes-used", "model", "models", "contrasts").add_argument(
-        "--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)")
-    stage("report", stages.report, "write the self-contained HTML report",
-          "study", "study-config", "input", "scores", "genes-used", "contrasts", "genes", "model", "out")
-    example = sub.add_parser("example", help="write the bundled example cohort",
-                             description="write the bundled example cohort (counts.tsv.gz, samples.tsv, truth.tsv)")
+    stage(
+        "validate",
+        stages.validate,
+        "check the count table, sample sheet and study config; write validated.h5ad",
+        "study",
+        "study-config",
+        "gene-set",
+        "markers",
+        "samples-schema",
+        "out",
+    )
+    stage(
+        "normalize",
+        stages.normalize,
+        "size factors and blind VST; write normalized.h5ad",
+        "study-config",
+        "input",
+        "out",
+    ).add_argument("--threads", type=int, default=1, help="threads for normalization (default 1)")
+    stage(
+        "score",
+        stages.score,
+        "CTRA score and subscores per sample; write scores.tsv and genes_used.tsv",
+        "study-config",
+        "input",
+        "gene-set",
+        "markers",
+        "scores",
+        "genes-used",
+    )
+    stage(
+        "model",
+        stages.model,
+        "fit the mixed models, gene-level GEE and sensitivity refits",
+        "study-config",
+        "input",
+        "scores",
+        "genes-used",
+        "models",
+        "genes",
+        "model",
+    )
+    stage(
+        "null",
+        stages.null,
+        "one chunk of the permutation and random-gene-set null draws",
+        "study-config",
+        "input",
+        "scores",
+        "genes-used",
+        "out",
+    ).add_argument(
+        "--chunk", type=int, default=0, help="which chunk of the draws (0 to robustness: chunks - 1; default 0)"
+    )
+    stage(
+        "robustness",
+        stages.robustness,
+        "turn the null draws into p-values, add leave-one-out; write contrasts.tsv",
+        "study-config",
+        "input",
+        "scores",
+        "genes-used",
+        "model",
+        "models",
+        "contrasts",
+    ).add_argument("--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)")
+    stage(
+        "report",
+        stages.report,
+        "write the self-contained HTML report",
+        "study",
+        "study-config",
+        "input",
+        "scores",
+        "genes-used",
+        "contrasts",
+        "genes",
+        "model",
+        "out",
+    )
+    example = sub.add_parser(
+        "example",
+        help="write the bundled example cohort",
+        description="write the bundled example cohort (counts.tsv.gz, samples.tsv, truth.tsv)",
+    )
     example.set_defaults(func=stages.example)
     example.add_argument("--out", default="resources/example", help="directory to write to (default %(default)s)")
     example.add_argument("--seed", type=int, default=20261122, help="random seed (default %(default)s)")
@@ -111,11 +180,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as err:  # a bug of ours: short message on the terminal, traceback in the log
         if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:  # disk full, read-only: the user's to fix
-            log.error("ctra %s could not write %s: %s; free space or fix permissions under results/ and rerun.",
-                      args.command, err.filename or "its outputs", os.strerror(err.errno))
+            log.error(
+                "ctra %s could not write %s: %s; free space or fix permissions under results/ and rerun.",
+                args.command,
+                err.filename or "its outputs",
+                os.strerror(err.errno),
+            )
             return 1
-        log.error("internal error in 'ctra %s': %s: %s%s", args.command, type(err).__name__, err,
-                  f" (traceback in {args.log})" if getattr(args, "log", None) else "")
+        log.error(
+            "internal error in 'ctra %s': %s: %s%s",
+            args.command,
+            type(err).__name__,
+            err,
+            f" (traceback in {args.log})" if getattr(args, "log", None) else "",
+        )
         if getattr(args, "log", None):
             with open(args.log, "a") as handle:
                 traceback.print_exc(file=handle)

@@ -42,8 +42,11 @@ def mark_endpoints(contrasts: pd.DataFrame, endpoint: dict[str, str]) -> pd.Data
     main = contrasts["model"] == MAIN_MODEL
     primary = main & (contrasts["score"] == endpoint["score"]) & (contrasts["contrast"] == endpoint["contrast"])
     out = contrasts.copy()
-    out.insert(out.columns.get_loc("model") + 1, "role",
-               np.where(primary, "primary", np.where(main, "exploratory", "sensitivity")))
+    out.insert(
+        out.columns.get_loc("model") + 1,
+        "role",
+        np.where(primary, "primary", np.where(main, "exploratory", "sensitivity")),
+    )
     out.insert(out.columns.get_loc("p_value") + 1, "p_holm", np.nan)
     out.loc[primary, "p_holm"] = holm(out.loc[primary, "p_value"].to_numpy())
     notes = out.pop("note").fillna("") if "note" in out else pd.Series("", index=out.index)

@@ -38,16 +38,18 @@ def load_gene_set(path: str | Path, allowed_groups: tuple[str, ...] = SCORE_GROU
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
-        raise InputError(f"{path}: gene-set file lacks column(s) {', '.join(missing)} "
-                         f"(has {', '.join(table.columns)}).")
+        raise InputError(
+            f"{path}: gene-set file lacks column(s) {', '.join(missing)} (has {', '.join(table.columns)})."
+        )
     for column in OPTIONAL_COLUMNS:
         if column not in table.columns:
             table[column] = ""
     problems = []
     for row, record in enumerate(table.itertuples(index=False), start=2):
         if record.group not in allowed_groups:
-            problems.append(f"{path}: line {row}, column 'group': '{record.group}' is not one of "
-                            f"{', '.join(allowed_groups)}.")
+            problems.append(
+                f"{path}: line {row}, column 'group': '{record.group}' is not one of {', '.join(allowed_groups)}."
+            )
         if record.direction not in ("1", "-1", "+1"):
             problems.append(f"{path}: line {row}, column 'direction': '{record.direction}' must be 1 or -1.")
     duplicated = table["gene"][table["gene"].str.upper().duplicated()].tolist()
@@ -94,8 +96,10 @@ def id_kind(ids: pd.Index, source: str) -> str:
         return "ensembl"
     examples_e = ", ".join(ids[is_ensembl.to_numpy()][:3])
     examples_s = ", ".join(ids[~is_ensembl.to_numpy()][:3])
-    raise InputError(f"{source}: gene ids mix Ensembl ids ({n_ensembl}, e.g. {examples_e}) and other ids "
-                     f"({len(ids) - n_ensembl}, e.g. {examples_s}); use one kind of id for all rows.")
+    raise InputError(
+        f"{source}: gene ids mix Ensembl ids ({n_ensembl}, e.g. {examples_e}) and other ids "
+        f"({len(ids) - n_ensembl}, e.g. {examples_s}); use one kind of id for all rows."
+    )
 
 
 @dataclass
@@ -119,8 +123,7 @@ def _candidate_names(record: pd.Series, kind: str) -> list[str]:
     return [record["gene"].upper(), *([record["symbol"].upper()] if record["symbol"] else []), *aliases]
 
 
-def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str, alt_ids=None,
-                alt_kind: str = "") -> GeneMatch:
+def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str, alt_ids=None, alt_kind: str = "") -> GeneMatch:
     """Find the input rows for each gene of ``genes`` (a gene-set table, markers included).
 
     A gene takes every input row under any of its names (its Ensembl ids, or its name, symbol and
@@ -140,8 +143,11 @@ def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str, alt_ids=N
         keys["symbol"] = [r.upper() for r in rows]
     if alt_ids is not None and alt_kind in ("ensembl", "symbol") and alt_kind != kind:
         alt = ["" if a is None or pd.isna(a) else str(a).strip() for a in alt_ids]
-        keys[alt_kind] = ([strip_version(a).upper() if looks_like_ensembl(a) else "" for a in alt]
-                          if alt_kind == "ensembl" else [a.upper() for a in alt])
+        keys[alt_kind] = (
+            [strip_version(a).upper() if looks_like_ensembl(a) else "" for a in alt]
+            if alt_kind == "ensembl"
+            else [a.upper() for a in alt]
+        )
     match = GeneMatch(kind=kind)
     taken: set[str] = set()
     for by, label in (("ensembl", "ensembl_id"), ("symbol", "symbol")):
@@ -163,7 +169,9 @@ def match_genes(input_ids: pd.Index, genes: pd.DataFrame, source: str, alt_ids=N
     for gene, found in match.rows_for_gene.items():
         for row in found:
             if row in claimed:
-                raise InputError(f"{source}: row '{row}' matches two genes of the gene set "
-                                 f"({claimed[row]} and {gene}); fix the gene-set aliases.")
+                raise InputError(
+                    f"{source}: row '{row}' matches two genes of the gene set "
+                    f"({claimed[row]} and {gene}); fix the gene-set aliases."
+                )
             claimed[row] = gene
     return match

@@ -39,14 +39,48 @@ FEATURECOUNTS_ANNOTATION = ["Chr", "Start", "End", "Strand", "Length"]
 # salmon/RSEM tables: gene_name, transcript_id(s); featureCounts: Chr..Length; Ensembl/GENCODE
 # exports: gene_type, description...). Matched case-insensitively; a leading column whose values are
 # mostly text (not numbers) is an annotation column too, whatever its name.
-SYMBOL_COLUMNS = {"gene_name", "gene_symbol", "symbol", "hgnc_symbol", "external_gene_name", "gene name",
-                  "genesymbol", "gene.name", "gene_names"}
-ENSEMBL_COLUMNS = {"gene_id", "ensembl_gene_id", "ensembl_id", "ensembl", "gene_ids", "gene.id", "gene stable id",
-                   "geneid"}
-ANNOTATION_COLUMNS = {*SYMBOL_COLUMNS, *ENSEMBL_COLUMNS, *(c.casefold() for c in FEATURECOUNTS_ANNOTATION),
-                      "transcript_id(s)", "transcript_ids", "transcript_id", "gene_type", "gene_biotype", "biotype",
-                      "description", "gene_description", "chromosome", "chrom", "strand", "length",
-                      "effective_length", "entrez_id", "entrezid", "entrez"}
+SYMBOL_COLUMNS = {
+    "gene_name",
+    "gene_symbol",
+    "symbol",
+    "hgnc_symbol",
+    "external_gene_name",
+    "gene name",
+    "genesymbol",
+    "gene.name",
+    "gene_names",
+}
+ENSEMBL_COLUMNS = {
+    "gene_id",
+    "ensembl_gene_id",
+    "ensembl_id",
+    "ensembl",
+    "gene_ids",
+    "gene.id",
+    "gene stable id",
+    "geneid",
+}
+ANNOTATION_COLUMNS = {
+    *SYMBOL_COLUMNS,
+    *ENSEMBL_COLUMNS,
+    *(c.casefold() for c in FEATURECOUNTS_ANNOTATION),
+    "transcript_id(s)",
+    "transcript_ids",
+    "transcript_id",
+    "gene_type",
+    "gene_biotype",
+    "biotype",
+    "description",
+    "gene_description",
+    "chromosome",
+    "chrom",
+    "strand",
+    "length",
+    "effective_length",
+    "entrez_id",
+    "entrezid",
+    "entrez",
+}
 ANNOTATION_SCAN_ROWS = 50  # data rows looked at to tell a text (annotation) column from a sample column
 WIDE_SCAN_ROWS = 20  # rows of a wide table looked at to tell covariate (text) columns from genes
 HTSEQ_SPECIAL_PREFIX = "__"
@@ -57,9 +91,9 @@ TEXT_BLOCK_BYTES = 1 << 22  # smaller when values are converted as text (a Pytho
 # magic bytes of files people hand over instead of a text table
 MAGIC = {
     b"PK\x03\x04": "an Excel workbook or another zip archive; give workbooks the .xlsx extension (or export "
-                     "the sheet as TSV or CSV)",
+    "the sheet as TSV or CSV)",
     b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls), which ctra does not read; save it as .xlsx in Excel (or "
-                         "export the sheet as TSV or CSV)",
+    "export the sheet as TSV or CSV)",
     b"\x89HDF": "an HDF5 file; give AnnData files the .h5ad extension",
     b"%PDF": "a PDF document, not a table",
     b"BZh": "a bzip2-compressed file; decompress it or recompress it with gzip (.gz)",
@@ -100,8 +134,9 @@ def _check_file(path: Path) -> None:
         raise InputError(f"{path}: file is empty (0 bytes).")
     is_gzip = start[:2] == b"\x1f\x8b"
     if _is_gz(path) and not is_gzip:
-        raise InputError(f"{path}: is named .gz but is not gzip-compressed; rename it without .gz "
-                         "(or compress it with gzip).")
+        raise InputError(
+            f"{path}: is named .gz but is not gzip-compressed; rename it without .gz (or compress it with gzip)."
+        )
     if not _is_gz(path) and is_gzip:
         raise InputError(f"{path}: is gzip-compressed but not named .gz; add the .gz extension.")
     if is_excel(path) and start.startswith(b"PK\x03\x04"):
@@ -114,11 +149,14 @@ def _check_file(path: Path) -> None:
 def _decode_problem(path: Path, err: Exception, line: int | None) -> InputError:
     where = f" on line {line}" if line else ""
     if isinstance(err, UnicodeDecodeError):
-        return InputError(f"{path}: is not UTF-8 text{where} (byte 0x{err.object[err.start]:02x}); it looks like "
-                          "a binary file, or text saved in another encoding: save it as UTF-8 TSV/CSV.")
+        return InputError(
+            f"{path}: is not UTF-8 text{where} (byte 0x{err.object[err.start]:02x}); it looks like "
+            "a binary file, or text saved in another encoding: save it as UTF-8 TSV/CSV."
+        )
     if isinstance(err, (EOFError, zlib.error, gzip.BadGzipFile)):
-        return InputError(f"{path}: the gzip stream is truncated or corrupt{where} ({err}); "
-                          "copy or download the file again.")
+        return InputError(
+            f"{path}: the gzip stream is truncated or corrupt{where} ({err}); copy or download the file again."
+        )
     return InputError(f"{path}: cannot be read{where}: {err}.")
 
 
@@ -154,10 +192,12 @@ def _delimiter(path: Path, header: str, what: str) -> str:
     for candidate in (";", "|", " "):
         if candidate in header.strip():
             count = header.strip().count(candidate)
-            raise InputError(f"{path}: the header line has no tab or comma but {count} "
-                             f"{DELIMITER_NAMES[candidate]}(s): the {what} seems to be "
-                             f"{DELIMITER_NAMES[candidate]}-separated; ctra reads tab-separated (TSV) or "
-                             "comma-separated (CSV) files: export it again as TSV.")
+            raise InputError(
+                f"{path}: the header line has no tab or comma but {count} "
+                f"{DELIMITER_NAMES[candidate]}(s): the {what} seems to be "
+                f"{DELIMITER_NAMES[candidate]}-separated; ctra reads tab-separated (TSV) or "
+                "comma-separated (CSV) files: export it again as TSV."
+            )
     return "\t"
 
 
@@ -222,7 +262,7 @@ def row_lines(path: str | Path, genes: np.ndarray, row: int) -> list[int]:
     gene = str(genes[row])
     occurrence = int(np.count_nonzero(genes[:row] == gene))
     lines = locate_rows(path, [gene], limit=occurrence + 1)[gene]
-    return lines[occurrence:occurrence + 1]
+    return lines[occurrence : occurrence + 1]
 
 
 def line_hint(lines: list[int]) -> str:
@@ -234,6 +274,7 @@ def line_hint(lines: list[int]) -> str:
 # ----------------------------------------------------------------------------------------------
 # Count tables
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class CountTable:
@@ -259,8 +300,9 @@ class CountTable:
 
     def frame(self) -> pd.DataFrame:
         """Genes x samples frame indexed by gene id; a view of ``values``, not a copy."""
-        return pd.DataFrame(self.values.T, index=pd.Index(self.genes, dtype=object, name="gene_id"),
-                            columns=self.samples, copy=False)
+        return pd.DataFrame(
+            self.values.T, index=pd.Index(self.genes, dtype=object, name="gene_id"), columns=self.samples, copy=False
+        )
 
     def keep_genes(self, keep: np.ndarray) -> None:
         """Drop the genes where the boolean mask ``keep`` is False (in place)."""
@@ -287,7 +329,7 @@ def _compact_columns(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
         return values
     flat = values.reshape(-1)  # a view: values is C-contiguous
     for i in range(n_rows):
-        flat[i * kept:(i + 1) * kept] = values[i, keep]  # boolean indexing copies the row first
+        flat[i * kept : (i + 1) * kept] = values[i, keep]  # boolean indexing copies the row first
     return flat[: n_rows * kept].reshape(n_rows, kept)
 
 
@@ -350,8 +392,10 @@ def _read_h5ad_counts(path: Path) -> CountTable:
     try:
         adata = anndata.read_h5ad(path)
     except Exception as err:  # anndata raises many types for corrupt files
-        raise InputError(f"{path}: cannot be read as AnnData .h5ad ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}).") from None
+        raise InputError(
+            f"{path}: cannot be read as AnnData .h5ad ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})."
+        ) from None
     matrix = adata.layers["counts"] if "counts" in adata.layers else adata.X
     if matrix is None:
         raise InputError(f"{path}: the AnnData file has no X matrix and no 'counts' layer.")
@@ -359,8 +403,11 @@ def _read_h5ad_counts(path: Path) -> CountTable:
         matrix = matrix.toarray()
     samples = [str(s) for s in adata.obs_names]
     _check_unique_columns(path, samples, first_position=1)
-    return CountTable(genes=np.asarray(adata.var_names.astype(str), dtype=object), samples=samples,
-                      values=np.ascontiguousarray(matrix, dtype=np.float64))
+    return CountTable(
+        genes=np.asarray(adata.var_names.astype(str), dtype=object),
+        samples=samples,
+        values=np.ascontiguousarray(matrix, dtype=np.float64),
+    )
 
 
 def _read_featurecounts(path: Path, skip: int) -> CountTable:
@@ -369,16 +416,17 @@ def _read_featurecounts(path: Path, skip: int) -> CountTable:
     # fields after Length that hold text are annotation too (featureCounts --extraAttributes gene_name)
     first = _first_sample_field(path, "\t", names, skip, len(FEATURECOUNTS_ANNOTATION) + 1)
     if len(names) <= first:
-        raise InputError(f"{path}: featureCounts table without sample columns (the header has only "
-                         f"{', '.join(names)}).")
+        raise InputError(
+            f"{path}: featureCounts table without sample columns (the header has only {', '.join(names)})."
+        )
     _check_unique_columns(path, names[first:], first_position=first + 1)
     alt = _alt_id_field(names, first)
-    genes, extras, values, bad = _stream_values(path, "\t", skip + 1, len(names), first,
-                                                extra=[alt] if alt is not None else [])
+    genes, extras, values, bad = _stream_values(
+        path, "\t", skip + 1, len(names), first, extra=[alt] if alt is not None else []
+    )
     _check_gene_column(path, genes, None, first_line=skip + 2)
     samples = [_featurecounts_sample_name(c.strip()) for c in names[first:]]
-    _check_unique_columns(path, samples, first_position=first + 1,
-                          note=" (after reducing BAM paths to file names)")
+    _check_unique_columns(path, samples, first_position=first + 1, note=" (after reducing BAM paths to file names)")
     return _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
 
 
@@ -404,22 +452,30 @@ def _read_delimited_matrix(path: Path, lines: list[str]) -> CountTable:
     elif n_fields == len(header):
         names = header
     else:
-        raise InputError(f"{path}: line 2 has {n_fields} {name}-separated fields but the header (line 1) has "
-                         f"{len(header)}; is the delimiter right, or do numbers use thousands separators?")
+        raise InputError(
+            f"{path}: line 2 has {n_fields} {name}-separated fields but the header (line 1) has "
+            f"{len(header)}; is the delimiter right, or do numbers use thousands separators?"
+        )
     first = _first_sample_field(path, delimiter, names, 0, 1)
     written = names[first:]
     samples = [name.strip() for name in written]
     if not samples:
-        what = (f"only an id column and annotation column(s) {', '.join(repr(n) for n in names[1:])}"
-                if first > 1 else "one column only")
-        raise InputError(f"{path}: has no sample columns ({name}-separated, {what}); is it the right "
-                         "file and delimiter?")
+        what = (
+            f"only an id column and annotation column(s) {', '.join(repr(n) for n in names[1:])}"
+            if first > 1
+            else "one column only"
+        )
+        raise InputError(
+            f"{path}: has no sample columns ({name}-separated, {what}); is it the right file and delimiter?"
+        )
     stripped = sum(a != b for a, b in zip(written, samples))
-    _check_unique_columns(path, samples, first_position=first + 1,
-                          note=" (after stripping surrounding whitespace)" if stripped else "")
+    _check_unique_columns(
+        path, samples, first_position=first + 1, note=" (after stripping surrounding whitespace)" if stripped else ""
+    )
     alt = _alt_id_field(names, first)
-    genes, extras, values, bad = _stream_values(path, delimiter, 1, n_fields, first,
-                                                extra=[alt] if alt is not None else [])
+    genes, extras, values, bad = _stream_values(
+        path, delimiter, 1, n_fields, first, extra=[alt] if alt is not None else []
+    )
     _check_gene_column(path, genes, header[0] if n_fields == len(header) else None, first_line=2)
     table = _count_table(path, genes, samples, values, bad, annotation=names[1:first], alt=(alt, names, extras))
     table.stripped_names = stripped
@@ -443,8 +499,11 @@ def _looks_like_text(values: list[str]) -> bool:
 def _first_sample_field(path: Path, delimiter: str, names: list[str], skip: int, start: int) -> int:
     """Field index of the first sample: fields from ``start`` on that are annotation columns (a known
     annotation name, or mostly text in the first ``ANNOTATION_SCAN_ROWS`` data rows) are skipped."""
-    rows = [next(csv.reader([line], delimiter=delimiter))
-            for line in _head_lines(path, skip + 1 + ANNOTATION_SCAN_ROWS)[skip + 1:] if line.strip()]
+    rows = [
+        next(csv.reader([line], delimiter=delimiter))
+        for line in _head_lines(path, skip + 1 + ANNOTATION_SCAN_ROWS)[skip + 1 :]
+        if line.strip()
+    ]
     return _first_sample_index(names, rows, start)
 
 
@@ -477,13 +536,17 @@ def _check_gene_column(path: Path, genes: np.ndarray, label: str | None, first_l
     empty = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
     if empty.any():
         rows = np.flatnonzero(empty)
-        raise InputError(f"{path}: {len(rows)} row(s) have an empty gene id ({_lines_text(rows + first_line)}); "
-                         "every row needs a gene id.")
+        raise InputError(
+            f"{path}: {len(rows)} row(s) have an empty gene id ({_lines_text(rows + first_line)}); "
+            "every row needs a gene id."
+        )
     if len(ids) and pd.to_numeric(ids, errors="coerce").notna().all():
         shown = f" ('{label}')" if label else ""
-        raise InputError(f"{path}: column 1{shown} holds only numbers, not gene ids: the gene id column seems "
-                         "to be missing (write the table with its row names), or the ids are Entrez numbers, "
-                         "which ctra does not map: use HGNC symbols or Ensembl gene ids.")
+        raise InputError(
+            f"{path}: column 1{shown} holds only numbers, not gene ids: the gene id column seems "
+            "to be missing (write the table with its row names), or the ids are Entrez numbers, "
+            "which ctra does not map: use HGNC symbols or Ensembl gene ids."
+        )
 
 
 def _lines_text(lines, limit: int = 5) -> str:
@@ -501,8 +564,10 @@ def _check_unique_columns(path: Path, samples: list[str], first_position: int = 
         seen.setdefault(name, position)
     problems = []
     if duplicated:
-        problems.append(f"{path}: duplicate sample column name(s){note}: {', '.join(duplicated[:10])}"
-                        f"{' ...' if len(duplicated) > 10 else ''}; each sample must have one column.")
+        problems.append(
+            f"{path}: duplicate sample column name(s){note}: {', '.join(duplicated[:10])}"
+            f"{' ...' if len(duplicated) > 10 else ''}; each sample must have one column."
+        )
     empty = [str(i) for i, name in enumerate(samples, start=first_position) if not name.strip()]
     if empty:
         problems.append(f"{path}: sample column(s) {', '.join(empty[:10])} have an empty header.")
@@ -511,6 +576,7 @@ def _check_unique_columns(path: Path, samples: list[str], first_position: int = 
 
 
 # --- streaming the values into one array -------------------------------------------------------
+
 
 @dataclass
 class _BadColumn:
@@ -526,9 +592,9 @@ class _NotNumeric(Exception):
     """A sample cell failed the fast float64 conversion: reread the values as text."""
 
 
-def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sample: int,
-                   extra: list[int] | tuple = ()) -> tuple[np.ndarray, list[np.ndarray], np.ndarray,
-                                                          dict[int, _BadColumn]]:
+def _stream_values(
+    path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sample: int, extra: list[int] | tuple = ()
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, dict[int, _BadColumn]]:
     """Parse the table straight into one samples x genes float64 array.
 
     Fields ``first_sample`` .. ``n_fields - 1`` are samples, field 0 the gene id, anything between
@@ -543,11 +609,13 @@ def _stream_values(path: Path, delimiter: str, skip_rows: int, n_fields: int, fi
     bad: dict[int, _BadColumn] = {}
     extra = list(extra)
     try:
-        genes, extras, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, False,
-                                                       extra), bad, len(extra))
+        genes, extras, n_rows = _fill(
+            values, _batches(path, delimiter, skip_rows, n_fields, first_sample, False, extra), bad, len(extra)
+        )
     except _NotNumeric:
-        genes, extras, n_rows = _fill(values, _batches(path, delimiter, skip_rows, n_fields, first_sample, True,
-                                                       extra), bad, len(extra))
+        genes, extras, n_rows = _fill(
+            values, _batches(path, delimiter, skip_rows, n_fields, first_sample, True, extra), bad, len(extra)
+        )
     return genes, extras, _compact_columns(values, np.arange(capacity) < n_rows), bad
 
 
@@ -567,8 +635,15 @@ def _count_lines(path: Path) -> int:
     return ends + (last not in (b"", b"\n", b"\r"))
 
 
-def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sample: int,
-             as_text: bool, extra: list[int] | tuple = ()) -> Iterator[pa.RecordBatch]:
+def _batches(
+    path: Path,
+    delimiter: str,
+    skip_rows: int,
+    n_fields: int,
+    first_sample: int,
+    as_text: bool,
+    extra: list[int] | tuple = (),
+) -> Iterator[pa.RecordBatch]:
     """Record batches of the gene column (text), the ``extra`` fields (text) and the sample columns
     (float64, or text).
 
@@ -581,18 +656,22 @@ def _batches(path: Path, delimiter: str, skip_rows: int, n_fields: int, first_sa
     sample_type = pa.string() if as_text else pa.float64()
     # the skipped lines and whole rows must fit in a block: make it 4x the head and first row
     head = sum(len(line.encode()) + 2 for line in _head_lines(path, skip_rows + 1))
-    read_options = pacsv.ReadOptions(skip_rows=skip_rows, column_names=names,
-                                     block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head))
+    read_options = pacsv.ReadOptions(
+        skip_rows=skip_rows, column_names=names, block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head)
+    )
     texts = ["0", *(names[i] for i in extra)]
-    convert_options = pacsv.ConvertOptions(column_types={**{t: pa.string() for t in texts},
-                                                         **{s: sample_type for s in samples}},
-                                           include_columns=[*texts, *samples], strings_can_be_null=False,
-                                           null_values=NULL_VALUES)
+    convert_options = pacsv.ConvertOptions(
+        column_types={**{t: pa.string() for t in texts}, **{s: sample_type for s in samples}},
+        include_columns=[*texts, *samples],
+        strings_can_be_null=False,
+        null_values=NULL_VALUES,
+    )
     yield from _arrow_batches(path, read_options, convert_options, delimiter, n_fields, skip_rows, as_text)
 
 
-def _fill(values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, _BadColumn],
-          n_extra: int = 0) -> tuple[np.ndarray, list[np.ndarray], int]:
+def _fill(
+    values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, _BadColumn], n_extra: int = 0
+) -> tuple[np.ndarray, list[np.ndarray], int]:
     """Write each batch's sample columns into ``values[:, rows]``; returns gene ids, the ``n_extra``
     text columns after the gene column, and the row count.
 
@@ -608,7 +687,7 @@ def _fill(values: np.ndarray, batches: Iterator[pa.RecordBatch], bad: dict[int, 
         genes.append(batch.column(0).to_numpy(zero_copy_only=False))
         for k in range(n_extra):
             extras[k].append(batch.column(1 + k).to_numpy(zero_copy_only=False))
-        columns = batch.columns[1 + n_extra:]
+        columns = batch.columns[1 + n_extra :]
         if columns and pa.types.is_string(columns[0].type):
             values[:, start:stop] = _text_to_float(columns, start, bad)
         else:
@@ -633,8 +712,9 @@ def _text_to_float(columns: list[pa.Array], first_row: int, bad: dict[int, _BadC
         return _text_cells_to_float(text, missing, shape, first_row, bad)
 
 
-def _text_cells_to_float(text: pa.Array, missing: pa.Array, shape: tuple[int, int], first_row: int,
-                         bad: dict[int, _BadColumn]) -> np.ndarray:
+def _text_cells_to_float(
+    text: pa.Array, missing: pa.Array, shape: tuple[int, int], first_row: int, bad: dict[int, _BadColumn]
+) -> np.ndarray:
     """The slow path of :func:`_text_to_float` for a batch with cells that are not numbers."""
     boolean = pc.is_in(text, value_set=pa.array(sorted(BOOLEAN_WORDS))).to_numpy(zero_copy_only=False)
     text = text.to_numpy(zero_copy_only=False).reshape(shape)
@@ -649,9 +729,15 @@ def _text_cells_to_float(text: pa.Array, missing: pa.Array, shape: tuple[int, in
     return numbers
 
 
-def _count_table(path: Path, genes: np.ndarray, samples: list[str], values: np.ndarray,
-                 bad: dict[int, _BadColumn], annotation: list[str] | None = None,
-                 alt: tuple[int | None, list[str], list[np.ndarray]] | None = None) -> CountTable:
+def _count_table(
+    path: Path,
+    genes: np.ndarray,
+    samples: list[str],
+    values: np.ndarray,
+    bad: dict[int, _BadColumn],
+    annotation: list[str] | None = None,
+    alt: tuple[int | None, list[str], list[np.ndarray]] | None = None,
+) -> CountTable:
     """The table without HTSeq counter rows; first raises the non-numeric cells found, if any."""
     if bad:
         raise InputError(_not_number_problems(path, genes, samples, bad))
@@ -665,21 +751,26 @@ def _count_table(path: Path, genes: np.ndarray, samples: list[str], values: np.n
     return table
 
 
-def _not_number_problems(path: Path, genes: np.ndarray, samples: list[str],
-                         bad: dict[int, _BadColumn]) -> list[str]:
+def _not_number_problems(path: Path, genes: np.ndarray, samples: list[str], bad: dict[int, _BadColumn]) -> list[str]:
     """One message per column with cells that are not numbers (the first 10 columns), each naming
     the first such cell by gene, line and value."""
-    problems = [f"{path}: column '{samples[i]}' holds true/false values, not counts."
-                for i, column in sorted(bad.items()) if column.only_booleans]
+    problems = [
+        f"{path}: column '{samples[i]}' holds true/false values, not counts."
+        for i, column in sorted(bad.items())
+        if column.only_booleans
+    ]
     cells = [(samples[i], column) for i, column in sorted(bad.items()) if not column.only_booleans]
     for sample, column in cells[:10]:
         value = column.value
-        hint = (" (thousands separators are not allowed: write plain numbers)"
-                if THOUSANDS.fullmatch(value.strip()) else "")
+        hint = (
+            " (thousands separators are not allowed: write plain numbers)" if THOUSANDS.fullmatch(value.strip()) else ""
+        )
         lines = row_lines(path, genes, column.row)
         where = f" on {line_hint(lines)}" if lines else ""
-        problems.append(f"{path}: column '{sample}', gene '{genes[column.row]}'{where}: '{value}' is not a "
-                        f"number{hint}; {column.count} such cell(s) in this column.")
+        problems.append(
+            f"{path}: column '{sample}', gene '{genes[column.row]}'{where}: '{value}' is not a "
+            f"number{hint}; {column.count} such cell(s) in this column."
+        )
     if len(cells) > 10:
         problems.append(f"{path}: ... and {len(cells) - 10} more columns with cells that are not numbers.")
     return problems
@@ -693,19 +784,26 @@ def _parse_problem(path: Path, err: Exception, delimiter: str, n_fields: int, sk
         if found is not None:
             number, fields, text = found
             gene = text.split(delimiter, 1)[0]
-            hint = (" A number seems to use thousands separators (e.g. '1,234'): write plain numbers."
-                    if delimiter == "," and fields > n_fields and re.search(r"\d,\d{3}\b", text)
-                    else " Is a value missing, or is there an extra delimiter?")
-            return InputError(f"{path}: line {number} (gene '{gene}') has {fields} fields but the header "
-                              f"implies {n_fields}.{hint}")
-    return InputError(f"{path}: cannot be parsed as a {DELIMITER_NAMES.get(delimiter, delimiter)}-separated "
-                      f"table: {_short_arrow_message(err)}")
+            hint = (
+                " A number seems to use thousands separators (e.g. '1,234'): write plain numbers."
+                if delimiter == "," and fields > n_fields and re.search(r"\d,\d{3}\b", text)
+                else " Is a value missing, or is there an extra delimiter?"
+            )
+            return InputError(
+                f"{path}: line {number} (gene '{gene}') has {fields} fields but the header implies {n_fields}.{hint}"
+            )
+    return InputError(
+        f"{path}: cannot be parsed as a {DELIMITER_NAMES.get(delimiter, delimiter)}-separated "
+        f"table: {_short_arrow_message(err)}"
+    )
 
 
 def _read_problem(path: Path, err: Exception) -> InputError:
     if _is_gz(path):
-        return InputError(f"{path}: the gzip stream is truncated or corrupt ({_short_arrow_message(err)}); "
-                          "copy or download the file again.")
+        return InputError(
+            f"{path}: the gzip stream is truncated or corrupt ({_short_arrow_message(err)}); "
+            "copy or download the file again."
+        )
     return InputError(f"{path}: cannot be read: {_short_arrow_message(err)}.")
 
 
@@ -717,8 +815,10 @@ def _short_arrow_message(err: Exception) -> str:
 # Sample sheets
 # ----------------------------------------------------------------------------------------------
 
-def read_sample_sheet(path: str | Path, sheet: str | int | None = None,
-                      columns: set[str] | None = None) -> pd.DataFrame:
+
+def read_sample_sheet(
+    path: str | Path, sheet: str | int | None = None, columns: set[str] | None = None
+) -> pd.DataFrame:
     """Read a sample sheet as text (every cell a str, empty cells '').
 
     TSV/CSV, or an Excel workbook (``.xlsx``: its first worksheet, or ``sheet``, a name or a
@@ -753,20 +853,25 @@ def read_sample_sheet(path: str | Path, sheet: str | int | None = None,
                 rows.append((start, record))
                 start = reader.line_num + 1
     except csv.Error as err:
-        raise InputError(f"{path}: cannot be parsed as a {name}-separated sample sheet near line {start}: "
-                         f"{err}.") from None
+        raise InputError(
+            f"{path}: cannot be parsed as a {name}-separated sample sheet near line {start}: {err}."
+        ) from None
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, OSError) as err:
         raise _decode_problem(path, err, None) from None
     return _sheet_frame(path, rows, name, columns)
 
 
-def _sheet_frame(path: Path, rows: list[tuple[int, list[str]]], name: str,
-                 columns: set[str] | None = None) -> pd.DataFrame:
+def _sheet_frame(
+    path: Path, rows: list[tuple[int, list[str]]], name: str, columns: set[str] | None = None
+) -> pd.DataFrame:
     """The sample sheet frame from (line, cells) rows, the first being the header; see read_sample_sheet."""
     (_, header), body = rows[0], [(n, r) for n, r in rows[1:] if any(cell.strip() for cell in r)]
     # Excel pads exported sheets with empty trailing columns: drop those that are empty everywhere
-    while header and not header[-1].strip() and all(len(r) < len(header) or not r[len(header) - 1].strip()
-                                                   for _, r in body):
+    while (
+        header
+        and not header[-1].strip()
+        and all(len(r) < len(header) or not r[len(header) - 1].strip() for _, r in body)
+    ):
         header = header[:-1]
         body = [(n, r[: len(header)] if len(r) > len(header) else r) for n, r in body]
     problems = []
@@ -782,19 +887,25 @@ def _sheet_frame(path: Path, rows: list[tuple[int, list[str]]], name: str,
         elif column in seen:
             first = seen[column]
             if written[first - 1] != written[position - 1]:
-                problems.append(f"{path}: column names '{written[first - 1]}' (column {first}) and "
-                                f"'{written[position - 1]}' (column {position}) are the same once surrounding "
-                                "whitespace is stripped; rename one of them.")
+                problems.append(
+                    f"{path}: column names '{written[first - 1]}' (column {first}) and "
+                    f"'{written[position - 1]}' (column {position}) are the same once surrounding "
+                    "whitespace is stripped; rename one of them."
+                )
             else:
-                problems.append(f"{path}: column name '{column}' appears twice (columns {first} and "
-                                f"{position}); column names must be unique.")
+                problems.append(
+                    f"{path}: column name '{column}' appears twice (columns {first} and "
+                    f"{position}); column names must be unique."
+                )
         seen.setdefault(column, position)
     ragged = [(n, len(r)) for n, r in body if len(r) != len(header)]
     if ragged:
         shown = "; ".join(f"line {n} has {k}" for n, k in ragged[:5])
         more = f" (and {len(ragged) - 5} more lines)" if len(ragged) > 5 else ""
-        problems.append(f"{path}: the header has {len(header)} {name}-separated fields but {shown}{more}; "
-                        "every row needs one value per column (leave a cell empty, but keep its delimiter).")
+        problems.append(
+            f"{path}: the header has {len(header)} {name}-separated fields but {shown}{more}; "
+            "every row needs one value per column (leave a cell empty, but keep its delimiter)."
+        )
     if not body and not problems:
         problems.append(f"{path}: sample sheet has a header but no rows.")
     if problems:
@@ -874,25 +985,30 @@ def _excel_rows(path: Path, sheet: str | int | None) -> Iterator[tuple[int, list
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot be read as an Excel workbook (.xlsx): {type(err).__name__}: "
-                         f"{str(err)[:200]}; open it in Excel and save it again as .xlsx, or export the sheet "
-                         "as TSV.") from None
+        raise InputError(
+            f"{path}: cannot be read as an Excel workbook (.xlsx): {type(err).__name__}: "
+            f"{str(err)[:200]}; open it in Excel and save it again as .xlsx, or export the sheet "
+            "as TSV."
+        ) from None
     try:
         names = workbook.sheetnames
         if sheet is None:
             worksheet = workbook.worksheets[0]
         elif isinstance(sheet, int) and not isinstance(sheet, bool):
             if not 1 <= sheet <= len(names):
-                raise InputError(f"{path}: has {len(names)} worksheet(s) ({', '.join(repr(n) for n in names)}); "
-                                 f"`sheet: {sheet}` (counted from 1) is not one of them.")
+                raise InputError(
+                    f"{path}: has {len(names)} worksheet(s) ({', '.join(repr(n) for n in names)}); "
+                    f"`sheet: {sheet}` (counted from 1) is not one of them."
+                )
             worksheet = workbook.worksheets[sheet - 1]
         elif sheet in names:
             worksheet = workbook[sheet]
         else:
             near = [n for n in names if n.strip().casefold() == str(sheet).strip().casefold()]
             hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise InputError(f"{path}: has no worksheet {sheet!r}{hint}; its worksheets are "
-                             f"{', '.join(repr(n) for n in names)}.")
+            raise InputError(
+                f"{path}: has no worksheet {sheet!r}{hint}; its worksheets are {', '.join(repr(n) for n in names)}."
+            )
         for number, row in enumerate(worksheet.iter_rows(), start=1):
             cells = [_excel_text(cell.value, getattr(cell, "number_format", None)) for cell in row]
             while cells and cells[-1] == "":
@@ -993,14 +1109,21 @@ def detect_layout(path: str | Path, sheet: str | int | None, sample_ids: set[str
     in_header = sum(name.strip() in sample_ids for name in header)
     in_rows = sum(first.strip() in sample_ids for first in rows)
     if in_rows > in_header:
-        return "samples_by_genes", (f"detected: {in_rows} of its first {len(rows)} rows start with a sample id of "
-                                    f"the sheet, {in_header} of its column names are one")
-    return "genes_by_samples", (f"detected: {in_header} of its column names are sample ids of the sheet"
-                                if in_header else "the default")
+        return "samples_by_genes", (
+            f"detected: {in_rows} of its first {len(rows)} rows start with a sample id of "
+            f"the sheet, {in_header} of its column names are one"
+        )
+    return "genes_by_samples", (
+        f"detected: {in_header} of its column names are sample ids of the sheet" if in_header else "the default"
+    )
 
 
-def read_wide_table(path: str | Path, sheet: str | int | None = None, id_column: str | None = None,
-                    not_genes: set[str] | frozenset = frozenset()) -> CountTable:
+def read_wide_table(
+    path: str | Path,
+    sheet: str | int | None = None,
+    id_column: str | None = None,
+    not_genes: set[str] | frozenset = frozenset(),
+) -> CountTable:
     """A samples x genes table (one row per sample): the sample id in ``id_column`` (default the first
     column), genes in every other column except those named in ``not_genes`` (the sample sheet's
     columns when the sheet is this same file) and columns of text (covariates such as sex or arm);
@@ -1009,8 +1132,10 @@ def read_wide_table(path: str | Path, sheet: str | int | None = None, id_column:
     """
     path = Path(path)
     if path.suffix == ".h5ad":
-        raise InputError(f"{path}: an AnnData file has its own orientation (obs = samples); `layout: "
-                         "samples_by_genes` applies to text and Excel tables: remove it.")
+        raise InputError(
+            f"{path}: an AnnData file has its own orientation (obs = samples); `layout: "
+            "samples_by_genes` applies to text and Excel tables: remove it."
+        )
     delimiter, header, head = _table_head(path, sheet, WIDE_SCAN_ROWS)
     names = [name.strip() for name in header]
     if id_column is not None and id_column in names:
@@ -1024,8 +1149,10 @@ def read_wide_table(path: str | Path, sheet: str | int | None = None, id_column:
         values = [row[j] for row in head if len(row) > j]
         (aside if name in not_genes or _looks_like_text(values) else genes).append(j)
     if not genes:
-        raise InputError(f"{path}: read with one row per sample (`layout: samples_by_genes`), but no column holds "
-                         f"numbers (columns: {', '.join(repr(n) for n in names[:12])}); is the layout right?")
+        raise InputError(
+            f"{path}: read with one row per sample (`layout: samples_by_genes`), but no column holds "
+            f"numbers (columns: {', '.join(repr(n) for n in names[:12])}); is the layout right?"
+        )
     empty = [str(j + 1) for j in genes if not names[j]]
     if empty:
         raise InputError(f"{path}: gene column(s) {', '.join(empty[:10])} have an empty header.")
@@ -1041,8 +1168,13 @@ def read_wide_table(path: str | Path, sheet: str | int | None = None, id_column:
     samples = [str(i).strip() for i in ids]
     if any(not sample for sample in samples) or len(set(samples)) < len(samples):
         _wide_id_problems(path, samples, lines())
-    table = CountTable(genes=np.array(gene_names, dtype=object), samples=samples, values=values,
-                       annotation=[names[j] for j in aside], layout="samples_by_genes")
+    table = CountTable(
+        genes=np.array(gene_names, dtype=object),
+        samples=samples,
+        values=values,
+        annotation=[names[j] for j in aside],
+        layout="samples_by_genes",
+    )
     table.stripped_names = sum(str(a) != b for a, b in zip(ids, samples))
     table.keep_genes(~pd.Series(gene_names, dtype=object).str.startswith(HTSEQ_SPECIAL_PREFIX).to_numpy(dtype=bool))
     return table
@@ -1051,8 +1183,10 @@ def read_wide_table(path: str | Path, sheet: str | int | None = None, id_column:
 def _wide_id_problems(path: Path, samples: list[str], lines: list[int]) -> None:
     blank = [str(line) for line, sample in zip(lines, samples) if not sample]
     if blank:
-        raise InputError(f"{path}: {len(blank)} row(s) have an empty sample id (line(s) {', '.join(blank[:5])}); "
-                         "every row needs the sample id in its first column.")
+        raise InputError(
+            f"{path}: {len(blank)} row(s) have an empty sample id (line(s) {', '.join(blank[:5])}); "
+            "every row needs the sample id in its first column."
+        )
     seen: dict[str, int] = {}
     repeated = []
     for line, sample in zip(lines, samples):
@@ -1060,12 +1194,15 @@ def _wide_id_problems(path: Path, samples: list[str], lines: list[int]) -> None:
             repeated.append(f"'{sample}' (lines {seen[sample]} and {line})")
         seen.setdefault(sample, line)
     if repeated:
-        raise InputError(f"{path}: sample id(s) {', '.join(repeated[:10])} appear on more than one row; each sample "
-                         "(blood draw) needs one row.")
+        raise InputError(
+            f"{path}: sample id(s) {', '.join(repeated[:10])} appear on more than one row; each sample "
+            "(blood draw) needs one row."
+        )
 
 
-def _stream_wide(path: Path, delimiter: str, n_fields: int, id_field: int,
-                 genes: list[int]) -> tuple[np.ndarray, np.ndarray, dict[int, _BadColumn]]:
+def _stream_wide(
+    path: Path, delimiter: str, n_fields: int, id_field: int, genes: list[int]
+) -> tuple[np.ndarray, np.ndarray, dict[int, _BadColumn]]:
     """Rows of a wide text table straight into a samples x genes array (rows as they come)."""
     capacity = max(_count_lines(path) - 1, 0)
     values = np.empty((capacity, len(genes)), dtype=np.float64)
@@ -1098,21 +1235,27 @@ def _data_lines(path: Path, n_rows: int) -> list[int]:
     return lines[:n_rows] if len(lines) >= n_rows else list(range(2, n_rows + 2))
 
 
-def _wide_batches(path: Path, delimiter: str, n_fields: int, id_field: int, genes: list[int],
-                  as_text: bool) -> Iterator[pa.RecordBatch]:
+def _wide_batches(
+    path: Path, delimiter: str, n_fields: int, id_field: int, genes: list[int], as_text: bool
+) -> Iterator[pa.RecordBatch]:
     names = [str(i) for i in range(n_fields)]
     kept = [names[j] for j in genes]
     head = sum(len(line.encode()) + 2 for line in _head_lines(path, 2))
-    read_options = pacsv.ReadOptions(skip_rows=1, column_names=names,
-                                     block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head))
+    read_options = pacsv.ReadOptions(
+        skip_rows=1, column_names=names, block_size=max(TEXT_BLOCK_BYTES if as_text else BLOCK_BYTES, 4 * head)
+    )
     convert_options = pacsv.ConvertOptions(
         column_types={names[id_field]: pa.string(), **{k: pa.string() if as_text else pa.float64() for k in kept}},
-        include_columns=[names[id_field], *kept], strings_can_be_null=False, null_values=NULL_VALUES)
+        include_columns=[names[id_field], *kept],
+        strings_can_be_null=False,
+        null_values=NULL_VALUES,
+    )
     yield from _arrow_batches(path, read_options, convert_options, delimiter, n_fields, 1, as_text)
 
 
-def _wide_from_workbook(path: Path, sheet: str | int | None, id_field: int,
-                        genes: list[int]) -> tuple[np.ndarray, list[int], np.ndarray, dict[int, _BadColumn]]:
+def _wide_from_workbook(
+    path: Path, sheet: str | int | None, id_field: int, genes: list[int]
+) -> tuple[np.ndarray, list[int], np.ndarray, dict[int, _BadColumn]]:
     rows = [(n, r) for n, r in _excel_rows(path, sheet) if any(c.strip() for c in r)][1:]
     width = max([id_field + 1, *(j + 1 for j in genes)])
     cells = [r + [""] * (width - len(r)) for _, r in rows]
@@ -1123,27 +1266,38 @@ def _wide_from_workbook(path: Path, sheet: str | int | None, id_field: int,
     return ids, [n for n, _ in rows], values, bad
 
 
-def _wide_not_number_problems(path: Path, ids: np.ndarray, lines: list[int], genes: list[str],
-                              bad: dict[int, _BadColumn]) -> list[str]:
-    problems = [f"{path}: column '{genes[j]}' holds true/false values, not numbers."
-                for j, column in sorted(bad.items()) if column.only_booleans]
+def _wide_not_number_problems(
+    path: Path, ids: np.ndarray, lines: list[int], genes: list[str], bad: dict[int, _BadColumn]
+) -> list[str]:
+    problems = [
+        f"{path}: column '{genes[j]}' holds true/false values, not numbers."
+        for j, column in sorted(bad.items())
+        if column.only_booleans
+    ]
     cells = [(j, column) for j, column in sorted(bad.items()) if not column.only_booleans]
     for j, column in cells[:10]:
-        problems.append(f"{path}: column '{genes[j]}', sample '{str(ids[column.row]).strip()}' on line "
-                        f"{lines[column.row]}: '{column.value}' is not a number; {column.count} such cell(s) in "
-                        "this column (columns of text are read as covariates only when most of their cells are text).")
+        problems.append(
+            f"{path}: column '{genes[j]}', sample '{str(ids[column.row]).strip()}' on line "
+            f"{lines[column.row]}: '{column.value}' is not a number; {column.count} such cell(s) in "
+            "this column (columns of text are read as covariates only when most of their cells are text)."
+        )
     if len(cells) > 10:
         problems.append(f"{path}: ... and {len(cells) - 10} more columns with cells that are not numbers.")
     return problems
 
 
-def _arrow_batches(path, read_options, convert_options, delimiter: str, n_fields: int, skip_rows: int,
-                   as_text: bool) -> Iterator[pa.RecordBatch]:
+def _arrow_batches(
+    path, read_options, convert_options, delimiter: str, n_fields: int, skip_rows: int, as_text: bool
+) -> Iterator[pa.RecordBatch]:
     """pyarrow's streaming CSV reader over ``path``, its errors turned into ctra's messages (a
     conversion error in a numeric read becomes ``_NotNumeric``, so the caller can re-read as text)."""
     try:
-        with pacsv.open_csv(path, read_options=read_options, parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                            convert_options=convert_options) as reader:
+        with pacsv.open_csv(
+            path,
+            read_options=read_options,
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=convert_options,
+        ) as reader:
             yield from reader
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         if "conversion error" in str(err) and not as_text:

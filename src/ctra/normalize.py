@@ -62,6 +62,7 @@ START_GTOL = 1e-5  # scipy L-BFGS-B's default gtol, as PyDESeq2's fit_alpha_mle 
 # Size factors
 # ----------------------------------------------------------------------------------------------
 
+
 def _row_blocks(n_rows: int, n_cols: int) -> list[slice]:
     step = max(1, ROW_BLOCK_BYTES // (8 * max(n_cols, 1)))
     return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
@@ -91,12 +92,15 @@ def size_factors(counts: np.ndarray, n_cpus: int = 1) -> np.ndarray:
     blocks = _row_blocks(n_samples, n_genes)
     usable = np.logical_and.reduce(_map_blocks(lambda rows: (counts[rows] > 0).all(axis=0), blocks, n_cpus))
     if not usable.any():
-        raise InputError("every gene has a zero count in at least one sample, so median-of-ratios size "
-                         "factors are undefined; check for an empty or failed library.")
+        raise InputError(
+            "every gene has a zero count in at least one sample, so median-of-ratios size "
+            "factors are undefined; check for an empty or failed library."
+        )
     n_usable = int(usable.sum())
     blocks = _row_blocks(n_samples, n_usable)
-    kept = _map_blocks(lambda rows: np.compress(usable, counts[rows], axis=1).astype(np.float64, copy=False),
-                       blocks, n_cpus)
+    kept = _map_blocks(
+        lambda rows: np.compress(usable, counts[rows], axis=1).astype(np.float64, copy=False), blocks, n_cpus
+    )
     logmeans = np.sum(_map_blocks(lambda block: np.log(block).sum(axis=0), kept, n_cpus), axis=0) / n_samples
     inverse_geomeans = np.exp(-logmeans)
     middle = [(n_usable - 1) // 2, n_usable // 2]
@@ -132,6 +136,7 @@ def trend_subset(base_mean: np.ndarray, nsub: int = NSUB) -> np.ndarray:
 # Genewise dispersions, vectorized over genes
 # ----------------------------------------------------------------------------------------------
 
+
 def _trigamma(x: np.ndarray) -> np.ndarray:
     """Trigamma for x > 0, to ~1e-4 relative: 1/x^2 + 1/(x+1)^2 + the asymptotic series at x + 2.
 
@@ -149,8 +154,9 @@ def _trigamma(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _dispersion_derivatives(theta: np.ndarray, y: np.ndarray, mu: np.ndarray,
-                            curvature: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def _dispersion_derivatives(
+    theta: np.ndarray, y: np.ndarray, mu: np.ndarray, curvature: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Gradient (and curvature) in log(alpha) of PyDESeq2's genewise loss, per gene (column).
 
     Loss = NB negative log-likelihood (``pydeseq2.utils.nb_nll``) + 0.5 log det(X' W X) with
@@ -178,15 +184,19 @@ def _dispersion_derivatives(theta: np.ndarray, y: np.ndarray, mu: np.ndarray,
     if not curvature:
         return grad, None
     # dE/dalpha = sum_j [-r^2 (psi1(y + r) - psi1(r)) - mu / A + (mu - y) / A^2]
-    de = (-(r * r) * (_trigamma(y_r).sum(axis=0) - y.shape[0] * _trigamma(r))
-          - (w.sum(axis=0)) + (diff / (big_a * big_a)).sum(axis=0))
+    de = (
+        -(r * r) * (_trigamma(y_r).sum(axis=0) - y.shape[0] * _trigamma(r))
+        - (w.sum(axis=0))
+        + (diff / (big_a * big_a)).sum(axis=0)
+    )
     cr2 = (s * (w * w * w).sum(axis=0) - 0.5 * q * q) / (s * s)  # d2CR/dalpha2
     hess = -r * e + de + alpha * cr1 + alpha * alpha * cr2
     return grad, hess
 
 
-def _solve_chunk(y: np.ndarray, mu: np.ndarray, theta0: np.ndarray, lo_bound: float,
-                 hi_bound: float, floor_start_stays: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _solve_chunk(
+    y: np.ndarray, mu: np.ndarray, theta0: np.ndarray, lo_bound: float, hi_bound: float, floor_start_stays: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Root of the log-alpha gradient in [lo_bound, hi_bound] for each column; bracketed Newton."""
     n_genes = y.shape[1]
     # the gradient loses precision as alpha -> 0 (differences of digammas times 1/alpha), so the
@@ -239,15 +249,21 @@ def moments_dispersions(normed: np.ndarray, factors: np.ndarray) -> np.ndarray:
     n = normed.shape[0]
     mean = normed.mean(axis=0)
     y_hat = np.maximum(mean, 1.0)
-    rough = np.maximum((((normed - y_hat) ** 2 - y_hat) / ((n - 1) * y_hat ** 2)).sum(axis=0), 0)
+    rough = np.maximum((((normed - y_hat) ** 2 - y_hat) / ((n - 1) * y_hat**2)).sum(axis=0), 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        moments = np.nan_to_num((normed.var(axis=0, ddof=1) - (1 / factors).mean() * mean) / mean ** 2)
+        moments = np.nan_to_num((normed.var(axis=0, ddof=1) - (1 / factors).mean() * mean) / mean**2)
     return np.minimum(rough, moments)
 
 
-def genewise_dispersions(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 1,
-                         min_disp: float = MIN_DISP, max_disp: float | None = None,
-                         min_mu: float = MIN_MU, floor_start_stays: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def genewise_dispersions(
+    counts: np.ndarray,
+    factors: np.ndarray,
+    n_cpus: int = 1,
+    min_disp: float = MIN_DISP,
+    max_disp: float | None = None,
+    min_mu: float = MIN_MU,
+    floor_start_stays: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Blind (intercept-only) genewise dispersion MLEs of every column of ``counts``, vectorized.
 
     Equal to what PyDESeq2's ``DeseqDataSet.fit_genewise_dispersions(vst=True)`` computes with an
@@ -267,7 +283,7 @@ def genewise_dispersions(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 
     if n_samples < 2 or not nonzero.size:
         return dispersions, converged
     step = max(1, GENE_CHUNK_ELEMENTS // n_samples)
-    chunks = [nonzero[i:i + step] for i in range(0, nonzero.size, step)]
+    chunks = [nonzero[i : i + step] for i in range(0, nonzero.size, step)]
 
     def solve(genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = np.ascontiguousarray(counts[:, genes], dtype=np.float64)
@@ -288,6 +304,7 @@ def genewise_dispersions(counts: np.ndarray, factors: np.ndarray, n_cpus: int = 
 # Trend and transform
 # ----------------------------------------------------------------------------------------------
 
+
 def _quiet_dds(counts: np.ndarray, n_cpus: int):
     # imported here: PyDESeq2 pulls in matplotlib and scikit-learn (~2.5 s at start-up), and only the
     # ``pydeseq2`` method needs it
@@ -299,8 +316,9 @@ def _quiet_dds(counts: np.ndarray, n_cpus: int):
     return DeseqDataSet(counts=frame, metadata=metadata, design="~1", n_cpus=n_cpus, quiet=True)
 
 
-def gamma_identity_glm(x: np.ndarray, y: np.ndarray, tol: float = 1e-10,
-                       max_iter: int = TREND_GLM_MAXITER) -> tuple[np.ndarray, bool]:
+def gamma_identity_glm(
+    x: np.ndarray, y: np.ndarray, tol: float = 1e-10, max_iter: int = TREND_GLM_MAXITER
+) -> tuple[np.ndarray, bool]:
     """Maximum-likelihood ``(a0, a1)`` of ``y ~ Gamma(mean = a0 + a1 x)`` (identity link).
 
     The loss is PyDESeq2's ``dispersion_trend_gamma_glm`` one, mean(y / mu + log mu); minimised by
@@ -340,8 +358,9 @@ def fit_trend_from_dispersions(dispersions: np.ndarray, base_mean: np.ndarray) -
     genewise dispersion sits at the lower bound (< 100 x minDisp) are left out. Importing PyDESeq2
     for this small fit would cost more than the whole fast normalization; tests check the two agree.
     """
-    keep = (np.isfinite(dispersions) & np.isfinite(base_mean) & (base_mean > 0)
-            & (dispersions >= 100 * PYDESEQ2_MIN_DISP))
+    keep = (
+        np.isfinite(dispersions) & np.isfinite(base_mean) & (base_mean > 0) & (dispersions >= 100 * PYDESEQ2_MIN_DISP)
+    )
     y, x = dispersions[keep], 1.0 / base_mean[keep]
     coeffs, previous = np.array([1.0, 1.0]), np.array([0.1, 0.1])
     while (coeffs > 1e-10).all() and (np.log(np.abs(coeffs / previous)) ** 2).sum() >= 1e-6:
@@ -367,8 +386,10 @@ def mean_dispersion(dispersions: np.ndarray) -> float:
 
     usable = dispersions[np.isfinite(dispersions) & (dispersions > 10 * PYDESEQ2_MIN_DISP)]
     if not usable.size:
-        raise InputError("no gene has a dispersion above the lower bound (every gene looks Poisson), so no "
-                         "dispersion trend can be fitted; check the counts.")
+        raise InputError(
+            "no gene has a dispersion above the lower bound (every gene looks Poisson), so no "
+            "dispersion trend can be fitted; check the counts."
+        )
     return float(trim_mean(usable, proportiontocut=0.001))
 
 
@@ -381,9 +402,11 @@ def dispersion_trend(dispersions: np.ndarray, base_mean: np.ndarray) -> tuple[fl
         return a0, a1, {"trend": "parametric"}
     except TrendNotConverged:
         a0 = mean_dispersion(dispersions)
-    message = ("the parametric dispersion trend (a0 + a1 / mean) did not converge on this data (dispersions "
-               f"that do not fall with the mean); switched to a mean-based trend, a constant dispersion {a0:.4g}, "
-               "as PyDESeq2 does")
+    message = (
+        "the parametric dispersion trend (a0 + a1 / mean) did not converge on this data (dispersions "
+        f"that do not fall with the mean); switched to a mean-based trend, a constant dispersion {a0:.4g}, "
+        "as PyDESeq2 does"
+    )
     log.warning("%s", message)
     return a0, 0.0, {"trend": "mean", "trend_fallback": message}
 
@@ -414,8 +437,9 @@ def vst_counts(counts: np.ndarray, factors: np.ndarray, a0: float, a1: float, n_
     return out
 
 
-def vst_fast(counts: np.ndarray, factors: np.ndarray, nsub: int | None = None,
-             n_cpus: int = 1) -> tuple[np.ndarray, dict]:
+def vst_fast(
+    counts: np.ndarray, factors: np.ndarray, nsub: int | None = None, n_cpus: int = 1
+) -> tuple[np.ndarray, dict]:
     """Blind VST of every gene, the trend fitted on every non-zero gene (``nsub=None``: the full VST)
     or on DESeq2 ``vst()``'s subset of ``nsub`` genes."""
     base_mean = normalized_means(counts, factors)
@@ -425,15 +449,22 @@ def vst_fast(counts: np.ndarray, factors: np.ndarray, nsub: int | None = None,
     else:
         subset = trend_subset(base_mean, nsub)
         if len(subset) < 10:
-            raise InputError(f"only {len(subset)} genes have a mean normalized count above "
-                             f"{MIN_BASEMEAN_FOR_TREND:g}; too few to fit a dispersion trend (use the default "
-                             "`normalization: fast`).")
+            raise InputError(
+                f"only {len(subset)} genes have a mean normalized count above "
+                f"{MIN_BASEMEAN_FOR_TREND:g}; too few to fit a dispersion trend (use the default "
+                "`normalization: fast`)."
+            )
         # R's vst() is the reference here, and on these genes (mean > 5) the exact maxima reproduce it
         dispersions, _ = genewise_dispersions(counts[:, subset], factors, n_cpus=n_cpus, floor_start_stays=False)
         trend_means = base_mean[subset]
     a0, a1, trend = dispersion_trend(dispersions, trend_means)
-    info = {"method": "fast" if nsub is None else "vst_subset", "trend_genes": _trend_gene_count(dispersions),
-            "a0_asymptotic_dispersion": a0, "a1_extra_poisson": a1, **trend}
+    info = {
+        "method": "fast" if nsub is None else "vst_subset",
+        "trend_genes": _trend_gene_count(dispersions),
+        "a0_asymptotic_dispersion": a0,
+        "a1_extra_poisson": a1,
+        **trend,
+    }
     return vst_counts(counts, factors, a0, a1, n_cpus), info
 
 
@@ -451,8 +482,13 @@ def vst_pydeseq2(counts: np.ndarray, n_cpus: int = 1) -> tuple[np.ndarray, np.nd
         dds.vst_fit(use_design=False)
     dispersions = dds.var["vst_genewise_dispersions"].to_numpy()
     a0, a1, trend = dispersion_trend(dispersions, dds.var["_normed_means"].to_numpy())
-    info = {"method": "pydeseq2", "trend_genes": _trend_gene_count(dispersions),
-            "a0_asymptotic_dispersion": a0, "a1_extra_poisson": a1, **trend}
+    info = {
+        "method": "pydeseq2",
+        "trend_genes": _trend_gene_count(dispersions),
+        "a0_asymptotic_dispersion": a0,
+        "a1_extra_poisson": a1,
+        **trend,
+    }
     return vst_transform(np.asarray(dds.layers["normed_counts"]), a0, a1), dds.obs["size_factors"].to_numpy(), info
 
 
@@ -497,11 +533,15 @@ def methods_notes(info: dict) -> str:
     counts rounded, a mean-based dispersion trend instead of the parametric one (empty otherwise)."""
     notes = []
     if info.get("non_integer_counts_rounded"):
-        notes.append(f"{int(info['non_integer_counts_rounded']):,} non-integer values (estimated counts) were rounded "
-                     "to the nearest integer before normalization (`non_integer_counts: round`), as DESeq2 users do "
-                     "for estimated counts (DESeqDataSetFromTximport, round()).")
+        notes.append(
+            f"{int(info['non_integer_counts_rounded']):,} non-integer values (estimated counts) were rounded "
+            "to the nearest integer before normalization (`non_integer_counts: round`), as DESeq2 users do "
+            "for estimated counts (DESeqDataSetFromTximport, round())."
+        )
     if info.get("trend") == "mean":
-        notes.append("The parametric dispersion trend did not converge on this data (dispersions that do not fall "
-                     "with the mean), so, as PyDESeq2 does, a mean-based trend was used: one dispersion for every "
-                     f"gene, the 0.1 %-trimmed mean of the genewise dispersions ({info['a0_asymptotic_dispersion']:.4g}).")
+        notes.append(
+            "The parametric dispersion trend did not converge on this data (dispersions that do not fall "
+            "with the mean), so, as PyDESeq2 does, a mean-based trend was used: one dispersion for every "
+            f"gene, the 0.1 %-trimmed mean of the genewise dispersions ({info['a0_asymptotic_dispersion']:.4g})."
+        )
     return "".join(" " + n for n in notes)

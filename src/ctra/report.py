@@ -42,13 +42,26 @@ if TYPE_CHECKING:
     from .config import ReportSettings
 
 SCORES = SCORE_NAMES
-SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral",
-                "antibody": "Antibody"}
+SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral", "antibody": "Antibody"}
 CONTRASTS = ("arm_x_time", "change")
 GENE_GROUPS = (*SCORE_GROUPS, MARKER_GROUP)
 MAIN_MODEL = "lmm"
-STANDARD_COLUMNS = ("score", "model", "role", "contrast", "arm", "time", "estimate", "se", "ci_low", "ci_high",
-                    "df", "p_value", "n_participants", "n_samples")
+STANDARD_COLUMNS = (
+    "score",
+    "model",
+    "role",
+    "contrast",
+    "arm",
+    "time",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "df",
+    "p_value",
+    "n_participants",
+    "n_samples",
+)
 P_COLUMNS = ("p_value", "p_holm", "fdr")
 KEY_COLUMNS = ("participant", "arm", "time", "period")
 PCA_GENES = 500
@@ -59,13 +72,25 @@ CONTRAST_COLOURS = {"arm_x_time": "#1f6fb4", "change": "#e08a1e"}
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-AXIS_STYLE = {"gridcolor": "#e6e6e6", "zerolinecolor": "#bdbdbd", "linecolor": "#555", "ticks": "outside",
-              "automargin": True}
-PLOT_TEMPLATE = go.layout.Template(layout={
-    "font": {"family": FONT, "size": 13, "color": "#222"}, "paper_bgcolor": "white",
-    "plot_bgcolor": "white", "xaxis": AXIS_STYLE, "yaxis": AXIS_STYLE,
-    "margin": {"l": 60, "r": 20, "t": 30, "b": 50}, "hoverlabel": {"font": {"family": FONT}},
-    "legend": {"bgcolor": "rgba(255,255,255,0.8)"}})
+AXIS_STYLE = {
+    "gridcolor": "#e6e6e6",
+    "zerolinecolor": "#bdbdbd",
+    "linecolor": "#555",
+    "ticks": "outside",
+    "automargin": True,
+}
+PLOT_TEMPLATE = go.layout.Template(
+    layout={
+        "font": {"family": FONT, "size": 13, "color": "#222"},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "xaxis": AXIS_STYLE,
+        "yaxis": AXIS_STYLE,
+        "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
+        "hoverlabel": {"font": {"family": FONT}},
+        "legend": {"bgcolor": "rgba(255,255,255,0.8)"},
+    }
+)
 # plain-JSON forms of the shared look, made once by plotly.py (it expands named colour scales the way the
 # figures have always shown them; plotly.js's own "RdBu" is a different scale)
 TEMPLATE_JSON = json.loads(json.dumps(PLOT_TEMPLATE.to_plotly_json()))
@@ -107,17 +132,33 @@ class Table:
     numeric: list[bool]
 
 
-def render_report(study: str, adata: anndata.AnnData, scores: pd.DataFrame, contrasts: pd.DataFrame,
-                  genes: pd.DataFrame, genes_used: pd.DataFrame, methods: dict,
-                  show_participant_ids: bool = False) -> str:
+def render_report(
+    study: str,
+    adata: anndata.AnnData,
+    scores: pd.DataFrame,
+    contrasts: pd.DataFrame,
+    genes: pd.DataFrame,
+    genes_used: pd.DataFrame,
+    methods: dict,
+    show_participant_ids: bool = False,
+) -> str:
     """Return the report as one HTML string (see the module docstring for what it guarantees)."""
     scores, contrasts, genes = (_as_text(frame, KEY_COLUMNS) for frame in (scores, contrasts, genes))
     levels = _levels(adata, scores)
     participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
     samples = _sample_labels(adata.obs, participants, show_participant_ids)
     contrasts = _sort_contrasts(contrasts, levels)
-    inputs = ReportInputs(adata=adata, scores=scores, contrasts=contrasts, genes=genes, genes_used=genes_used,
-                          methods=methods, levels=levels, participants=participants, samples=samples)
+    inputs = ReportInputs(
+        adata=adata,
+        scores=scores,
+        contrasts=contrasts,
+        genes=genes,
+        genes_used=genes_used,
+        methods=methods,
+        levels=levels,
+        participants=participants,
+        samples=samples,
+    )
     context = {
         "study": study,
         "summary": _summary_sentences(contrasts, levels),
@@ -159,22 +200,36 @@ class Section:
 def _trajectories(inputs: ReportInputs) -> dict:
     trajectory_scores = [score for score in SCORES if score in inputs.scores.columns]
     units = _participant_means(inputs.scores, trajectory_scores, inputs.levels) if trajectory_scores else None
-    return {"trajectories": [_trajectory_figure(score, units, inputs.levels, inputs.participants)
-                             for score in trajectory_scores]}
+    return {
+        "trajectories": [
+            _trajectory_figure(score, units, inputs.levels, inputs.participants) for score in trajectory_scores
+        ]
+    }
 
 
 SECTIONS = (
     Section("design", "Study summary", lambda d: {"design": _design_table(d.adata.obs, d.levels)}),
-    Section("qc", "Quality control", lambda d: {"qc": _qc_figures(d.adata, d.levels, d.samples),
-                                                 "genes_used_summary": _genes_used_summary(d.genes_used),
-                                                 "genes_used": _genes_used_table(d.genes_used)}),
+    Section(
+        "qc",
+        "Quality control",
+        lambda d: {
+            "qc": _qc_figures(d.adata, d.levels, d.samples),
+            "genes_used_summary": _genes_used_summary(d.genes_used),
+            "genes_used": _genes_used_table(d.genes_used),
+        },
+    ),
     Section("trajectories", "Score trajectories", _trajectories),
     Section("forest", "Contrasts (forest plot)", lambda d: {"forest": _forest_figure(d.contrasts, d.levels)}),
     Section("genes", "Per-gene effects", lambda d: {"heatmap": _heatmap_figure(d.genes, d.levels)}),
-    Section("robustness", "Robustness", lambda d: {
-        "robustness": _robustness_tables(d.contrasts, d.participants),
-        "verdicts": _robustness_verdicts(d.contrasts, d.participants),
-        "adjustment": _adjustment_sentences(d.methods)}),
+    Section(
+        "robustness",
+        "Robustness",
+        lambda d: {
+            "robustness": _robustness_tables(d.contrasts, d.participants),
+            "verdicts": _robustness_verdicts(d.contrasts, d.participants),
+            "adjustment": _adjustment_sentences(d.methods),
+        },
+    ),
     Section("methods", "Methods", lambda d: {"methods": _methods_context(d.methods)}),
     Section("contrasts", "All contrasts", lambda d: {"contrasts": _contrasts_table(d.contrasts, d.participants)}),
 )
@@ -189,11 +244,17 @@ def write_report(path: str | Path, **kwargs: Any) -> None:
 
 def _environment() -> jinja2.Environment:
     """Jinja environment with autoescaping on for every template, and undefined names as errors."""
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 # ---------------------------------------------------------------- levels, labels and formatting
+
 
 def _as_text(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """Design columns as strings, as in ``adata.obs``: a TSV reader may have parsed time '6' as 6."""
@@ -291,8 +352,13 @@ def _fmt_cell(column: str, value: Any, participants: dict[str, str]) -> str:
 
 def _script_safe(text: str) -> str:
     """Make JSON safe inside <script>: no '<', '>', '&' or JS line separators can appear literally."""
-    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(char, escaped)
     return text
 
@@ -337,14 +403,20 @@ def _rank(values: pd.Series, order: Iterable[str]) -> pd.Series:
 
 # ---------------------------------------------------------------- summary and design
 
+
 def _sort_contrasts(contrasts: pd.DataFrame, levels: Levels) -> pd.DataFrame:
     """Rows ordered by score, contrast, arm, time (study level order) and model (main model first)."""
     models = [MAIN_MODEL] + sorted(set(contrasts["model"].astype(str)) - {MAIN_MODEL})
-    keys = pd.DataFrame({"score": _rank(contrasts["score"], SCORES),
-                         "contrast": _rank(contrasts["contrast"], CONTRASTS),
-                         "arm": _rank(contrasts["arm"], levels.arms),
-                         "time": _rank(contrasts["time"], levels.times),
-                         "model": _rank(contrasts["model"], models)}, index=contrasts.index)
+    keys = pd.DataFrame(
+        {
+            "score": _rank(contrasts["score"], SCORES),
+            "contrast": _rank(contrasts["contrast"], CONTRASTS),
+            "arm": _rank(contrasts["arm"], levels.arms),
+            "time": _rank(contrasts["time"], levels.times),
+            "model": _rank(contrasts["model"], models),
+        },
+        index=contrasts.index,
+    )
     order = keys.sort_values(list(keys.columns), kind="stable").index
     return contrasts.loc[order].reset_index(drop=True)
 
@@ -370,10 +442,14 @@ def _summary_sentences(contrasts: pd.DataFrame, levels: Levels) -> list[str]:
     score = SCORE_LABELS.get(primary["score"].iloc[0], primary["score"].iloc[0])
     if len(primary) > 1 and "p_holm" in primary:
         held = [f"{row['arm']} at {row['time']}: {_fmt_p(row['p_holm'])}" for _, row in primary.iterrows()]
-        sentences.append(f"The primary endpoint ({score}, {len(primary)} tests) is one family: Holm-adjusted p "
-                         f"({'; '.join(held)}) keep the chance of any false positive among them at 5%.")
-    sentences.append("Everything else (subscores, within-arm changes, other scores) is exploratory: "
-                     "unadjusted p-values, to be read as hypothesis-generating.")
+        sentences.append(
+            f"The primary endpoint ({score}, {len(primary)} tests) is one family: Holm-adjusted p "
+            f"({'; '.join(held)}) keep the chance of any false positive among them at 5%."
+        )
+    sentences.append(
+        "Everything else (subscores, within-arm changes, other scores) is exploratory: "
+        "unadjusted p-values, to be read as hypothesis-generating."
+    )
     return sentences
 
 
@@ -387,17 +463,18 @@ def _describe(row: pd.Series, kind: str, levels: Levels) -> str:
     """One result in words, e.g. 'From pre to post, CTRA in a changed by 0.31 SD less than in control'."""
     size = _fmt_num(abs(row["estimate"]))
     p_phrase = _p_phrase(row["p_value"])
-    detail = (f"(estimate {_fmt_num(row['estimate'])}; 95% CI {_fmt_num(row['ci_low'])} to "
-              f"{_fmt_num(row['ci_high'])}; {p_phrase}; "
-              f"{_fmt_num(row['n_participants'])} participants, {_fmt_num(row['n_samples'])} samples)")
+    detail = (
+        f"(estimate {_fmt_num(row['estimate'])}; 95% CI {_fmt_num(row['ci_low'])} to "
+        f"{_fmt_num(row['ci_high'])}; {p_phrase}; "
+        f"{_fmt_num(row['n_participants'])} participants, {_fmt_num(row['n_samples'])} samples)"
+    )
     span = f"From {levels.baseline} to {row['time']}"
     score = SCORE_LABELS.get(row["score"], row["score"])
     if not np.isfinite(row["estimate"]):
         return f"{span}, the {score} {kind.replace('_x_', ' × ')} effect in {row['arm']} could not be estimated."
     if kind == "arm_x_time":
         relation = "less" if row["estimate"] < 0 else "more"
-        return (f"{span}, {score} in {row['arm']} changed by {size} SD {relation} than in "
-                f"{levels.control} {detail}.")
+        return f"{span}, {score} in {row['arm']} changed by {size} SD {relation} than in {levels.control} {detail}."
     direction = "fell" if row["estimate"] < 0 else "rose"
     return f"{span}, {score} in {row['arm']} {direction} by {size} SD {detail}."
 
@@ -420,15 +497,21 @@ def _count_cell(obs: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- QC
 
+
 def _qc_figures(adata: anndata.AnnData, levels: Levels, samples: list[str]) -> list[tuple[str, Figure | None, str]]:
     """QC panels as (title, figure or None, note shown when the figure cannot be drawn)."""
     return [
-        ("Library sizes", _library_size_figure(adata.obs, levels, samples),
-         "Library sizes are not available (the input was already on the log2 scale)."),
-        ("Size factors vs library size", _size_factor_figure(adata.obs, levels, samples),
-         "Size factors are not available (the input was already on the log2 scale)."),
-        ("Principal components", _pca_figure(adata, levels, samples),
-         "Too few samples or variable genes for a PCA."),
+        (
+            "Library sizes",
+            _library_size_figure(adata.obs, levels, samples),
+            "Library sizes are not available (the input was already on the log2 scale).",
+        ),
+        (
+            "Size factors vs library size",
+            _size_factor_figure(adata.obs, levels, samples),
+            "Size factors are not available (the input was already on the log2 scale).",
+        ),
+        ("Principal components", _pca_figure(adata, levels, samples), "Too few samples or variable genes for a PCA."),
     ]
 
 
@@ -449,15 +532,32 @@ def _library_size_figure(obs: pd.DataFrame, levels: Levels, samples: list[str]) 
     data = []
     for arm in levels.arms:
         mask = arms == arm
-        data.append({
-            "type": "box", "x": times[mask].tolist(), "y": _round4(sizes[mask]),
-            "text": _plot_text(labels[mask]), "name": _plot_text([arm])[0], "boxpoints": "all",
-            "jitter": 0.4, "pointpos": 0, "marker": {"color": colours[arm], "size": 4}, "line": {"width": 1},
-            "hovertemplate": "%{text}<br>%{y:,.0f} reads"})
-    layout = {"boxmode": "group", "height": 380,
-              "yaxis": {"type": "log", "title": _title("Library size (reads)")},
-              "xaxis": {"type": "category", "categoryorder": "array", "categoryarray": _plot_text(levels.times),
-                        "title": _title("Time")}}
+        data.append(
+            {
+                "type": "box",
+                "x": times[mask].tolist(),
+                "y": _round4(sizes[mask]),
+                "text": _plot_text(labels[mask]),
+                "name": _plot_text([arm])[0],
+                "boxpoints": "all",
+                "jitter": 0.4,
+                "pointpos": 0,
+                "marker": {"color": colours[arm], "size": 4},
+                "line": {"width": 1},
+                "hovertemplate": "%{text}<br>%{y:,.0f} reads",
+            }
+        )
+    layout = {
+        "boxmode": "group",
+        "height": 380,
+        "yaxis": {"type": "log", "title": _title("Library size (reads)")},
+        "xaxis": {
+            "type": "category",
+            "categoryorder": "array",
+            "categoryarray": _plot_text(levels.times),
+            "title": _title("Time"),
+        },
+    }
     return _figure("fig-library-size", data, layout, "Total counts per sample, by arm and time.")
 
 
@@ -471,13 +571,23 @@ def _size_factor_figure(obs: pd.DataFrame, levels: Levels, samples: list[str]) -
     data = []
     for arm in levels.arms:
         mask = arms == arm
-        data.append({
-            "type": "scatter", "x": _round4(sizes[mask]), "y": _round4(factors[mask]), "mode": "markers",
-            "text": _plot_text(labels[mask]), "name": _plot_text([arm])[0],
-            "marker": {"color": colours[arm], "size": 6, "opacity": 0.8},
-            "hovertemplate": "%{text}<br>library %{x:,.0f}<br>size factor %{y:.3f}"})
-    layout = {"height": 380, "xaxis": {"type": "log", "title": _title("Library size (reads)")},
-              "yaxis": {"type": "log", "title": _title("Size factor")}}
+        data.append(
+            {
+                "type": "scatter",
+                "x": _round4(sizes[mask]),
+                "y": _round4(factors[mask]),
+                "mode": "markers",
+                "text": _plot_text(labels[mask]),
+                "name": _plot_text([arm])[0],
+                "marker": {"color": colours[arm], "size": 6, "opacity": 0.8},
+                "hovertemplate": "%{text}<br>library %{x:,.0f}<br>size factor %{y:.3f}",
+            }
+        )
+    layout = {
+        "height": 380,
+        "xaxis": {"type": "log", "title": _title("Library size (reads)")},
+        "yaxis": {"type": "log", "title": _title("Size factor")},
+    }
     return _figure("fig-size-factors", data, layout, "Size factors should track library size closely.")
 
 
@@ -517,7 +627,7 @@ def _pca_matrix(adata: anndata.AnnData, n_genes: int = PCA_GENES) -> np.ndarray:
     ranked = candidates[np.argsort(-variance[candidates], kind="stable")]
     blocks, found, start = [np.empty((adata.n_obs, 0))], 0, 0
     while found < n_genes and start < ranked.size:  # a gene with a missing value is skipped for the next one
-        block = _dense(layer, ranked[start:start + n_genes - found])
+        block = _dense(layer, ranked[start : start + n_genes - found])
         start += block.shape[1]
         block = block[:, np.isfinite(block).all(axis=0)]
         blocks.append(block)
@@ -532,9 +642,9 @@ def _gene_variances(layer: Any, n_obs: int, n_vars: int) -> np.ndarray:
         return variance
     with np.errstate(invalid="ignore"):
         for start in range(0, n_vars, VARIANCE_CHUNK):
-            block = layer[:, start:start + VARIANCE_CHUNK]
+            block = layer[:, start : start + VARIANCE_CHUNK]
             block = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=float)
-            variance[start:start + block.shape[1]] = block.var(axis=0, ddof=1)
+            variance[start : start + block.shape[1]] = block.var(axis=0, ddof=1)
     return variance
 
 
@@ -561,14 +671,29 @@ def _pca_figure(adata: anndata.AnnData, levels: Levels, samples: list[str]) -> F
             mask = (arms == arm) & (times == time)
             if not mask.any():
                 continue
-            data.append({
-                "type": "scatter", "x": _round4(coords[mask, 0]), "y": _round4(coords[mask, 1]),
-                "mode": "markers", "text": _plot_text(labels[mask]), "name": _plot_text([f"{arm} · {time}"])[0],
-                "marker": {"color": colours[arm], "symbol": TIME_SYMBOLS[t % len(TIME_SYMBOLS)], "size": 8,
-                           "opacity": 0.85, "line": {"width": 0.5, "color": "white"}},
-                "hovertemplate": "%{text}<br>PC1 %{x:.2f}<br>PC2 %{y:.2f}<extra></extra>"})
-    layout = {"height": 460, "xaxis": {"title": _title(f"PC1 ({percent[0]:.1f}% of variance)")},
-              "yaxis": {"title": _title(f"PC2 ({percent[1]:.1f}% of variance)")}}
+            data.append(
+                {
+                    "type": "scatter",
+                    "x": _round4(coords[mask, 0]),
+                    "y": _round4(coords[mask, 1]),
+                    "mode": "markers",
+                    "text": _plot_text(labels[mask]),
+                    "name": _plot_text([f"{arm} · {time}"])[0],
+                    "marker": {
+                        "color": colours[arm],
+                        "symbol": TIME_SYMBOLS[t % len(TIME_SYMBOLS)],
+                        "size": 8,
+                        "opacity": 0.85,
+                        "line": {"width": 0.5, "color": "white"},
+                    },
+                    "hovertemplate": "%{text}<br>PC1 %{x:.2f}<br>PC2 %{y:.2f}<extra></extra>",
+                }
+            )
+    layout = {
+        "height": 460,
+        "xaxis": {"title": _title(f"PC1 ({percent[0]:.1f}% of variance)")},
+        "yaxis": {"title": _title(f"PC2 ({percent[1]:.1f}% of variance)")},
+    }
     return _figure("fig-pca", data, layout, f"PCA of the {PCA_GENES} most variable genes (VST, centred).")
 
 
@@ -586,9 +711,11 @@ def _set_description(genes_used: pd.DataFrame) -> str:
     direction = pd.to_numeric(genes["direction"], errors="coerce")
 
     def listing(sign: int) -> str:
-        parts = [f"{int(((genes['group'] == g) & (direction == sign)).sum())} {GROUP_NOUNS.get(g, g)}"
-                 for g in [*SCORE_GROUPS, *sorted(set(genes["group"]) - set(SCORE_GROUPS))]
-                 if ((genes["group"] == g) & (direction == sign)).any()]
+        parts = [
+            f"{int(((genes['group'] == g) & (direction == sign)).sum())} {GROUP_NOUNS.get(g, g)}"
+            for g in [*SCORE_GROUPS, *sorted(set(genes["group"]) - set(SCORE_GROUPS))]
+            if ((genes["group"] == g) & (direction == sign)).any()
+        ]
         if not parts:
             return ""
         return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]) + " genes"
@@ -604,20 +731,31 @@ def _genes_used_summary(genes_used: pd.DataFrame) -> list[str]:
     groups = [g for g in GENE_GROUPS if g in set(genes_used["group"])]
     groups += sorted(set(genes_used["group"].astype(str)) - set(groups))
     used = genes_used["used"].astype(bool)
-    return [f"{g}: {int(used[genes_used['group'] == g].sum())} of {int((genes_used['group'] == g).sum())} used"
-            for g in groups]
+    return [
+        f"{g}: {int(used[genes_used['group'] == g].sum())} of {int((genes_used['group'] == g).sum())} used"
+        for g in groups
+    ]
 
 
 def _genes_used_table(genes_used: pd.DataFrame) -> Table:
     """Every set gene and marker, dropped ones (with their reason) first, then by group."""
-    keys = pd.DataFrame({"used": genes_used["used"].astype(bool).astype(int),
-                         "group": _rank(genes_used["group"], GENE_GROUPS)}, index=genes_used.index)
+    keys = pd.DataFrame(
+        {"used": genes_used["used"].astype(bool).astype(int), "group": _rank(genes_used["group"], GENE_GROUPS)},
+        index=genes_used.index,
+    )
     ordered = genes_used.loc[keys.sort_values(["used", "group"], kind="stable").index]
-    rows = [[str(r.gene), str(r.group), _direction(r.direction), "yes" if bool(r.used) else "no",
-             _fmt_cell("matched_id", r.matched_id, {}), _fmt_cell("reason", r.reason, {})]
-            for r in ordered.itertuples(index=False)]
-    return Table(columns=["Gene", "Group", "Direction", "Used", "Matched id", "Reason"], rows=rows,
-                 numeric=[False] * 6)
+    rows = [
+        [
+            str(r.gene),
+            str(r.group),
+            _direction(r.direction),
+            "yes" if bool(r.used) else "no",
+            _fmt_cell("matched_id", r.matched_id, {}),
+            _fmt_cell("reason", r.reason, {}),
+        ]
+        for r in ordered.itertuples(index=False)
+    ]
+    return Table(columns=["Gene", "Group", "Direction", "Used", "Matched id", "Reason"], rows=rows, numeric=[False] * 6)
 
 
 def _direction(value: Any) -> str:
@@ -631,6 +769,7 @@ def _direction(value: Any) -> str:
 
 # ---------------------------------------------------------------- trajectories
 
+
 def _participant_means(scores: pd.DataFrame, columns: list[str], levels: Levels) -> pd.DataFrame:
     """One row per participant (and period) x arm x time: each score's mean over that unit's samples.
 
@@ -641,8 +780,9 @@ def _participant_means(scores: pd.DataFrame, columns: list[str], levels: Levels)
     frame[keys] = frame[keys].astype(str)
     units = frame.groupby(keys, sort=True, observed=True)[columns].mean().reset_index()
     units["time_level"] = units["time"].map({t: i for i, t in enumerate(levels.times)})
-    return units.sort_values([k for k in keys if k not in ("arm", "time")] + ["time_level"],
-                             kind="stable", ignore_index=True)
+    return units.sort_values(
+        [k for k in keys if k not in ("arm", "time")] + ["time_level"], kind="stable", ignore_index=True
+    )
 
 
 def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
@@ -657,8 +797,7 @@ def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _trajectory_figure(score: str, units: pd.DataFrame, levels: Levels,
-                       participants: dict[str, str]) -> Figure:
+def _trajectory_figure(score: str, units: pd.DataFrame, levels: Levels, participants: dict[str, str]) -> Figure:
     """Per arm: mean with 95% CI at each time over faint individual lines (pseudonymised hover).
 
     ``units`` is ``_participant_means(scores, ...)``: one row per participant (and period) x arm x time."""
@@ -673,15 +812,28 @@ def _trajectory_figure(score: str, units: pd.DataFrame, levels: Levels,
         data.append(_individual_lines(sub, score, len(levels.times), offset, participants, colours[arm], arm))
         data.append(_mean_trace(sub, score, levels, offset, colours[arm], arm))
     layout = {
-        "height": 400, "hovermode": "closest", "yaxis": {"title": _title(f"{SCORE_LABELS[score]} score")},
-        "xaxis": {"tickvals": list(range(len(levels.times))), "ticktext": _plot_text(levels.times),
-                  "range": [-0.4, len(levels.times) - 0.6], "title": _title("Time"), "zeroline": False}}
-    return _figure(f"fig-trajectory-{score}", data, layout,
-                   f"{SCORE_LABELS[score]}: mean and 95% CI per arm; faint lines are participants.")
+        "height": 400,
+        "hovermode": "closest",
+        "yaxis": {"title": _title(f"{SCORE_LABELS[score]} score")},
+        "xaxis": {
+            "tickvals": list(range(len(levels.times))),
+            "ticktext": _plot_text(levels.times),
+            "range": [-0.4, len(levels.times) - 0.6],
+            "title": _title("Time"),
+            "zeroline": False,
+        },
+    }
+    return _figure(
+        f"fig-trajectory-{score}",
+        data,
+        layout,
+        f"{SCORE_LABELS[score]}: mean and 95% CI per arm; faint lines are participants.",
+    )
 
 
-def _individual_lines(sub: pd.DataFrame, score: str, n_times: int, offset: float,
-                      participants: dict[str, str], colour: str, arm: str) -> dict:
+def _individual_lines(
+    sub: pd.DataFrame, score: str, n_times: int, offset: float, participants: dict[str, str], colour: str, arm: str
+) -> dict:
     """All participants of one arm as one trace, lines separated by gaps (compact JSON).
 
     ``sub`` holds one arm's rows of ``_participant_means``, already in drawing order: units (participant,
@@ -692,21 +844,31 @@ def _individual_lines(sub: pd.DataFrame, score: str, n_times: int, offset: float
     starts = np.ones(len(sub), dtype=bool)  # first row of each unit
     starts[1:] = (keys[1:] != keys[:-1]).any(axis=1)
     unit = np.cumsum(starts) - 1
-    labels = np.array(_plot_text(" · ".join([participants[k[0]], *map(str, k[1:])]) for k in keys[starts]),
-                      dtype=object)
+    labels = np.array(
+        _plot_text(" · ".join([participants[k[0]], *map(str, k[1:])]) for k in keys[starts]), dtype=object
+    )
     positions = np.arange(len(sub)) + unit  # each row moves right by one gap per unit before its own
     x, y, text = (np.full(len(sub) + len(labels), None, dtype=object) for _ in range(3))
     x[positions] = np.array(_round4(np.arange(n_times) + offset), dtype=object)[sub["time_level"].to_numpy(dtype=int)]
     y[positions] = _round4(sub[score])
     text[positions] = labels[unit]
-    return {"type": "scatter", "x": x.tolist(), "y": y.tolist(), "text": text.tolist(), "mode": "lines",
-            "connectgaps": False, "line": {"color": colour, "width": 1}, "opacity": 0.25, "showlegend": False,
-            "legendgroup": _plot_text([arm])[0], "name": _plot_text([arm])[0],
-            "hovertemplate": "%{text}<br>%{y:.3f}"}
+    return {
+        "type": "scatter",
+        "x": x.tolist(),
+        "y": y.tolist(),
+        "text": text.tolist(),
+        "mode": "lines",
+        "connectgaps": False,
+        "line": {"color": colour, "width": 1},
+        "opacity": 0.25,
+        "showlegend": False,
+        "legendgroup": _plot_text([arm])[0],
+        "name": _plot_text([arm])[0],
+        "hovertemplate": "%{text}<br>%{y:.3f}",
+    }
 
 
-def _mean_trace(sub: pd.DataFrame, score: str, levels: Levels, offset: float, colour: str,
-                arm: str) -> dict:
+def _mean_trace(sub: pd.DataFrame, score: str, levels: Levels, offset: float, colour: str, arm: str) -> dict:
     """Arm mean per time with asymmetric error bars for the t-based 95% CI."""
     rows = []
     times, values_all = sub["time"].to_numpy(), sub[score].to_numpy(dtype=float)
@@ -717,17 +879,29 @@ def _mean_trace(sub: pd.DataFrame, score: str, levels: Levels, offset: float, co
     x, mean, low, high, n = (list(column) for column in zip(*rows))
     mean_a, low_a, high_a = np.array(mean), np.array(low), np.array(high)
     return {
-        "type": "scatter", "x": _round4(x), "y": _round4(mean_a), "mode": "lines+markers",
-        "name": _plot_text([arm])[0], "legendgroup": _plot_text([arm])[0],
-        "line": {"color": colour, "width": 2.5}, "marker": {"color": colour, "size": 8},
-        "error_y": {"type": "data", "symmetric": False, "array": _round4(high_a - mean_a),
-                    "arrayminus": _round4(mean_a - low_a), "thickness": 1.5, "width": 4},
+        "type": "scatter",
+        "x": _round4(x),
+        "y": _round4(mean_a),
+        "mode": "lines+markers",
+        "name": _plot_text([arm])[0],
+        "legendgroup": _plot_text([arm])[0],
+        "line": {"color": colour, "width": 2.5},
+        "marker": {"color": colour, "size": 8},
+        "error_y": {
+            "type": "data",
+            "symmetric": False,
+            "array": _round4(high_a - mean_a),
+            "arrayminus": _round4(mean_a - low_a),
+            "thickness": 1.5,
+            "width": 4,
+        },
         "customdata": [[lo, hi, k] for lo, hi, k in zip(_round4(low_a), _round4(high_a), n)],
-        "hovertemplate": "mean %{y:.3f}<br>95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f}"
-                         "<br>n = %{customdata[2]}"}
+        "hovertemplate": "mean %{y:.3f}<br>95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f}<br>n = %{customdata[2]}",
+    }
 
 
 # ---------------------------------------------------------------- contrasts: forest and heatmap
+
 
 def _contrast_label(row: pd.Series, levels: Levels) -> str:
     """Row label for the forest plot, e.g. 'CTRA · a − control · post'."""
@@ -748,24 +922,53 @@ def _forest_figure(contrasts: pd.DataFrame, levels: Levels) -> Figure | None:
         if not mask.any():
             continue
         rows = main[mask]
-        data.append({
-            "type": "scatter", "x": _round4(rows["estimate"]), "y": _round4(position[mask]), "mode": "markers",
-            "name": _plot_text([name])[0], "marker": {"color": CONTRAST_COLOURS[kind], "size": 8},
-            "error_x": {"type": "data", "symmetric": False,
-                        "array": _round4(rows["ci_high"] - rows["estimate"]),
-                        "arrayminus": _round4(rows["estimate"] - rows["ci_low"]), "thickness": 1.5},
-            "text": _plot_text(rows.apply(_contrast_label, axis=1, levels=levels)),
-            "customdata": [[_fmt_num(lo), _fmt_num(hi), _fmt_p(p)]
-                           for lo, hi, p in zip(rows["ci_low"], rows["ci_high"], rows["p_value"])],
-            "hovertemplate": "%{text}<br>%{x:.3f} (95% CI %{customdata[0]} to %{customdata[1]})"
-                             "<br>p = %{customdata[2]}<extra></extra>"})
+        data.append(
+            {
+                "type": "scatter",
+                "x": _round4(rows["estimate"]),
+                "y": _round4(position[mask]),
+                "mode": "markers",
+                "name": _plot_text([name])[0],
+                "marker": {"color": CONTRAST_COLOURS[kind], "size": 8},
+                "error_x": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": _round4(rows["ci_high"] - rows["estimate"]),
+                    "arrayminus": _round4(rows["estimate"] - rows["ci_low"]),
+                    "thickness": 1.5,
+                },
+                "text": _plot_text(rows.apply(_contrast_label, axis=1, levels=levels)),
+                "customdata": [
+                    [_fmt_num(lo), _fmt_num(hi), _fmt_p(p)]
+                    for lo, hi, p in zip(rows["ci_low"], rows["ci_high"], rows["p_value"])
+                ],
+                "hovertemplate": "%{text}<br>%{x:.3f} (95% CI %{customdata[0]} to %{customdata[1]})"
+                "<br>p = %{customdata[2]}<extra></extra>",
+            }
+        )
     layout = {
-        "shapes": [{"type": "line", "x0": 0, "x1": 0, "xref": "x", "y0": 0, "y1": 1, "yref": "y domain",
-                    "line": {"color": "#444", "width": 1, "dash": "dash"}}],  # a vertical line at zero
-        "height": 120 + 24 * len(main), "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+        "shapes": [
+            {
+                "type": "line",
+                "x0": 0,
+                "x1": 0,
+                "xref": "x",
+                "y0": 0,
+                "y1": 1,
+                "yref": "y domain",
+                "line": {"color": "#444", "width": 1, "dash": "dash"},
+            }
+        ],  # a vertical line at zero
+        "height": 120 + 24 * len(main),
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},
         "xaxis": {"title": _title("Estimate (score units) with 95% CI"), "zeroline": False},
-        "yaxis": {"tickvals": _round4(position), "showgrid": False, "zeroline": False,
-                  "ticktext": _plot_text(main.apply(_contrast_label, axis=1, levels=levels))}}
+        "yaxis": {
+            "tickvals": _round4(position),
+            "showgrid": False,
+            "zeroline": False,
+            "ticktext": _plot_text(main.apply(_contrast_label, axis=1, levels=levels)),
+        },
+    }
     return _figure("fig-forest", data, layout, "Main model (lmm): arm × time and within-arm change, 95% CI.")
 
 
@@ -775,33 +978,44 @@ def _heatmap_figure(genes: pd.DataFrame, levels: Levels) -> Figure | None:
     sub = genes[genes["contrast"] == kind].astype({"arm": str, "time": str, "gene": str, "group": str})
     if sub.empty:
         return None
-    columns = [(a, t) for a in levels.arms for t in levels.times
-               if ((sub["arm"] == a) & (sub["time"] == t)).any()]
+    columns = [(a, t) for a in levels.arms for t in levels.times if ((sub["arm"] == a) & (sub["time"] == t)).any()]
     groups = [g for g in GENE_GROUPS if (sub["group"] == g).any()]
     groups += sorted(set(sub["group"]) - set(groups))
     counts = [sub.loc[sub["group"] == g, "gene"].nunique() for g in groups]
     magnitude = np.abs(sub["estimate"].to_numpy(dtype=float))
     limit = float(magnitude[np.isfinite(magnitude)].max(initial=0.0)) or 1.0
     # plotly's subplot grid (axis domains, shared x axis, panel titles) without its per-trace validation
-    layout = make_subplots(rows=len(groups), cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                           row_heights=[c / sum(counts) for c in counts],
-                           subplot_titles=_plot_text(groups)).layout.to_plotly_json()
+    layout = make_subplots(
+        rows=len(groups),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.04,
+        row_heights=[c / sum(counts) for c in counts],
+        subplot_titles=_plot_text(groups),
+    ).layout.to_plotly_json()
     layout.pop("template", None)
     data = []
     for row, group in enumerate(groups, start=1):
         suffix = "" if row == 1 else str(row)
-        data.append({**_heatmap_panel(sub[sub["group"] == group], columns),
-                     "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"})
+        data.append(
+            {**_heatmap_panel(sub[sub["group"] == group], columns), "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
+        )
         layout[f"yaxis{suffix}"].update(type="category", autorange="reversed")
         layout[f"xaxis{suffix}"].update(type="category")
     for annotation in layout.get("annotations", []):
         annotation.update(font={**annotation.get("font", {}), "size": 13}, xanchor="left", x=0)
-    layout.update(height=140 + 16 * sum(counts) + 30 * len(groups),
-                  coloraxis={"colorscale": HEATMAP_COLORSCALE, "reversescale": True, "cmin": -limit, "cmax": limit,
-                             "colorbar": {"title": _title("estimate")}})
+    layout.update(
+        height=140 + 16 * sum(counts) + 30 * len(groups),
+        coloraxis={
+            "colorscale": HEATMAP_COLORSCALE,
+            "reversescale": True,
+            "cmin": -limit,
+            "cmax": limit,
+            "colorbar": {"title": _title("estimate")},
+        },
+    )
     what = "arm × time" if kind == "arm_x_time" else "change from baseline"
-    return _figure("fig-heatmap", data, layout,
-                   f"Per-gene {what} estimates on the VST scale; * FDR < {FDR_THRESHOLD}.")
+    return _figure("fig-heatmap", data, layout, f"Per-gene {what} estimates on the VST scale; * FDR < {FDR_THRESHOLD}.")
 
 
 def _heatmap_panel(sub: pd.DataFrame, columns: list[tuple[str, str]]) -> dict:
@@ -813,14 +1027,22 @@ def _heatmap_panel(sub: pd.DataFrame, columns: list[tuple[str, str]]) -> dict:
     estimate = keyed["estimate"].reindex(index).to_numpy(dtype=float).reshape(len(genes), len(columns))
     fdr = keyed["fdr"].reindex(index).to_numpy(dtype=float).reshape(len(genes), len(columns))
     return {
-        "type": "heatmap", "z": [_round4(r) for r in estimate], "x": _plot_text(f"{a}:{t}" for a, t in columns),
-        "y": _plot_text(genes), "coloraxis": "coloraxis",
-        "text": [["*" if f < FDR_THRESHOLD else "" for f in r] for r in fdr], "texttemplate": "%{text}",
-        "customdata": [[_fmt_p(f) for f in r] for r in fdr], "xgap": 1, "ygap": 1,
-        "hovertemplate": "%{y} · %{x}<br>estimate %{z:.3f}<br>FDR %{customdata}<extra></extra>"}
+        "type": "heatmap",
+        "z": [_round4(r) for r in estimate],
+        "x": _plot_text(f"{a}:{t}" for a, t in columns),
+        "y": _plot_text(genes),
+        "coloraxis": "coloraxis",
+        "text": [["*" if f < FDR_THRESHOLD else "" for f in r] for r in fdr],
+        "texttemplate": "%{text}",
+        "customdata": [[_fmt_p(f) for f in r] for r in fdr],
+        "xgap": 1,
+        "ygap": 1,
+        "hovertemplate": "%{y} · %{x}<br>estimate %{z:.3f}<br>FDR %{customdata}<extra></extra>",
+    }
 
 
 # ---------------------------------------------------------------- tables
+
 
 def _extra_columns(contrasts: pd.DataFrame) -> list[str]:
     """Non-standard contrast columns holding at least one value (e.g. perm_p, loo_participant)."""
@@ -835,9 +1057,12 @@ def _robustness_tables(contrasts: pd.DataFrame, participants: dict[str, str]) ->
     extra = _extra_columns(contrasts)
     if extra:
         rows = contrasts[contrasts[extra].notna().any(axis=1)]
-        tables.append(("Additional checks",
-                       _frame_table(rows, ["score", "model", "contrast", "arm", "time", "estimate"] + extra,
-                                    participants)))
+        tables.append(
+            (
+                "Additional checks",
+                _frame_table(rows, ["score", "model", "contrast", "arm", "time", "estimate"] + extra, participants),
+            )
+        )
     return tables
 
 
@@ -855,42 +1080,72 @@ def _robustness_verdicts(contrasts: pd.DataFrame, participants: dict[str, str]) 
 def _agreement(check_significant: bool, significant: bool) -> str:
     """How a check's conclusion relates to the main model's, in words that claim no more than that."""
     if significant:
-        return "agrees (also significant at 5%)." if check_significant else "does not confirm it (not significant at 5%)."
-    return ("agrees (not significant either)." if not check_significant else
-            "disagrees: it is significant at 5% where the main model is not; see Methods for what it tests.")
+        return (
+            "agrees (also significant at 5%)." if check_significant else "does not confirm it (not significant at 5%)."
+        )
+    return (
+        "agrees (not significant either)."
+        if not check_significant
+        else "disagrees: it is significant at 5% where the main model is not; see Methods for what it tests."
+    )
 
 
 def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: dict[str, str]) -> list[str]:
     p_main = row["p_holm"] if pd.notna(row.get("p_holm")) else row["p_value"]
     significant = bool(row["p_value"] < 0.05)  # the checks' p-values are unadjusted: compare like with like
-    adjusted = " after Holm adjustment over the primary tests" if pd.notna(row.get("p_holm")) and \
-        row.get("p_holm") != row["p_value"] else ""
-    said = [f"Main model: {'significant' if p_main < 0.05 else 'not significant'} at the 5% level{adjusted} "
-            f"({_p_phrase(p_main)}); the checks below are compared with its unadjusted p ({_p_phrase(row['p_value'])})."
-            if adjusted else f"Main model: {'significant' if significant else 'not significant'} at the 5% level "
-            f"({_p_phrase(p_main)})."]
+    adjusted = (
+        " after Holm adjustment over the primary tests"
+        if pd.notna(row.get("p_holm")) and row.get("p_holm") != row["p_value"]
+        else ""
+    )
+    said = [
+        f"Main model: {'significant' if p_main < 0.05 else 'not significant'} at the 5% level{adjusted} "
+        f"({_p_phrase(p_main)}); the checks below are compared with its unadjusted p ({_p_phrase(row['p_value'])})."
+        if adjusted
+        else f"Main model: {'significant' if significant else 'not significant'} at the 5% level ({_p_phrase(p_main)})."
+    ]
     if pd.notna(row.get("perm_p")):
         exact = "exact" in str(row.get("note", ""))
-        what = (f"all {_count(row, 'n_permutations')} possible allocations" if exact else
-                f"{_count(row, 'n_permutations')} random allocations")
-        said.append(f"Permutation test (arm labels re-allocated between participants, {what}): "
-                    f"p = {_fmt_p(row['perm_p'])}; it " + _agreement(row["perm_p"] < 0.05, significant))
+        what = (
+            f"all {_count(row, 'n_permutations')} possible allocations"
+            if exact
+            else f"{_count(row, 'n_permutations')} random allocations"
+        )
+        said.append(
+            f"Permutation test (arm labels re-allocated between participants, {what}): "
+            f"p = {_fmt_p(row['perm_p'])}; it " + _agreement(row["perm_p"] < 0.05, significant)
+        )
     if pd.notna(row.get("geneset_p")):
         specific = row["geneset_p"] < 0.05
-        said.append(f"Random gene sets ({_count(row, 'n_gene_sets')} sets of the same size, matched on expression "
-                    f"decile, each with its own model fit; a check of specificity, not of the effect): "
-                    f"p = {_fmt_p(row['geneset_p'])}; "
-                    + ("the contrast is stronger than in all but a few random sets of genes." if specific else
-                       "the data do not show that the contrast is specific to these genes."))
+        said.append(
+            f"Random gene sets ({_count(row, 'n_gene_sets')} sets of the same size, matched on expression "
+            f"decile, each with its own model fit; a check of specificity, not of the effect): "
+            f"p = {_fmt_p(row['geneset_p'])}; "
+            + (
+                "the contrast is stronger than in all but a few random sets of genes."
+                if specific
+                else "the data do not show that the contrast is specific to these genes."
+            )
+        )
     if pd.notna(row.get("loo_max_change")):
         moved = row["estimate"] + row["loo_max_change"]
         flips = np.sign(moved) != np.sign(row["estimate"])
         who = participants.get(str(row["loo_participant"]), str(row["loo_participant"]))
-        said.append(f"Leaving one participant out: the largest change is {_fmt_num(row['loo_max_change'])} "
-                    f"(without {who})" + ("; this flips the sign of a significant estimate, so the result "
-                                          "hinges on one participant." if flips and significant else "."))
-    key = (contrasts["score"] == row["score"]) & (contrasts["contrast"] == row["contrast"]) & \
-          (contrasts["arm"] == row["arm"]) & (contrasts["time"] == row["time"])
+        said.append(
+            f"Leaving one participant out: the largest change is {_fmt_num(row['loo_max_change'])} "
+            f"(without {who})"
+            + (
+                "; this flips the sign of a significant estimate, so the result hinges on one participant."
+                if flips and significant
+                else "."
+            )
+        )
+    key = (
+        (contrasts["score"] == row["score"])
+        & (contrasts["contrast"] == row["contrast"])
+        & (contrasts["arm"] == row["arm"])
+        & (contrasts["time"] == row["time"])
+    )
     for model, label in ((m.name, m.label) for m in OTHER_MODELS):
         other = contrasts[key & (contrasts["model"] == model)]
         if not len(other):
@@ -900,8 +1155,11 @@ def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: di
             said.append(f"{label}: no estimate ({o.get('note') or 'not estimable'}).")
             continue
         same_sign = np.sign(o["estimate"]) == np.sign(row["estimate"])
-        said.append(f"{label}: {_estimate_cell(o)}; it " + _agreement(o["p_value"] < 0.05, significant)
-                    + ("" if same_sign else " The estimate has the opposite sign."))
+        said.append(
+            f"{label}: {_estimate_cell(o)}; it "
+            + _agreement(o["p_value"] < 0.05, significant)
+            + ("" if same_sign else " The estimate has the opposite sign.")
+        )
     return said
 
 
@@ -910,25 +1168,33 @@ def _adjustment_sentences(methods: dict) -> list[str]:
     markers = [str(m) for m in methods.get("markers_used", [])]
     said = []
     if markers:
-        said.append(f"The main model adjusts for the VST of {len(markers)} leukocyte marker genes ({', '.join(markers)}). "
-                    "Its contrast is the change in CTRA at fixed marker expression: a direct effect at fixed cell "
-                    "composition only as far as the markers measure composition without error (they do not "
-                    "exactly). The model without markers (lmm_no_markers) estimates the total change, including any "
-                    "part that runs through a shift in cell composition. The two answer different questions; a "
-                    "difference between them is not a failure of either.")
+        said.append(
+            f"The main model adjusts for the VST of {len(markers)} leukocyte marker genes ({', '.join(markers)}). "
+            "Its contrast is the change in CTRA at fixed marker expression: a direct effect at fixed cell "
+            "composition only as far as the markers measure composition without error (they do not "
+            "exactly). The model without markers (lmm_no_markers) estimates the total change, including any "
+            "part that runs through a shift in cell composition. The two answer different questions; a "
+            "difference between them is not a failure of either."
+        )
     else:
-        said.append("The main model does not adjust for leukocyte markers: its contrast is the total change, "
-                    "including any part that runs through a shift in cell composition.")
+        said.append(
+            "The main model does not adjust for leukocyte markers: its contrast is the total change, "
+            "including any part that runs through a shift in cell composition."
+        )
     if methods.get("markers_note"):
-        said.append(f"Markers left out: {methods['markers_note']} (in simulation, eight marker slopes in a trial of "
-                    "10-16 participants made the main model reject 8-11 % of null tests at the 5 % level).")
+        said.append(
+            f"Markers left out: {methods['markers_note']} (in simulation, eight marker slopes in a trial of "
+            "10-16 participants made the main model reject 8-11 % of null tests at the 5 % level)."
+        )
     adjustment = methods.get("adjustment") or {}
     used, residual = adjustment.get("columns", 0), adjustment.get("residual_df_without", 0)
     if used and residual and used > residual / 4:
-        said.append(f"Warning: covariates and markers use {used} model terms, more than a quarter of the "
-                    f"{residual} residual degrees of freedom the model has without them "
-                    f"({adjustment.get('participants', '?')} participants). Estimates become noisy and depend on "
-                    "the adjustment set; consider fewer markers or covariates, and compare with lmm_unadjusted.")
+        said.append(
+            f"Warning: covariates and markers use {used} model terms, more than a quarter of the "
+            f"{residual} residual degrees of freedom the model has without them "
+            f"({adjustment.get('participants', '?')} participants). Estimates become noisy and depend on "
+            "the adjustment set; consider fewer markers or covariates, and compare with lmm_unadjusted."
+        )
     for warning in methods.get("covariate_warnings", []):
         said.append(f"Warning: {warning}")
     return said
@@ -944,24 +1210,30 @@ def _model_comparison_table(contrasts: pd.DataFrame) -> Table:
     keys = ["score", "contrast", "arm", "time"]
     models = list(dict.fromkeys(contrasts["model"].astype(str)))
     cells = {(tuple(r[k] for k in keys), str(r["model"])): _estimate_cell(r) for _, r in contrasts.iterrows()}
-    rows = [list(map(str, key)) + [cells.get((key, m), "—") for m in models]
-            for key in dict.fromkeys(tuple(r) for r in contrasts[keys].itertuples(index=False))]
-    return Table(columns=["Score", "Contrast", "Arm", "Time"] + models, rows=rows,
-                 numeric=[False] * 4 + [True] * len(models))
+    rows = [
+        list(map(str, key)) + [cells.get((key, m), "—") for m in models]
+        for key in dict.fromkeys(tuple(r) for r in contrasts[keys].itertuples(index=False))
+    ]
+    return Table(
+        columns=["Score", "Contrast", "Arm", "Time"] + models, rows=rows, numeric=[False] * 4 + [True] * len(models)
+    )
 
 
 def _estimate_cell(row: pd.Series) -> str:
     """'-0.31 (-0.52, -0.10); p 0.004'."""
-    return (f"{_fmt_num(row['estimate'])} ({_fmt_num(row['ci_low'])}, {_fmt_num(row['ci_high'])}); "
-            f"p {_fmt_p(row['p_value'])}")
+    return (
+        f"{_fmt_num(row['estimate'])} ({_fmt_num(row['ci_low'])}, {_fmt_num(row['ci_high'])}); "
+        f"p {_fmt_p(row['p_value'])}"
+    )
 
 
 def _frame_table(frame: pd.DataFrame, columns: list[str], participants: dict[str, str]) -> Table:
     """Selected columns of a DataFrame, each cell formatted by its column's meaning."""
-    rows = [[_fmt_cell(c, v, participants) for c, v in zip(columns, values)]
-            for values in frame[columns].itertuples(index=False)]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-               for c in columns]
+    rows = [
+        [_fmt_cell(c, v, participants) for c, v in zip(columns, values)]
+        for values in frame[columns].itertuples(index=False)
+    ]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in columns]
     return Table(columns=columns, rows=rows, numeric=numeric)
 
 
@@ -972,6 +1244,7 @@ def _contrasts_table(contrasts: pd.DataFrame, participants: dict[str, str]) -> T
 
 # ---------------------------------------------------------------- methods
 
+
 def _methods_context(methods: dict) -> dict[str, Any]:
     """Methods fields for the template, with dict-valued entries as sorted key/value tables.
 
@@ -980,8 +1253,9 @@ def _methods_context(methods: dict) -> dict[str, Any]:
     normalization = methods.get("normalization", "")
     return {
         "normalization": normalization if isinstance(normalization, str) else "",
-        "normalization_settings": _key_value_table(normalization if isinstance(normalization, dict) else {},
-                                                   "Setting", "Value"),
+        "normalization_settings": _key_value_table(
+            normalization if isinstance(normalization, dict) else {}, "Setting", "Value"
+        ),
         "formula": str(methods.get("formula", "")),
         "primary": _primary_text(methods.get("primary") or {"score": "ctra", "contrast": "arm_x_time"}),
         "gee_minimum": {"participants": MIN_GEE_PARTICIPANTS, "df": MIN_GEE_DF},
@@ -998,45 +1272,65 @@ def _methods_context(methods: dict) -> dict[str, Any]:
 
 def _primary_text(primary: dict) -> str:
     score = SCORE_LABELS.get(primary.get("score"), str(primary.get("score")))
-    what = ("each active arm's change from baseline minus control's (arm × time)" if primary.get("contrast") == "arm_x_time"
-            else "each arm's own change from baseline")
+    what = (
+        "each active arm's change from baseline minus control's (arm × time)"
+        if primary.get("contrast") == "arm_x_time"
+        else "each arm's own change from baseline"
+    )
     return f"the {score} score, {what}"
 
 
 def _key_value_table(mapping: dict, key_name: str, value_name: str) -> Table:
     """A two-column table sorted by key; nested values shown as compact sorted JSON."""
-    rows = [[str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]
-            for k, v in sorted(mapping.items(), key=lambda item: str(item[0]))]
+    rows = [
+        [str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)]
+        for k, v in sorted(mapping.items(), key=lambda item: str(item[0]))
+    ]
     return Table(columns=[key_name, value_name], rows=rows, numeric=[False, False])
 
 
 # ---------------------------------------------------------------- methods text
 
+
 def normalization_text(info: dict, settings: ReportSettings) -> str:
     """The normalization and scoring paragraph of the methods, from what was actually run."""
     rule = settings.expression_filter
-    scoring = (f" A gene of the set was used if its normalized count was at least {rule.min_count:g} in at least "
-               f"{rule.min_fraction:.0%} of samples and its VST was not constant. Each used gene's VST was z-scored "
-               "over all samples of the study (ddof = 1); the CTRA score is the mean of the direction-signed "
-               "z-scores (pro-inflammatory +1, antiviral and antibody -1) and each subscore the unsigned mean z "
-               "of its group.")
+    scoring = (
+        f" A gene of the set was used if its normalized count was at least {rule.min_count:g} in at least "
+        f"{rule.min_fraction:.0%} of samples and its VST was not constant. Each used gene's VST was z-scored "
+        "over all samples of the study (ddof = 1); the CTRA score is the mean of the direction-signed "
+        "z-scores (pro-inflammatory +1, antiviral and antibody -1) and each subscore the unsigned mean z "
+        "of its group."
+    )
     if settings.input == "log2_expression":
         return "The input was already log2-scale expression and was used as given (no DESeq2 normalization)." + scoring
-    trend = (f"a parametric dispersion trend (asymptotic dispersion {info['a0_asymptotic_dispersion']:.4g}, "
-             f"extra-Poisson {info['a1_extra_poisson']:.4g})" if info.get("trend") != "mean" else
-             f"a mean-based dispersion trend (constant dispersion {info['a0_asymptotic_dispersion']:.4g})")
+    trend = (
+        f"a parametric dispersion trend (asymptotic dispersion {info['a0_asymptotic_dispersion']:.4g}, "
+        f"extra-Poisson {info['a1_extra_poisson']:.4g})"
+        if info.get("trend") != "mean"
+        else f"a mean-based dispersion trend (constant dispersion {info['a0_asymptotic_dispersion']:.4g})"
+    )
     if info.get("method") == "vst_subset":
-        how = (f"fitted on {info['trend_genes']} genes chosen evenly over the mean ranks of genes with mean "
-               "normalized count above 5, as R DESeq2's vst() does, and applied to all genes")
+        how = (
+            f"fitted on {info['trend_genes']} genes chosen evenly over the mean ranks of genes with mean "
+            "normalized count above 5, as R DESeq2's vst() does, and applied to all genes"
+        )
     else:
-        engine = ("PyDESeq2's own DeseqDataSet" if info.get("method") == "pydeseq2" else
-                  "ctra's vectorized implementation of PyDESeq2's genewise dispersion and trend routines")
-        how = (f"fitted on all {info['trend_genes']} non-zero genes above the dispersion floor (PyDESeq2's full "
-               f"vst, R's varianceStabilizingTransformation) by {engine}")
+        engine = (
+            "PyDESeq2's own DeseqDataSet"
+            if info.get("method") == "pydeseq2"
+            else "ctra's vectorized implementation of PyDESeq2's genewise dispersion and trend routines"
+        )
+        how = (
+            f"fitted on all {info['trend_genes']} non-zero genes above the dispersion floor (PyDESeq2's full "
+            f"vst, R's varianceStabilizingTransformation) by {engine}"
+        )
     from .normalize import methods_notes
 
-    return ("Size factors: DESeq2 median of ratios (PyDESeq2). Expression: blind variance-stabilizing "
-            f"transformation (log2 scale) with {trend}, {how}." + methods_notes(info) + scoring)
+    return (
+        "Size factors: DESeq2 median of ratios (PyDESeq2). Expression: blind variance-stabilizing "
+        f"transformation (log2 scale) with {trend}, {how}." + methods_notes(info) + scoring
+    )
 
 
 def parameter_text(settings: ReportSettings) -> dict[str, str]:

@@ -31,19 +31,32 @@ from scipy import sparse
 
 from .config import NullSettings, RobustnessSettings
 from .models.gls import Whitener, _solve_batched, gls_estimates
-from .models.mixed import (SCORES, BlockStructure, ContrastSpec, Design, arm_column, contrast_specs, fit_reml,
-                           fit_reml_batch, interaction_column, period_levels, study_design, without_arm_terms)
+from .models.mixed import (
+    SCORES,
+    BlockStructure,
+    ContrastSpec,
+    Design,
+    arm_column,
+    contrast_specs,
+    fit_reml,
+    fit_reml_batch,
+    interaction_column,
+    period_levels,
+    study_design,
+    without_arm_terms,
+)
 from .genesets import set_genes
 from .scoring import set_scores
 
 PERMUTATION_STREAM, GENE_SET_STREAM = 0, 1
 BATCH = 250
-TIE_TOLERANCE = 1e-10      # relative: |t| this close to the observed counts as at least as extreme
+TIE_TOLERANCE = 1e-10  # relative: |t| this close to the observed counts as at least as extreme
 
 
 # ----------------------------------------------------------------------------------------------
 # Permutation test
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class PermutationScheme:
@@ -55,13 +68,13 @@ class PermutationScheme:
     periods (``strata``), so every allocation is one the design could have produced.
     """
 
-    arm: str | None              # the tested arm; None: every arm moves (crossover)
-    labels: np.ndarray           # label code of each moving participant
-    strata: np.ndarray           # labels move only within a stratum
-    label_arms: np.ndarray       # label code x period slot -> arm code
-    sample_mover: np.ndarray     # per sample: index of its participant among the movers, -1 if fixed
-    sample_slot: np.ndarray      # per sample: its period slot (0 without periods)
-    observed_arms: np.ndarray    # arm code of each sample as observed
+    arm: str | None  # the tested arm; None: every arm moves (crossover)
+    labels: np.ndarray  # label code of each moving participant
+    strata: np.ndarray  # labels move only within a stratum
+    label_arms: np.ndarray  # label code x period slot -> arm code
+    sample_mover: np.ndarray  # per sample: index of its participant among the movers, -1 if fixed
+    sample_slot: np.ndarray  # per sample: its period slot (0 without periods)
+    observed_arms: np.ndarray  # arm code of each sample as observed
 
     @property
     def n_allocations(self) -> int:
@@ -139,18 +152,34 @@ def permutation_schemes(design: Design) -> list[PermutationScheme]:
             movers = np.flatnonzero(np.isin(person_arm, [0, code]))
             index = np.full(n_people, -1)
             index[movers] = np.arange(len(movers))
-            schemes.append(PermutationScheme(
-                arm=arm, labels=person_arm[movers], strata=np.zeros(len(movers), dtype=int),
-                label_arms=np.arange(len(design.arms))[:, None], sample_mover=index[person],
-                sample_slot=np.zeros(len(person), dtype=int), observed_arms=arm_codes))
+            schemes.append(
+                PermutationScheme(
+                    arm=arm,
+                    labels=person_arm[movers],
+                    strata=np.zeros(len(movers), dtype=int),
+                    label_arms=np.arange(len(design.arms))[:, None],
+                    sample_mover=index[person],
+                    sample_slot=np.zeros(len(person), dtype=int),
+                    observed_arms=arm_codes,
+                )
+            )
         return schemes
     slot = pd.Index(period_levels(pd.Series(design.period_of_sample))).get_indexer(design.period_of_sample)
     sequence = np.full((n_people, slot.max() + 1), -1)
     sequence[person, slot] = arm_codes
     label_rows, labels = np.unique(sequence, axis=0, return_inverse=True)
     _, strata = np.unique(sequence >= 0, axis=0, return_inverse=True)
-    return [PermutationScheme(arm=None, labels=labels.ravel(), strata=strata.ravel(), label_arms=label_rows,
-                              sample_mover=person, sample_slot=slot, observed_arms=arm_codes)]
+    return [
+        PermutationScheme(
+            arm=None,
+            labels=labels.ravel(),
+            strata=strata.ravel(),
+            label_arms=label_rows,
+            sample_mover=person,
+            sample_slot=slot,
+            observed_arms=arm_codes,
+        )
+    ]
 
 
 def null_relative_variances(design: Design, y: np.ndarray, scheme: PermutationScheme) -> np.ndarray:
@@ -182,8 +211,11 @@ class PermutedColumns:
         self.first_sample = first
         # (column index, arm code, time level or None for the arm main effect)
         self.columns = [(columns[arm_column(arm)], a, None) for a, arm in enumerate(design.arms[1:], start=1)]
-        self.columns += [(columns[interaction_column(arm, time)], a, time)
-                         for a, arm in enumerate(design.arms[1:], start=1) for time in design.times[1:]]
+        self.columns += [
+            (columns[interaction_column(arm, time)], a, time)
+            for a, arm in enumerate(design.arms[1:], start=1)
+            for time in design.times[1:]
+        ]
         self.fixed = [j for j in range(design.X.shape[1]) if j not in {c for c, _, _ in self.columns}]
         rows_owner = design.participant[whitener.rows]
         self.unit_columns = {}
@@ -191,20 +223,22 @@ class PermutedColumns:
             in_time = np.ones(len(unit)) if time is None else (design.time_of_sample == time).astype(float)
             slots = np.zeros((len(unit), unit_at.shape[1]))
             slots[np.arange(len(unit)), slot[unit]] = in_time
-            white = whitener.apply(slots)                      # (n, slots), whitened row order
-            units = unit_at[rows_owner]                        # the unit in each slot of each row's block
+            white = whitener.apply(slots)  # (n, slots), whitened row order
+            units = unit_at[rows_owner]  # the unit in each slot of each row's block
             row, k = np.nonzero(units >= 0)
-            self.unit_columns[time] = sparse.csr_matrix((white[row, k], (row, units[row, k])),
-                                                        shape=(len(unit), n_units))
+            self.unit_columns[time] = sparse.csr_matrix(
+                (white[row, k], (row, units[row, k])), shape=(len(unit), n_units)
+            )
 
     def whitened(self, arm_codes: np.ndarray) -> list[np.ndarray]:
         """Per permuted column, the whitened column of every draw (n x draws)."""
-        unit_arms = arm_codes[:, self.first_sample].T             # units x draws
+        unit_arms = arm_codes[:, self.first_sample].T  # units x draws
         return [self.unit_columns[time] @ (unit_arms == a).astype(float) for _, a, time in self.columns]
 
 
-def permutation_null(design: Design, y: np.ndarray, gamma: np.ndarray, specs: list[ContrastSpec],
-                     arm_codes: np.ndarray) -> np.ndarray:
+def permutation_null(
+    design: Design, y: np.ndarray, gamma: np.ndarray, specs: list[ContrastSpec], arm_codes: np.ndarray
+) -> np.ndarray:
     """t of each contrast under each permuted arm assignment (draws x contrasts), GLS with fixed
     variance components: X'H^-1X and X'H^-1y of each draw assembled from the fixed columns' part
     (computed once) and the permuted columns' part (``PermutedColumns``), then one batched solve."""
@@ -218,7 +252,7 @@ def permutation_null(design: Design, y: np.ndarray, gamma: np.ndarray, specs: li
     n_fixed = len(permuted.fixed)
     out = []
     for start in range(0, len(arm_codes), BATCH):
-        moving = np.stack(permuted.whitened(arm_codes[start:start + BATCH]))      # (k, n, draws)
+        moving = np.stack(permuted.whitened(arm_codes[start : start + BATCH]))  # (k, n, draws)
         draws = moving.shape[2]
         xtx = np.empty((draws, p, p))
         xtx[:, :n_fixed, :n_fixed] = fixed_white.T @ fixed_white
@@ -226,8 +260,10 @@ def permutation_null(design: Design, y: np.ndarray, gamma: np.ndarray, specs: li
         xtx[:, :n_fixed, n_fixed:] = cross
         xtx[:, n_fixed:, :n_fixed] = cross.transpose(0, 2, 1)
         xtx[:, n_fixed:, n_fixed:] = np.einsum("knd,lnd->dkl", moving, moving, optimize=True)
-        xty = np.concatenate([np.broadcast_to(fixed_white.T @ y_white, (draws, n_fixed)),
-                              np.einsum("knd,n->dk", moving, y_white)], axis=1)
+        xty = np.concatenate(
+            [np.broadcast_to(fixed_white.T @ y_white, (draws, n_fixed)), np.einsum("knd,n->dk", moving, y_white)],
+            axis=1,
+        )
         beta, inverse, _ = _solve_batched(xtx, xty)
         sigma2 = (y_white @ y_white - np.einsum("dp,dp->d", beta, xty)) / (n - p)
         var = sigma2[:, None] * np.einsum("cp,dpq,cq->dc", L, inverse, L)
@@ -253,7 +289,10 @@ def empirical_p(observed: np.ndarray, null: np.ndarray, exact: bool = False) -> 
 # Random gene sets matched on expression decile
 # ----------------------------------------------------------------------------------------------
 
-def gene_set_draws(var: pd.DataFrame, usage: pd.DataFrame, seed: int, draws: range) -> tuple[np.ndarray | None, pd.DataFrame, str]:
+
+def gene_set_draws(
+    var: pd.DataFrame, usage: pd.DataFrame, seed: int, draws: range
+) -> tuple[np.ndarray | None, pd.DataFrame, str]:
     """Indices into ``var`` (draws x used genes) of decile-matched random genes replacing each used
     gene, the used genes, and why there are no draws ('' when there are).
 
@@ -264,8 +303,14 @@ def gene_set_draws(var: pd.DataFrame, usage: pd.DataFrame, seed: int, draws: ran
     used = set_genes(usage).reset_index(drop=True)
     pool = np.flatnonzero(var["expressed"].to_numpy(bool) & (var["group"].to_numpy() == ""))
     if len(pool) < 10 * len(used):
-        return None, used, (f"no random gene sets: {len(pool)} expressed genes outside the set and markers, fewer "
-                            f"than 10 per used gene ({len(used)})")
+        return (
+            None,
+            used,
+            (
+                f"no random gene sets: {len(pool)} expressed genes outside the set and markers, fewer "
+                f"than 10 per used gene ({len(used)})"
+            ),
+        )
     means = var["vst_mean"].to_numpy(float)
     edges = np.quantile(means[pool], np.linspace(0.1, 0.9, 9))
     pool_bin = np.searchsorted(edges, means[pool], side="right")
@@ -303,6 +348,7 @@ def reml_t(design: Design, Y: np.ndarray, L: np.ndarray) -> np.ndarray:
 # Leave one participant out
 # ----------------------------------------------------------------------------------------------
 
+
 def leave_one_out(design: Design, y: np.ndarray, gamma: np.ndarray, L: np.ndarray) -> np.ndarray:
     """Contrast estimates with each participant left out (participants x contrasts)."""
     whitener = Whitener(BlockStructure(design), gamma)
@@ -322,12 +368,15 @@ def leave_one_out(design: Design, y: np.ndarray, gamma: np.ndarray, L: np.ndarra
 # Null draws (chunkable) and the final table
 # ----------------------------------------------------------------------------------------------
 
+
 def _chunk(total: int, chunk: int, n_chunks: int) -> range:
     bounds = np.linspace(0, total, n_chunks + 1).round().astype(int)
     return range(bounds[chunk], bounds[chunk + 1])
 
 
-def _tidy(values: np.ndarray, kind: str, score: str, specs: list[ContrastSpec], draws: range | list[int]) -> pd.DataFrame:
+def _tidy(
+    values: np.ndarray, kind: str, score: str, specs: list[ContrastSpec], draws: range | list[int]
+) -> pd.DataFrame:
     frame = pd.DataFrame(values, columns=range(len(specs)))
     frame["draw"] = list(draws)
     long = frame.melt(id_vars="draw", var_name="spec", value_name="value")
@@ -343,8 +392,9 @@ def _score_columns(scores: pd.DataFrame) -> list[str]:
     return [score for score in SCORES if score in scores and not scores[score].isna().all()]
 
 
-def permutation_draws(design: Design, scores: pd.DataFrame, permutations: int, seed: int, chunk: int,
-                      n_chunks: int) -> list[pd.DataFrame]:
+def permutation_draws(
+    design: Design, scores: pd.DataFrame, permutations: int, seed: int, chunk: int, n_chunks: int
+) -> list[pd.DataFrame]:
     """Tidy permutation t of this chunk's share of the allocations, per scheme and score; chunk 0 also
     writes the observed t (kind ``permutation_observed``, same null-model variance components).
 
@@ -372,8 +422,16 @@ def permutation_draws(design: Design, scores: pd.DataFrame, permutations: int, s
     return frames
 
 
-def gene_set_null(adata, usage: pd.DataFrame, design: Design, scores: pd.DataFrame, gene_sets: int, seed: int,
-                  chunk: int, n_chunks: int) -> tuple[list[pd.DataFrame], str]:
+def gene_set_null(
+    adata,
+    usage: pd.DataFrame,
+    design: Design,
+    scores: pd.DataFrame,
+    gene_sets: int,
+    seed: int,
+    chunk: int,
+    n_chunks: int,
+) -> tuple[list[pd.DataFrame], str]:
     """Tidy t of this chunk's random gene sets (each set's own REML fit), and why there are none."""
     specs = contrast_specs(design)
     draws = _chunk(gene_sets, chunk, n_chunks)
@@ -382,29 +440,39 @@ def gene_set_null(adata, usage: pd.DataFrame, design: Design, scores: pd.DataFra
         return [], reason
     random_scores = random_set_scores(adata, picks, used)
     L = np.array([s.vector for s in specs])
-    return [_tidy(reml_t(design, random_scores[score], L), "gene_set", score, specs, draws)
-            for score in _score_columns(scores)], ""
+    return [
+        _tidy(reml_t(design, random_scores[score], L), "gene_set", score, specs, draws)
+        for score in _score_columns(scores)
+    ], ""
 
 
 NULL_COLUMNS = ["kind", "score", "contrast", "arm", "time", "draw", "value"]
 
 
-def null_draws(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: NullSettings, chunk: int,
-               n_chunks: int | None = None) -> pd.DataFrame:
+def null_draws(
+    adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: NullSettings, chunk: int, n_chunks: int | None = None
+) -> pd.DataFrame:
     """Permutation and random-gene-set t for this chunk's share of the draws (tidy; ``n_chunks``
     default ``settings.chunks``); the design is the main model's, so this stage need not wait for the
     model stage."""
     n_chunks = settings.chunks if n_chunks is None else n_chunks
     design, _ = study_design(adata, usage, settings.design)
     frames = permutation_draws(design, scores, settings.permutations, settings.seed, chunk, n_chunks)
-    gene_sets, _ = gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, chunk,
-                                 n_chunks)
+    gene_sets, _ = gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, chunk, n_chunks)
     frames += gene_sets
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=NULL_COLUMNS)
 
 
-def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: RobustnessSettings, models: pd.DataFrame,
-                     gammas: dict, nulls: pd.DataFrame, var: pd.DataFrame | None = None) -> pd.DataFrame:
+def robustness_table(
+    adata,
+    scores: pd.DataFrame,
+    usage: pd.DataFrame,
+    settings: RobustnessSettings,
+    models: pd.DataFrame,
+    gammas: dict,
+    nulls: pd.DataFrame,
+    var: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """contrasts.tsv before the endpoint columns: the main-model (lmm) rows of ``models`` with
     perm_p, geneset_p and leave-one-out columns added, then its other rows as they are.
 
@@ -429,8 +497,14 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings:
         worst = np.nanargmax(np.abs(loo), axis=0)
         for i, spec in enumerate(specs):
             where = (score, spec.contrast, spec.arm, spec.time)
-            row = {"score": score, "contrast": spec.contrast, "arm": spec.arm, "time": spec.time,
-                   "loo_max_change": loo[worst[i], i], "loo_participant": people[worst[i]]}
+            row = {
+                "score": score,
+                "contrast": spec.contrast,
+                "arm": spec.arm,
+                "time": spec.time,
+                "loo_max_change": loo[worst[i], i],
+                "loo_participant": people[worst[i]],
+            }
             row.update(_permutation_columns(draws, where))
             null = draws.get(("gene_set", *where), np.empty(0))
             observed = main_t.get(where, np.nan)
@@ -440,8 +514,11 @@ def robustness_table(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings:
             row["note"] = "; ".join(n for n in notes if n)
             extra.append(row)
     is_main = models["model"] == "lmm"
-    main = models[is_main].drop(columns=["note"], errors="ignore").merge(
-        pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
+    main = (
+        models[is_main]
+        .drop(columns=["note"], errors="ignore")
+        .merge(pd.DataFrame(extra), on=key, how="left", validate="one_to_one")
+    )
     main = main.astype({"n_permutations": "Int64", "n_gene_sets": "Int64"})
     return pd.concat([main, models[~is_main]], ignore_index=True)
 
@@ -456,8 +533,11 @@ def _permutation_columns(draws: dict, where: tuple) -> dict:
             note = f"perm_p exact: all {len(null)} distinct allocations enumerated" if exact else ""
             if valid < len(null):
                 note = "; ".join(n for n in (note, f"{len(null) - valid} allocations not estimable (left out)") if n)
-            return {"perm_p": empirical_p(observed, null[:, None], exact=exact)[0], "n_permutations": valid,
-                    "perm_note": note}
+            return {
+                "perm_p": empirical_p(observed, null[:, None], exact=exact)[0],
+                "n_permutations": valid,
+                "perm_note": note,
+            }
     return {"perm_p": np.nan, "n_permutations": 0, "perm_note": ""}
 
 

@@ -23,15 +23,23 @@ if TYPE_CHECKING:
 SCORE_COLUMNS = SCORE_NAMES
 
 
-def usage_table(adata: ad.AnnData, gene_table: pd.DataFrame, min_count: float = 1.0,
-                min_fraction: float = 0.5) -> pd.DataFrame:
+def usage_table(
+    adata: ad.AnnData, gene_table: pd.DataFrame, min_count: float = 1.0, min_fraction: float = 0.5
+) -> pd.DataFrame:
     """One row per gene of the set (and markers): used or not, the input id(s) matched, by which id
     (``matched_by``: ``ensembl_id`` or ``symbol``), and why not."""
     rows = []
     has_counts = "counts" in adata.layers
     for record in gene_table.itertuples(index=False):
-        row = {"gene": record.gene, "group": record.group, "direction": record.direction,
-               "used": False, "matched_id": "", "matched_by": "", "reason": ""}
+        row = {
+            "gene": record.gene,
+            "group": record.group,
+            "direction": record.direction,
+            "used": False,
+            "matched_id": "",
+            "matched_by": "",
+            "reason": "",
+        }
         if record.gene not in adata.var_names:
             row["reason"] = "absent from input"
         else:
@@ -45,8 +53,9 @@ def usage_table(adata: ad.AnnData, gene_table: pd.DataFrame, min_count: float = 
     return pd.DataFrame(rows)
 
 
-def gene_summaries(adata: ad.AnnData, min_count: float = 1.0, min_fraction: float = 0.5,
-                   block_genes: int = 2048) -> pd.DataFrame:
+def gene_summaries(
+    adata: ad.AnnData, min_count: float = 1.0, min_fraction: float = 0.5, block_genes: int = 2048
+) -> pd.DataFrame:
     """Per gene (index = var_names): ``expressed`` (the rule above, less the set membership),
     ``vst_mean`` and ``vst_var`` (ddof = 1).
 
@@ -76,8 +85,10 @@ def _unused_reason(adata: ad.AnnData, j: int, has_counts: bool, min_count: float
         normed = adata.layers["counts"][:, j] / adata.obs["size_factor"].to_numpy()
         fraction = float(np.mean(normed >= min_count))
         if fraction < min_fraction:
-            return (f"not expressed: normalized count >= {min_count:g} in {fraction:.0%} of samples "
-                    f"(< {min_fraction:.0%} required)")
+            return (
+                f"not expressed: normalized count >= {min_count:g} in {fraction:.0%} of samples "
+                f"(< {min_fraction:.0%} required)"
+            )
     vst = adata.layers["vst"][:, j]
     if np.nanstd(vst) == 0:
         return "constant across samples"
@@ -124,8 +135,9 @@ def score_study(adata: ad.AnnData, usage: pd.DataFrame) -> pd.DataFrame:
     """The scores.tsv table: sample, participant, arm, time, [period], scores, n_genes."""
     used = set_genes(usage)
     vst = adata[:, used["gene"].tolist()].layers["vst"]
-    scores = compute_scores(np.asarray(vst, dtype=np.float64), used["direction"].to_numpy(dtype=float),
-                            used["group"].to_numpy())
+    scores = compute_scores(
+        np.asarray(vst, dtype=np.float64), used["direction"].to_numpy(dtype=float), used["group"].to_numpy()
+    )
     design = ["participant", "arm", "time", *(["period"] if "period" in adata.obs else [])]
     table = adata.obs[design].reset_index(names="sample")
     return pd.concat([table, scores], axis=1)

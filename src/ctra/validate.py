@@ -27,8 +27,18 @@ import pandas as pd
 
 from .errors import InputError, ProblemList
 from .genesets import PAR_Y_SUFFIX, SCORE_GROUPS, id_kind, match_genes, strip_version
-from .io import (CountTable, detect_layout, is_excel, line_hint, locate_rows, read_count_table, read_sample_sheet,
-                 read_wide_table, row_lines, sha256sum)
+from .io import (
+    CountTable,
+    detect_layout,
+    is_excel,
+    line_hint,
+    locate_rows,
+    read_count_table,
+    read_sample_sheet,
+    read_wide_table,
+    row_lines,
+    sha256sum,
+)
 
 CANONICAL = ("sample", "participant", "arm", "time", "period")
 MIN_PARTICIPANTS_PER_ARM = 2
@@ -81,14 +91,16 @@ def _attempt(func: Callable[..., T], *args, problems: ProblemList) -> T | None:
 # Sample sheet
 # ----------------------------------------------------------------------------------------------
 
+
 def _column_label(key: str, names: dict[str, str]) -> str:
     """How a canonical column is named in messages: the sheet's own name (and the role if different)."""
     name = names.get(key, key)
     return f"column '{name}'" if name == key else f"column '{name}' (the {key})"
 
 
-def _check_text_column(obs: pd.DataFrame, column: str, names: dict[str, str], path: Path,
-                       problems: ProblemList) -> None:
+def _check_text_column(
+    obs: pd.DataFrame, column: str, names: dict[str, str], path: Path, problems: ProblemList
+) -> None:
     """Empty cells, and values differing only in case or inner spacing (the reader has stripped
     surrounding whitespace)."""
     label = _column_label(column, names)
@@ -104,14 +116,17 @@ def _check_text_column(obs: pd.DataFrame, column: str, names: dict[str, str], pa
         spellings[level_key(value)][value].append(line)
     clashes = [variants for variants in spellings.values() if len(variants) > 1]
     if clashes:
-        shown = "; ".join(" vs ".join(f"'{v}' ({_at(lines, 3)})" for v, lines in variants.items())
-                          for variants in clashes[:3])
-        problems.add(f"{path}: {label} has values that differ only in case or spacing: {shown}; use one spelling "
-                     "for each level.")
+        shown = "; ".join(
+            " vs ".join(f"'{v}' ({_at(lines, 3)})" for v, lines in variants.items()) for variants in clashes[:3]
+        )
+        problems.add(
+            f"{path}: {label} has values that differ only in case or spacing: {shown}; use one spelling for each level."
+        )
 
 
-def rename_sheet_columns(sheet: pd.DataFrame, study: dict, path: Path,
-                         problems: ProblemList) -> tuple[pd.DataFrame | None, dict[str, str]]:
+def rename_sheet_columns(
+    sheet: pd.DataFrame, study: dict, path: Path, problems: ProblemList
+) -> tuple[pd.DataFrame | None, dict[str, str]]:
     """Map the study's column names to canonical ones (sample, participant, arm, time, period).
 
     Returns the renamed frame (design columns and covariates only) and the sheet name of each
@@ -127,19 +142,25 @@ def rename_sheet_columns(sheet: pd.DataFrame, study: dict, path: Path,
         roles[name].append(key)
     for name, keys in roles.items():
         if len(keys) > 1:
-            problems.add(f"config: `columns` maps {' and '.join(keys)} to the same sheet column '{name}'; each "
-                         "needs its own column.")
+            problems.add(
+                f"config: `columns` maps {' and '.join(keys)} to the same sheet column '{name}'; each "
+                "needs its own column."
+            )
     repeated = sorted({c for c in covariates if covariates.count(c) > 1})
     if repeated:
         problems.add(f"config: `covariates` lists {_listing(repeated)} more than once.")
     for covariate in dict.fromkeys(covariates):
         if covariate in roles:
-            problems.add(f"{path}: covariate '{covariate}' is the study's {roles[covariate][0]} column; it is part "
-                         "of the model already: remove it from `covariates`.")
+            problems.add(
+                f"{path}: covariate '{covariate}' is the study's {roles[covariate][0]} column; it is part "
+                "of the model already: remove it from `covariates`."
+            )
         elif covariate in CANONICAL:
-            problems.add(f"{path}: covariate column '{covariate}' has a name ctra reserves for the {covariate} "
-                         f"(which this study takes from another column); rename it in the sheet and in "
-                         "`covariates`.")
+            problems.add(
+                f"{path}: covariate column '{covariate}' has a name ctra reserves for the {covariate} "
+                f"(which this study takes from another column); rename it in the sheet and in "
+                "`covariates`."
+            )
     missing = [(name, f"for {roles[name][0]}") for name in roles if name not in sheet.columns]
     missing += [(c, "covariate") for c in dict.fromkeys(covariates) if c not in sheet.columns and c not in roles]
     if missing:
@@ -147,17 +168,27 @@ def rename_sheet_columns(sheet: pd.DataFrame, study: dict, path: Path,
         for name, role in missing:
             near = [c for c in sheet.columns if level_key(c) == level_key(name)]
             described.append(f"'{name}' ({role}{f'; found {near[0]!r}' if near else ''})")
-        problems.add(f"{path}: sample sheet lacks column(s) {', '.join(described)}; it has "
-                     f"{_listing([str(c) for c in sheet.columns], 12)}. Fix the sheet or the config's "
-                     "`columns`/`covariates`.")
+        problems.add(
+            f"{path}: sample sheet lacks column(s) {', '.join(described)}; it has "
+            f"{_listing([str(c) for c in sheet.columns], 12)}. Fix the sheet or the config's "
+            "`columns`/`covariates`."
+        )
     if len(problems.problems) > n_before:
         return None, names
     keep = [*names.values(), *[c for c in dict.fromkeys(covariates)]]
     return sheet[keep].rename(columns={name: key for key, name in names.items()}), names
 
 
-def _ordered_levels(values: pd.Series, lines: pd.Series, reference: str | None, configured: list[str] | None,
-                    what: str, names: dict[str, str], path: Path, problems: ProblemList) -> list[str]:
+def _ordered_levels(
+    values: pd.Series,
+    lines: pd.Series,
+    reference: str | None,
+    configured: list[str] | None,
+    what: str,
+    names: dict[str, str],
+    path: Path,
+    problems: ProblemList,
+) -> list[str]:
     """Levels with the reference first, then the configured order or order of first appearance."""
     present = list(dict.fromkeys(values))
     label = _column_label(what, names)
@@ -167,8 +198,10 @@ def _ordered_levels(values: pd.Series, lines: pd.Series, reference: str | None, 
             where = _rows(values.isin(unknown), lines)
             near = {v: c for v in unknown for c in configured if level_key(c) == level_key(v)}
             hint = f" (did you mean {_listing(sorted(set(near.values())))}?)" if near else "; a typo?"
-            problems.add(f"{path}: {label} has value(s) {_listing(unknown)} on {where} that are not in the "
-                         f"config's {what}_levels {configured}{hint}")
+            problems.add(
+                f"{path}: {label} has value(s) {_listing(unknown)} on {where} that are not in the "
+                f"config's {what}_levels {configured}{hint}"
+            )
         order = [v for v in configured if v in present]
     else:
         order = present
@@ -177,26 +210,35 @@ def _ordered_levels(values: pd.Series, lines: pd.Series, reference: str | None, 
             near = [v for v in present if level_key(v) == level_key(reference)]
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             key = "baseline" if what == "time" else "control"
-            problems.add(f"{path}: the config's {key} '{reference}' does not occur in {label}, "
-                         f"which has {_listing(present)}{hint}.")
+            problems.add(
+                f"{path}: the config's {key} '{reference}' does not occur in {label}, "
+                f"which has {_listing(present)}{hint}."
+            )
             return order
         order = [reference, *[v for v in order if v != reference]]
     return order
 
 
-def _check_design(obs: pd.DataFrame, study: dict, names: dict[str, str], path: Path,
-                  problems: ProblemList) -> dict[str, list[str]]:
+def _check_design(
+    obs: pd.DataFrame, study: dict, names: dict[str, str], path: Path, problems: ProblemList
+) -> dict[str, list[str]]:
     lines = obs[LINE]
-    arms = _ordered_levels(obs["arm"], lines, study.get("control"), study.get("arm_levels"), "arm", names, path,
-                           problems)
-    times = _ordered_levels(obs["time"], lines, study["baseline"], study.get("time_levels"), "time", names, path,
-                            problems)
+    arms = _ordered_levels(
+        obs["arm"], lines, study.get("control"), study.get("arm_levels"), "arm", names, path, problems
+    )
+    times = _ordered_levels(
+        obs["time"], lines, study["baseline"], study.get("time_levels"), "time", names, path, problems
+    )
     if len(times) < 2:
-        problems.add(f"{path}: {_column_label('time', names)} has only one time point ({_listing(times)}); "
-                     "a change from baseline needs at least two.")
+        problems.add(
+            f"{path}: {_column_label('time', names)} has only one time point ({_listing(times)}); "
+            "a change from baseline needs at least two."
+        )
     if study.get("control") is None and len(arms) > 1:
-        problems.add(f"{path}: {_column_label('arm', names)} has {len(arms)} arms ({_listing(arms)}) but the "
-                     "config sets no `control`; name the reference arm.")
+        problems.add(
+            f"{path}: {_column_label('arm', names)} has {len(arms)} arms ({_listing(arms)}) but the "
+            "config sets no `control`; name the reference arm."
+        )
     unit = ["participant", "period"] if "period" in obs else ["participant"]
     arms_per_unit = obs.groupby(unit, sort=True, observed=True)["arm"].nunique()
     mixed = arms_per_unit[arms_per_unit > 1]
@@ -204,22 +246,31 @@ def _check_design(obs: pd.DataFrame, study: dict, names: dict[str, str], path: P
         keys = [k if isinstance(k, tuple) else (k,) for k in mixed.index]
         shown = [" / ".join(map(str, k)) for k in keys]
         in_mixed = obs[unit].apply(tuple, axis=1).isin(keys)
-        fix = ("each participant x period must stay in one arm" if "period" in obs else
-               "set `columns: period` for a crossover design, or fix the sheet")
-        problems.add(f"{path}: {len(mixed)} participant(s) appear in more than one arm ({_listing(shown)}; "
-                     f"{_rows(in_mixed, lines)}); {fix}.")
+        fix = (
+            "each participant x period must stay in one arm"
+            if "period" in obs
+            else "set `columns: period` for a crossover design, or fix the sheet"
+        )
+        problems.add(
+            f"{path}: {len(mixed)} participant(s) appear in more than one arm ({_listing(shown)}; "
+            f"{_rows(in_mixed, lines)}); {fix}."
+        )
     per_arm = obs.groupby("arm", sort=False)["participant"].nunique()
     small = [f"'{a}' ({n})" for a, n in per_arm.items() if n < MIN_PARTICIPANTS_PER_ARM]
     if small:
-        problems.add(f"{path}: arm(s) {', '.join(small)} have fewer than {MIN_PARTICIPANTS_PER_ARM} "
-                     "participants; a change from baseline cannot be estimated against participant variation.")
+        problems.add(
+            f"{path}: arm(s) {', '.join(small)} have fewer than {MIN_PARTICIPANTS_PER_ARM} "
+            "participants; a change from baseline cannot be estimated against participant variation."
+        )
     return {"arm": arms, "time": times}
 
 
 MAX_CODE_LEVELS = 5  # a numeric covariate with this many distinct integers or fewer may be a code
 
 
-def _covariates(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList) -> tuple[pd.DataFrame, list[str], list[str]]:
+def _covariates(
+    obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Type covariates and handle missing values per the config.
 
     A covariate listed in ``categorical`` is categorical; any other is numeric if every value parses
@@ -232,18 +283,22 @@ def _covariates(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemLis
     covariates = list(dict.fromkeys(study.get("covariates", [])))
     categorical = set(study.get("categorical", []))
     for name in sorted(categorical - set(covariates)):
-        problems.add(f"config: `categorical` lists '{name}', which is not in `covariates`; list it there too "
-                     "(or remove it from `categorical`).")
+        problems.add(
+            f"config: `categorical` lists '{name}', which is not in `covariates`; list it there too "
+            "(or remove it from `categorical`)."
+        )
     for name in covariates:
         missing = obs[name].fillna("").str.strip().isin(MISSING_COVARIATE)
         if missing.any():
             if study.get("drop_incomplete_samples", False):
                 dropped += obs.index[missing.to_numpy()].tolist()
             else:
-                problems.add(f"{path}: covariate '{name}' is missing (empty or NA) for {int(missing.sum())} "
-                             f"sample(s) ({_rows(missing, obs[LINE])}); fill them in, or set "
-                             "`drop_incomplete_samples: true` to drop those samples (they are then listed in "
-                             "the log and the report).")
+                problems.add(
+                    f"{path}: covariate '{name}' is missing (empty or NA) for {int(missing.sum())} "
+                    f"sample(s) ({_rows(missing, obs[LINE])}); fill them in, or set "
+                    "`drop_incomplete_samples: true` to drop those samples (they are then listed in "
+                    "the log and the report)."
+                )
     dropped = [s for s in obs.index if s in set(dropped)]
     obs = obs.drop(index=dropped)
     for name in covariates:
@@ -257,24 +312,31 @@ def _covariates(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemLis
             obs[name] = numeric.astype(float)
             distinct = obs[name].dropna().unique()
             if len(distinct) <= MAX_CODE_LEVELS and np.all(distinct == np.round(distinct)):
-                warnings.append(f"covariate '{name}' is numeric with only {len(distinct)} distinct integer values "
-                                f"({', '.join(f'{v:g}' for v in sorted(distinct))}); it enters the model as one "
-                                "linear term. If it is a code (site, batch, group), list it under `categorical`.")
+                warnings.append(
+                    f"covariate '{name}' is numeric with only {len(distinct)} distinct integer values "
+                    f"({', '.join(f'{v:g}' for v in sorted(distinct))}); it enters the model as one "
+                    "linear term. If it is a code (site, batch, group), list it under `categorical`."
+                )
         elif not_numeric.sum() < present.sum() / 2:
-            problems.add(f"{path}: covariate '{name}' is numeric except on {_rows(not_numeric, obs[LINE])} "
-                         f"(e.g. '{text[not_numeric].iloc[0]}'); write numbers there (leave a cell empty if the "
-                         "value is missing).")
+            problems.add(
+                f"{path}: covariate '{name}' is numeric except on {_rows(not_numeric, obs[LINE])} "
+                f"(e.g. '{text[not_numeric].iloc[0]}'); write numbers there (leave a cell empty if the "
+                "value is missing)."
+            )
             continue
         else:
             obs[name] = text
         if obs.loc[present, name].nunique() < 2:
-            problems.add(f"{path}: covariate '{name}' has the same value for every sample; it cannot be "
-                         "estimated: remove it from `covariates`.")
+            problems.add(
+                f"{path}: covariate '{name}' has the same value for every sample; it cannot be "
+                "estimated: remove it from `covariates`."
+            )
     return obs, dropped, warnings
 
 
-def _check_rank(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: list[str], path: Path,
-                problems: ProblemList) -> None:
+def _check_rank(
+    obs: pd.DataFrame, levels: dict[str, list[str]], covariates: list[str], path: Path, problems: ProblemList
+) -> None:
     """The fixed design without marker genes must be of full rank (checked again with markers later)."""
     from .models.mixed import build_design, check_full_rank
 
@@ -283,12 +345,15 @@ def _check_rank(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: lis
         check_full_rank(design.X, design.columns, str(path))
     except InputError as err:
         for problem in err.problems:
-            problems.add(f"{problem} A covariate that repeats the arm, the time or another covariate (or a "
-                         "combination of them) cannot be estimated: remove or recode it in `covariates`.")
+            problems.add(
+                f"{problem} A covariate that repeats the arm, the time or another covariate (or a "
+                "combination of them) cannot be estimated: remove or recode it in `covariates`."
+            )
 
 
-def build_obs(sheet: pd.DataFrame, study: dict, path: Path,
-              problems: ProblemList) -> tuple[pd.DataFrame | None, dict | None]:
+def build_obs(
+    sheet: pd.DataFrame, study: dict, path: Path, problems: ProblemList
+) -> tuple[pd.DataFrame | None, dict | None]:
     """Canonical obs frame (index = sample) plus levels and what was dropped.
 
     Problems go to ``problems``; obs is still returned when it could be built (so that the count
@@ -309,15 +374,21 @@ def build_obs(sheet: pd.DataFrame, study: dict, path: Path,
         groups = defaultdict(list)
         for line in obs.index[duplicated.to_numpy()]:
             groups[obs.loc[line, "sample"]].append(line)
-        shown = "; ".join(" and ".join(f"'{originals.get((line, sample_column), value)}' (line {line})"
-                                       for line in lines)
-                          for value, lines in groups.items() if any(line in collided for line in lines))
-        problems.add(f"{path}: sample ids {shown} are the same once surrounding whitespace is stripped; they "
-                     "may be different samples: make the ids distinct (or remove the duplicate row).")
+        shown = "; ".join(
+            " and ".join(f"'{originals.get((line, sample_column), value)}' (line {line})" for line in lines)
+            for value, lines in groups.items()
+            if any(line in collided for line in lines)
+        )
+        problems.add(
+            f"{path}: sample ids {shown} are the same once surrounding whitespace is stripped; they "
+            "may be different samples: make the ids distinct (or remove the duplicate row)."
+        )
         return None, None
     if duplicated.any():
-        problems.add(f"{path}: sample id(s) {_listing(sorted(set(obs['sample'][duplicated])))} appear more than "
-                     f"once ({_rows(duplicated)}); each sample (blood draw) needs one row.")
+        problems.add(
+            f"{path}: sample id(s) {_listing(sorted(set(obs['sample'][duplicated])))} appear more than "
+            f"once ({_rows(duplicated)}); each sample (blood draw) needs one row."
+        )
         return None, None
     if len(problems.problems) > n_before:
         return None, None  # ids with spaces, case variants or gaps: matching them would only echo the problem
@@ -328,8 +399,12 @@ def build_obs(sheet: pd.DataFrame, study: dict, path: Path,
     n_covariate = len(problems.problems)
     obs, dropped, warnings = _covariates(obs, study, path, problems)
     covariates_ok = len(problems.problems) == n_covariate
-    record = {"levels": None, "excluded_samples": excluded, "dropped_incomplete": dropped,
-              "covariate_warnings": warnings}
+    record = {
+        "levels": None,
+        "excluded_samples": excluded,
+        "dropped_incomplete": dropped,
+        "covariate_warnings": warnings,
+    }
     n_design = len(problems.problems)
     record["levels"] = _check_design(obs, study, names, path, problems)
     if covariates_ok and len(problems.problems) == n_design:
@@ -379,13 +454,13 @@ def _row_blocks(rows: np.ndarray, n_genes: int) -> Iterator[np.ndarray]:
     """``rows`` in consecutive pieces of about ``SCAN_CELLS`` cells."""
     size = max(1, SCAN_CELLS // max(n_genes, 1))
     for start in range(0, len(rows), size):
-        yield rows[start:start + size]
+        yield rows[start : start + size]
 
 
 def _block(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``values[rows]``: a view when the rows are consecutive, else a copy of just this block."""
     if rows[-1] - rows[0] == len(rows) - 1:
-        return values[rows[0]:rows[-1] + 1]
+        return values[rows[0] : rows[-1] + 1]
     return values[rows]
 
 
@@ -404,19 +479,22 @@ def _scan_values(values: np.ndarray, rows: np.ndarray, mode: str) -> _ValueScan:
                 scan.negative.add(block < 0, block_rows)
             else:
                 scan.above_log2_max.add(block > LOG2_MAX, block_rows)
-            scan.totals[done:done + len(block_rows)] = block.sum(axis=1)
+            scan.totals[done : done + len(block_rows)] = block.sum(axis=1)
             scan.maximum = max(scan.maximum, float(block.max()))
         done += len(block_rows)
     return scan
 
 
 def _first_cell(table: CountTable, cells: _Cells, path: Path) -> str:
-    """"gene 'X' (line N), sample 'Y'" for the first cell found."""
+    """ "gene 'X' (line N), sample 'Y'" for the first cell found."""
     gene_i, sample_i = cells.first
     lines = row_lines(path, table.genes, gene_i) if table.layout == "genes_by_samples" else []
     where = f" ({line_hint(lines)})" if lines else ""
-    symbol = (f" ({table.alt_column} '{table.alt_ids[gene_i]}')"
-              if table.alt_ids is not None and table.alt_kind == "symbol" else "")
+    symbol = (
+        f" ({table.alt_column} '{table.alt_ids[gene_i]}')"
+        if table.alt_ids is not None and table.alt_kind == "symbol"
+        else ""
+    )
     return f"gene '{table.genes[gene_i]}'{symbol}{where}, sample '{table.samples[sample_i]}'"
 
 
@@ -425,8 +503,9 @@ def _first_value(table: CountTable, cells: _Cells) -> float:
     return float(table.values[sample_i, gene_i])
 
 
-def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList,
-                  non_integer: str = "round") -> dict | None:
+def _check_values(
+    table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList, non_integer: str = "round"
+) -> dict | None:
     """Counts must be finite non-negative integers; log2 values must be finite and log-scale.
 
     Only the samples at positions ``rows`` are checked (excluded samples are not). In counts mode,
@@ -439,52 +518,71 @@ def _check_values(table: CountTable, rows: np.ndarray, mode: str, path: Path, pr
         return None
     scan = _scan_values(table.values, rows, mode)
     if scan.non_finite.count:
-        problems.add(f"{path}: {scan.non_finite.count} missing or non-finite value(s) (empty, NA, NaN or Inf), "
-                     f"first at {_first_cell(table, scan.non_finite, path)}; every cell needs a number.")
+        problems.add(
+            f"{path}: {scan.non_finite.count} missing or non-finite value(s) (empty, NA, NaN or Inf), "
+            f"first at {_first_cell(table, scan.non_finite, path)}; every cell needs a number."
+        )
         return None
     integral = scan.fractional.count == 0
     rounded = None
     if mode == "counts":
         if scan.negative.count:
-            problems.add(f"{path}: {scan.negative.count} negative count(s), first at "
-                         f"{_first_cell(table, scan.negative, path)} ({_first_value(table, scan.negative):g}); "
-                         "counts cannot be negative. If these are log-scale values, set `input: log2_expression`.")
+            problems.add(
+                f"{path}: {scan.negative.count} negative count(s), first at "
+                f"{_first_cell(table, scan.negative, path)} ({_first_value(table, scan.negative):g}); "
+                "counts cannot be negative. If these are log-scale values, set `input: log2_expression`."
+            )
         totals = scan.totals
         if not integral:
-            first = (f"first at {_first_cell(table, scan.fractional, path)} "
-                     f"({_first_value(table, scan.fractional):g})")
+            first = f"first at {_first_cell(table, scan.fractional, path)} ({_first_value(table, scan.fractional):g})"
             if np.all(np.abs(scan.totals - TPM_TOTAL) <= 0.01 * TPM_TOTAL):
-                what = (f"every sample's values sum to {TPM_TOTAL:,.0f}, so these look like TPM (or CPM), not raw "
-                        "counts. ctra needs raw integer counts (featureCounts/HTSeq, or estimated counts, which "
-                        "it rounds); with TPM only, give log2(TPM + 1) and set `input: log2_expression`")
+                what = (
+                    f"every sample's values sum to {TPM_TOTAL:,.0f}, so these look like TPM (or CPM), not raw "
+                    "counts. ctra needs raw integer counts (featureCounts/HTSeq, or estimated counts, which "
+                    "it rounds); with TPM only, give log2(TPM + 1) and set `input: log2_expression`"
+                )
                 problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what}.")
             elif non_integer != "round":
-                what = ("these look like estimated counts (RSEM/Salmon/kallisto) or normalized values, not raw "
-                        "counts (TPM/CPM would sum to 1,000,000 per sample; these do not). Give raw integer "
-                        "counts, set `non_integer_counts: round` (the default) to round estimated counts to "
-                        "the nearest integer as DESeq2 users do, or give log2-scale values and set "
-                        "`input: log2_expression`")
-                problems.add(f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what} "
-                             "(the config has `non_integer_counts: error`).")
+                what = (
+                    "these look like estimated counts (RSEM/Salmon/kallisto) or normalized values, not raw "
+                    "counts (TPM/CPM would sum to 1,000,000 per sample; these do not). Give raw integer "
+                    "counts, set `non_integer_counts: round` (the default) to round estimated counts to "
+                    "the nearest integer as DESeq2 users do, or give log2-scale values and set "
+                    "`input: log2_expression`"
+                )
+                problems.add(
+                    f"{path}: {scan.fractional.count} non-integer value(s), {first}; {what} "
+                    "(the config has `non_integer_counts: error`)."
+                )
             elif not scan.negative.count:
                 first_cell = _first_cell(table, scan.fractional, path)
                 first_value = _first_value(table, scan.fractional)
                 totals, samples = _round_in_place(table.values, rows)
-                rounded = {"policy": "round", "cells": int(scan.fractional.count), "samples": int(samples),
-                           "first": f"{first_cell} ({first_value:g} -> {np.rint(first_value):g})"}
+                rounded = {
+                    "policy": "round",
+                    "cells": int(scan.fractional.count),
+                    "samples": int(samples),
+                    "first": f"{first_cell} ({first_value:g} -> {np.rint(first_value):g})",
+                }
         zero = rows[totals == 0]
         if len(zero):
             after = " once rounded" if rounded else ""
-            problems.add(f"{path}: sample(s) {_listing([table.samples[i] for i in zero])} have zero counts for "
-                         f"every gene{after} (a failed or empty library); remove them (or list them in "
-                         "`exclude_samples`).")
+            problems.add(
+                f"{path}: sample(s) {_listing([table.samples[i] for i in zero])} have zero counts for "
+                f"every gene{after} (a failed or empty library); remove them (or list them in "
+                "`exclude_samples`)."
+            )
     elif integral and scan.maximum > LOG2_LOOKS_LIKE_COUNTS:
-        problems.add(f"{path}: `input: log2_expression` but the values are integers up to {scan.maximum:g}; "
-                     "these look like raw counts: set `input: counts`.")
+        problems.add(
+            f"{path}: `input: log2_expression` but the values are integers up to {scan.maximum:g}; "
+            "these look like raw counts: set `input: counts`."
+        )
     elif scan.maximum > LOG2_MAX:
-        problems.add(f"{path}: `input: log2_expression` but values reach {scan.maximum:g} (first above "
-                     f"{LOG2_MAX:g} at {_first_cell(table, scan.above_log2_max, path)}); log2 expression stays "
-                     "below ~25. Transform them (e.g. log2(TPM + 1)) or, for raw counts, set `input: counts`.")
+        problems.add(
+            f"{path}: `input: log2_expression` but values reach {scan.maximum:g} (first above "
+            f"{LOG2_MAX:g} at {_first_cell(table, scan.above_log2_max, path)}); log2 expression stays "
+            "below ~25. Transform them (e.g. log2(TPM + 1)) or, for raw counts, set `input: counts`."
+        )
     return rounded
 
 
@@ -502,37 +600,56 @@ def _round_in_place(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, i
         np.rint(block, out=block)
         if not is_view:
             values[block_rows] = block
-        totals[done:done + len(block_rows)] = block.sum(axis=1)
+        totals[done : done + len(block_rows)] = block.sum(axis=1)
         done += len(block_rows)
     return totals, changed
 
 
-def _match_samples(samples: list[str], obs: pd.DataFrame, ignored: set[str], counts_path: Path,
-                   samples_path: Path, problems: ProblemList, layout: str = "genes_by_samples",
-                   why: str = "") -> None:
+def _match_samples(
+    samples: list[str],
+    obs: pd.DataFrame,
+    ignored: set[str],
+    counts_path: Path,
+    samples_path: Path,
+    problems: ProblemList,
+    layout: str = "genes_by_samples",
+    why: str = "",
+) -> None:
     in_counts = set(samples)
     missing = [s for s in obs.index if s not in in_counts]
     extra = [s for s in samples if s not in obs.index and s not in ignored]
     unit = "row" if layout == "samples_by_genes" else "column"
     if missing and unit == "row" and not (set(obs.index) & in_counts):  # the layout may be the wrong one
-        problems.add(f"{counts_path}: no sample id of the sheet is a row of the count table, read with one row "
-                     f"per sample (layout: {layout}; {why or 'the default'}); if the table has one column per "
-                     "sample, set `layout: genes_by_samples`.")
+        problems.add(
+            f"{counts_path}: no sample id of the sheet is a row of the count table, read with one row "
+            f"per sample (layout: {layout}; {why or 'the default'}); if the table has one column per "
+            "sample, set `layout: genes_by_samples`."
+        )
         return
     if missing:
         in_lines = obs.loc[missing, LINE].tolist()
         near = {s: c for s in missing for c in samples if level_key(c) == level_key(s)}
-        hint = ("; the count table has " + ", ".join(f"'{c}' for '{s}'" for s, c in list(near.items())[:3])
-                + " (ids differ in case or spacing)" if near else "")
-        problems.add(f"{samples_path}: {len(missing)} sample(s) of the sheet have no {unit} in {counts_path}: "
-                     f"{_listing(missing)} ({_at(in_lines)}){hint}.")
+        hint = (
+            "; the count table has "
+            + ", ".join(f"'{c}' for '{s}'" for s, c in list(near.items())[:3])
+            + " (ids differ in case or spacing)"
+            if near
+            else ""
+        )
+        problems.add(
+            f"{samples_path}: {len(missing)} sample(s) of the sheet have no {unit} in {counts_path}: "
+            f"{_listing(missing)} ({_at(in_lines)}){hint}."
+        )
     if extra:
-        problems.add(f"{counts_path}: {len(extra)} {unit}(s) are not in the sample sheet {samples_path}: "
-                     f"{_listing(extra)}; add them to the sheet or to `exclude_samples`.")
+        problems.add(
+            f"{counts_path}: {len(extra)} {unit}(s) are not in the sample sheet {samples_path}: "
+            f"{_listing(extra)}; add them to the sheet or to `exclude_samples`."
+        )
 
 
-def merge_gene_rows(table: CountTable, gene_table: pd.DataFrame, mode: str,
-                    path: Path) -> tuple[CountTable, pd.DataFrame]:
+def merge_gene_rows(
+    table: CountTable, gene_table: pd.DataFrame, mode: str, path: Path
+) -> tuple[CountTable, pd.DataFrame]:
     """Rename matched rows to the gene-set names, summing several rows of one gene (counts only).
 
     Works in place: a merged gene's sum goes to its first row and its other rows are dropped, so
@@ -545,11 +662,14 @@ def merge_gene_rows(table: CountTable, gene_table: pd.DataFrame, mode: str,
     merged = {g: rows for g, rows in match.rows_for_gene.items() if len(rows) > 1}
     if merged and mode != "counts":
         lines = locate_rows(path, [r for rows in merged.values() for r in rows], limit=1)
-        shown = "; ".join(f"{g} <- " + " + ".join(f"'{r}'" + (f" ({line_hint(lines[r])})" if lines.get(r) else "")
-                                                  for r in rows)
-                          for g, rows in list(merged.items())[:5])
-        raise InputError(f"{path}: several rows map to one gene of the gene set after alias mapping ({shown}); "
-                         "log2 values cannot be merged by summing: keep one row per gene.")
+        shown = "; ".join(
+            f"{g} <- " + " + ".join(f"'{r}'" + (f" ({line_hint(lines[r])})" if lines.get(r) else "") for r in rows)
+            for g, rows in list(merged.items())[:5]
+        )
+        raise InputError(
+            f"{path}: several rows map to one gene of the gene set after alias mapping ({shown}); "
+            "log2 values cannot be merged by summing: keep one row per gene."
+        )
     new_ids = ids.map(lambda row: gene_for_row.get(row, row))
     duplicated = new_ids.duplicated(keep=False) & ~new_ids.isin(list(merged))
     if duplicated.any():
@@ -557,8 +677,10 @@ def merge_gene_rows(table: CountTable, gene_table: pd.DataFrame, mode: str,
         lines = locate_rows(path, repeated[:5])
         shown = ", ".join(f"'{i}'" + (f" ({line_hint(lines[i])})" if lines.get(i) else "") for i in repeated[:5])
         more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
-        raise InputError(f"{path}: {len(repeated)} gene id(s) appear on more than one row: {shown}{more}; give "
-                         "each gene one row (ambiguous rows are not summed silently).")
+        raise InputError(
+            f"{path}: {len(repeated)} gene id(s) appear on more than one row: {shown}{more}; give "
+            "each gene one row (ambiguous rows are not summed silently)."
+        )
     input_ids = np.asarray(ids, dtype=object).copy()
     keep = np.ones(len(ids), dtype=bool)
     for positions in (np.flatnonzero(ids.isin(rows)) for rows in merged.values()):
@@ -582,13 +704,16 @@ def _check_set_coverage(var: pd.DataFrame, gene_set: pd.DataFrame, kind: str, pa
     if len(found) < MIN_FRACTION_SET_GENES * len(gene_set):
         looks = "Ensembl gene ids" if kind == "ensembl" else "gene symbols"
         example = ", ".join(var.index[:3])
-        raise InputError(f"{path}: only {len(found)} of {len(gene_set)} gene-set genes were found (the ids look "
-                         f"like {looks}, e.g. {example}); missing: {', '.join(missing)}. Check that the gene "
-                         "column holds human HGNC symbols or human Ensembl gene ids.")
+        raise InputError(
+            f"{path}: only {len(found)} of {len(gene_set)} gene-set genes were found (the ids look "
+            f"like {looks}, e.g. {example}); missing: {', '.join(missing)}. Check that the gene "
+            "column holds human HGNC symbols or human Ensembl gene ids."
+        )
 
 
-def _check_genes(table: CountTable, gene_set: pd.DataFrame, markers: pd.DataFrame, mode: str,
-                 path: Path) -> tuple[CountTable, pd.DataFrame, str, dict | None]:
+def _check_genes(
+    table: CountTable, gene_set: pd.DataFrame, markers: pd.DataFrame, mode: str, path: Path
+) -> tuple[CountTable, pd.DataFrame, str, dict | None]:
     gene_table = pd.concat([gene_set, markers[~markers["gene"].isin(gene_set["gene"])]], ignore_index=True)
     kind = id_kind(pd.Index(table.genes, dtype=object), str(path))
     par = _par_y_rows(table, mode) if kind == "ensembl" else None
@@ -624,19 +749,28 @@ def _par_y_rows(table: CountTable, mode: str) -> dict | None:
             continue
         keep[i] = False
     table.keep_genes(keep)
-    return {"rows": int(par.size), "with_reads": nonzero, "merged_into_chrX": merged, "renamed": renamed,
-            "dropped": int(par.size) - merged - renamed if mode != "counts" else 0}
+    return {
+        "rows": int(par.size),
+        "with_reads": nonzero,
+        "merged_into_chrX": merged,
+        "renamed": renamed,
+        "dropped": int(par.size) - merged - renamed if mode != "counts" else 0,
+    }
 
 
 def _input_notes(table: CountTable, var: pd.DataFrame, kind: str, path: Path) -> list[str]:
     notes = []
     if table.layout == "samples_by_genes":
         if table.annotation:
-            notes.append(f"{path.name}: {len(table.annotation)} column(s) set aside as sample-sheet columns, not genes: "
-                         f"{_listing(table.annotation, 12)}.")
+            notes.append(
+                f"{path.name}: {len(table.annotation)} column(s) set aside as sample-sheet columns, not genes: "
+                f"{_listing(table.annotation, 12)}."
+            )
     elif table.annotation:
-        notes.append(f"{path.name}: {len(table.annotation)} annotation column(s) beside the gene ids, not samples: "
-                     f"{', '.join(repr(c) for c in table.annotation)}.")
+        notes.append(
+            f"{path.name}: {len(table.annotation)} annotation column(s) beside the gene ids, not samples: "
+            f"{', '.join(repr(c) for c in table.annotation)}."
+        )
     matching = _matching_note(table, var, kind)
     if matching:
         notes.append(f"{path.name}: {matching}")
@@ -649,16 +783,19 @@ def _matching_note(table: CountTable, var: pd.DataFrame, kind: str) -> str | Non
         return None
     by = var.loc[var["matched_by"] != "", "matched_by"].value_counts()
     fallback = [g for g in var.index[var["matched_by"] == "symbol"]]
-    return (f"genes of the gene set and markers matched on two id columns, Ensembl id first: "
-            f"{int(by.get('ensembl_id', 0))} by Ensembl id, {int(by.get('symbol', 0))} by symbol "
-            f"(column '{table.alt_column if table.alt_kind == 'symbol' else 'the first column'}')"
-            + (f" ({', '.join(fallback[:10])}{' ...' if len(fallback) > 10 else ''})" if fallback else "")
-            + "; genes_used.tsv records which (column matched_by).")
+    return (
+        f"genes of the gene set and markers matched on two id columns, Ensembl id first: "
+        f"{int(by.get('ensembl_id', 0))} by Ensembl id, {int(by.get('symbol', 0))} by symbol "
+        f"(column '{table.alt_column if table.alt_kind == 'symbol' else 'the first column'}')"
+        + (f" ({', '.join(fallback[:10])}{' ...' if len(fallback) > 10 else ''})" if fallback else "")
+        + "; genes_used.tsv records which (column matched_by)."
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # One study
 # ----------------------------------------------------------------------------------------------
+
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
@@ -667,8 +804,15 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _layout(study: dict, counts_path: Path, counts_sheet, same_file: bool, sheet: pd.DataFrame | None,
-            sample_column: str, problems: ProblemList) -> tuple[str, str]:
+def _layout(
+    study: dict,
+    counts_path: Path,
+    counts_sheet,
+    same_file: bool,
+    sheet: pd.DataFrame | None,
+    sample_column: str,
+    problems: ProblemList,
+) -> tuple[str, str]:
     """The count table's layout and why: the config's `layout`, else samples_by_genes when the sample
     sheet is the count table itself or when the sheet's sample ids label the table's rows."""
     layout = study.get("layout", "auto")
@@ -684,8 +828,9 @@ def _layout(study: dict, counts_path: Path, counts_sheet, same_file: bool, sheet
         return "genes_by_samples", "the default"  # the reader reports the file's problem
 
 
-def _worksheets(study: dict, samples_path: Path, counts_path: Path,
-                problems: ProblemList) -> tuple[str | int | None, str | int | None]:
+def _worksheets(
+    study: dict, samples_path: Path, counts_path: Path, problems: ProblemList
+) -> tuple[str | int | None, str | int | None]:
     """The worksheet to read from each file: `sheet: <name or position>` is the sample sheet's (and the
     count table's when both are one workbook); `sheet: {samples: ..., counts: ...}` names each."""
     sheet = study.get("sheet")
@@ -697,8 +842,10 @@ def _worksheets(study: dict, samples_path: Path, counts_path: Path,
         chosen = {"samples": sheet, "counts": sheet if counts_path == samples_path else None}
     for key, path in (("samples", samples_path), ("counts", counts_path)):
         if chosen[key] is not None and not is_excel(path):
-            problems.add(f"config: `sheet` chooses worksheet {chosen[key]!r} of the {key} file, but {path} is not an "
-                         "Excel workbook (.xlsx); remove `sheet` (TSV/CSV files have one table).")
+            problems.add(
+                f"config: `sheet` chooses worksheet {chosen[key]!r} of the {key} file, but {path} is not an "
+                "Excel workbook (.xlsx); remove `sheet` (TSV/CSV files have one table)."
+            )
             chosen[key] = None
     return chosen["samples"], chosen["counts"]
 
@@ -717,15 +864,25 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     same_file = _same_file(counts_path, samples_path)
     sample_column = (study.get("columns") or {}).get("sample", "sample")
     # a wide table that is its own sample sheet: only the columns the study names are sheet columns
-    sheet_columns = ({v for v in (study.get("columns") or {"sample": "sample"}).values() if v}
-                     | {"sample", "participant", "arm", "time"} | set(study.get("covariates", []))
-                     if same_file else None)
+    sheet_columns = (
+        {v for v in (study.get("columns") or {"sample": "sample"}).values() if v}
+        | {"sample", "participant", "arm", "time"}
+        | set(study.get("covariates", []))
+        if same_file
+        else None
+    )
     sheet = _attempt(read_sample_sheet, samples_path, samples_sheet, sheet_columns, problems=problems)
     layout, why = _layout(study, counts_path, counts_sheet, same_file, sheet, sample_column, problems)
     if layout == "samples_by_genes":
         not_genes = set(sheet.columns) if sheet is not None else (sheet_columns or set())
-        table = _attempt(read_wide_table, counts_path, counts_sheet, sample_column if same_file else None,
-                         not_genes, problems=problems)
+        table = _attempt(
+            read_wide_table,
+            counts_path,
+            counts_sheet,
+            sample_column if same_file else None,
+            not_genes,
+            problems=problems,
+        )
     else:
         table = _attempt(read_count_table, counts_path, counts_sheet, problems=problems)
     obs, record = build_obs(sheet, study, samples_path, problems) if sheet is not None else (None, None)
@@ -744,12 +901,17 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
             sheet_samples = set(sheet[(study.get("columns") or {}).get("sample", "sample")])
             unknown = [s for s in config_excluded if s not in in_counts and s not in sheet_samples]
             if unknown:
-                problems.add(f"config: `exclude_samples` names sample(s) found in neither {samples_path} nor "
-                             f"{counts_path}: {_listing(unknown)}.")
-        checked = np.array([i for i, s in enumerate(table.samples)
-                            if s not in ignored and (obs is None or s in obs.index)], dtype=np.intp)
-        rounded = _check_values(table, checked, study["input"], counts_path, problems,
-                                study.get("non_integer_counts", "round"))
+                problems.add(
+                    f"config: `exclude_samples` names sample(s) found in neither {samples_path} nor "
+                    f"{counts_path}: {_listing(unknown)}."
+                )
+        checked = np.array(
+            [i for i, s in enumerate(table.samples) if s not in ignored and (obs is None or s in obs.index)],
+            dtype=np.intp,
+        )
+        rounded = _check_values(
+            table, checked, study["input"], counts_path, problems, study.get("non_integer_counts", "round")
+        )
         genes = _attempt(_check_genes, table, gene_set, markers, study["input"], counts_path, problems=problems)
     problems.raise_if_any()
     assert obs is not None and record is not None and genes is not None
@@ -764,39 +926,57 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     adata.uns["covariate_warnings"] = record["covariate_warnings"]
     adata.uns["merged_genes"] = json.dumps({g: ids for g, ids in zip(var.index, var["input_ids"]) if ";" in ids})
     # stored as JSON text: h5py would read '/' in dict keys (file paths) as nested groups
-    adata.uns["input_checksums"] = json.dumps({str(counts_path): sha256sum(counts_path),
-                                               str(samples_path): sha256sum(samples_path)})
+    adata.uns["input_checksums"] = json.dumps(
+        {str(counts_path): sha256sum(counts_path), str(samples_path): sha256sum(samples_path)}
+    )
     adata.uns["id_kind"] = kind
     notes = _input_notes(table, var, kind, counts_path)
-    notes.insert(0, f"{counts_path.name}: read as {'one row per sample, genes as columns' if layout == 'samples_by_genes' else 'one row per gene, samples as columns'} "
-                    f"(layout: {layout}; {why}).")
+    notes.insert(
+        0,
+        f"{counts_path.name}: read as {'one row per sample, genes as columns' if layout == 'samples_by_genes' else 'one row per gene, samples as columns'} "
+        f"(layout: {layout}; {why}).",
+    )
     adata.uns["layout"] = layout
     stripped = len(sheet.attrs.get("stripped", {})) + int(sheet.attrs.get("stripped_headers", 0))
     if stripped:
-        notes.insert(0, f"{samples_path.name}: surrounding whitespace stripped from {stripped} cell(s)"
-                        f"{' and column name(s)' if sheet.attrs.get('stripped_headers') else ''} of the sample sheet "
-                        f"(e.g. {_listing(list(sheet.attrs.get('stripped', {}).values())[:3] or ['a column name'], 3)}).")
+        notes.insert(
+            0,
+            f"{samples_path.name}: surrounding whitespace stripped from {stripped} cell(s)"
+            f"{' and column name(s)' if sheet.attrs.get('stripped_headers') else ''} of the sample sheet "
+            f"(e.g. {_listing(list(sheet.attrs.get('stripped', {}).values())[:3] or ['a column name'], 3)}).",
+        )
     for path, chosen in {counts_path: counts_sheet, samples_path: samples_sheet}.items():
         if is_excel(path):
-            notes.insert(0, f"{path.name}: read from Excel, "
-                            f"{'the first worksheet' if chosen is None else f'worksheet {chosen!r}'}.")
+            notes.insert(
+                0,
+                f"{path.name}: read from Excel, "
+                f"{'the first worksheet' if chosen is None else f'worksheet {chosen!r}'}.",
+            )
     if table.stripped_names:
-        notes.insert(0, f"{counts_path.name}: surrounding whitespace stripped from {table.stripped_names} sample "
-                        "name(s).")
+        notes.insert(
+            0, f"{counts_path.name}: surrounding whitespace stripped from {table.stripped_names} sample name(s)."
+        )
     adata.uns["whitespace_stripped"] = {"sample_sheet_cells": stripped, "count_table_names": table.stripped_names}
     if par:
         adata.uns["par_y_rows"] = par
-        what = (f"added to their chrX gene's counts ({par['merged_into_chrX']}) and removed"
-                + (f", {par['renamed']} without a chrX row kept as that gene" if par["renamed"] else "")
-                if study["input"] == "counts" else "dropped (log2 values cannot be summed)")
-        notes.append(f"{counts_path.name}: {par['rows']} GENCODE _PAR_Y row(s) (chrY copies of pseudoautosomal genes, "
-                     f"{par['with_reads']} with any reads) {what}.")
+        what = (
+            f"added to their chrX gene's counts ({par['merged_into_chrX']}) and removed"
+            + (f", {par['renamed']} without a chrX row kept as that gene" if par["renamed"] else "")
+            if study["input"] == "counts"
+            else "dropped (log2 values cannot be summed)"
+        )
+        notes.append(
+            f"{counts_path.name}: {par['rows']} GENCODE _PAR_Y row(s) (chrY copies of pseudoautosomal genes, "
+            f"{par['with_reads']} with any reads) {what}."
+        )
     if rounded:
         # recorded for normalize (uns is carried into normalized.h5ad) and the report's Methods
         adata.uns["non_integer_counts"] = rounded
-        notes.append(f"{counts_path.name}: {rounded['cells']} non-integer count(s) in {rounded['samples']} "
-                     f"sample(s) (estimated counts) rounded to the nearest integer (`non_integer_counts: round`), "
-                     f"as DESeq2 does for estimated counts; first at {rounded['first']}.")
+        notes.append(
+            f"{counts_path.name}: {rounded['cells']} non-integer count(s) in {rounded['samples']} "
+            f"sample(s) (estimated counts) rounded to the nearest integer (`non_integer_counts: round`), "
+            f"as DESeq2 does for estimated counts; first at {rounded['first']}."
+        )
     for note in notes:
         log.info("%s", note)
     # what was done to the inputs as read (annotation columns, id matching, ...): log and report Methods

@@ -5,7 +5,19 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-PACKAGES = ("ctra", "pydeseq2", "numpy", "scipy", "pandas", "anndata", "statsmodels", "snakemake", "plotly", "jinja2", "pyarrow")
+PACKAGES = (
+    "ctra",
+    "pydeseq2",
+    "numpy",
+    "scipy",
+    "pandas",
+    "anndata",
+    "statsmodels",
+    "snakemake",
+    "plotly",
+    "jinja2",
+    "pyarrow",
+)
 
 
 def package_versions() -> dict[str, str]:

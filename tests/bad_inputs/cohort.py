@@ -62,8 +62,16 @@ def simulate(seed: int = SEED, n_per_arm: int = N_PER_ARM, n_genes: int = N_GENE
             age = int(rng.integers(25, 70))
             sex = "F" if rng.random() < 0.5 else "M"
             for time in TIMES:
-                rows.append({"sample": f"{pid}_{time}", "participant": pid, "arm": arm, "time": time,
-                             "age": str(age), "sex": sex})
+                rows.append(
+                    {
+                        "sample": f"{pid}_{time}",
+                        "participant": pid,
+                        "arm": arm,
+                        "time": time,
+                        "age": str(age),
+                        "sex": sex,
+                    }
+                )
     sheet = pd.DataFrame(rows)
     # make sure both sexes occur in both arms (a categorical covariate must vary)
     sheet.loc[sheet["participant"].isin(["P01", f"P{n_per_arm + 1:02d}"]), "sex"] = "F"
@@ -93,9 +101,14 @@ def base_cohort() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def study_block(counts: str = "data/counts.tsv", samples: str = "data/samples.tsv", **extra) -> dict:
-    block = {"counts": counts, "samples": samples,
-             "columns": {"sample": "sample", "participant": "participant", "arm": "arm", "time": "time"},
-             "baseline": "pre", "control": "control", "covariates": ["age", "sex"]}
+    block = {
+        "counts": counts,
+        "samples": samples,
+        "columns": {"sample": "sample", "participant": "participant", "arm": "arm", "time": "time"},
+        "baseline": "pre",
+        "control": "control",
+        "covariates": ["age", "sex"],
+    }
     block.update(extra)
     return block
 
@@ -126,8 +139,9 @@ class Workdir:
     def results(self) -> Path:
         return self.root / "results"
 
-    def write_cohort(self, counts: pd.DataFrame | None = None, sheet: pd.DataFrame | None = None,
-                     name: str = "s", **study_extra) -> dict:
+    def write_cohort(
+        self, counts: pd.DataFrame | None = None, sheet: pd.DataFrame | None = None, name: str = "s", **study_extra
+    ) -> dict:
         base_counts, base_sheet = base_cohort()
         counts = base_counts if counts is None else counts
         sheet = base_sheet if sheet is None else sheet
@@ -144,34 +158,70 @@ class Workdir:
         path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False))
         return path
 
-    def validate_cli(self, name: str = "s", study: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def validate_cli(
+        self, name: str = "s", study: dict | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         """``ctra validate`` with the arguments workflow/rules/validate.smk builds, cwd = root."""
         study = with_defaults(study if study is not None else self.studies[name])
-        command = [sys.executable, "-m", "ctra.cli", "validate", "--study", name,
-                   "--study-config", json.dumps(study, sort_keys=True),
-                   "--gene-set", str(CTRA53), "--markers", str(MARKERS),
-                   "--samples-schema", str(SAMPLES_SCHEMA),
-                   "--out", f"results/{name}/validated.h5ad", "--log", f"results/{name}/logs/validate.log"]
+        command = [
+            sys.executable,
+            "-m",
+            "ctra.cli",
+            "validate",
+            "--study",
+            name,
+            "--study-config",
+            json.dumps(study, sort_keys=True),
+            "--gene-set",
+            str(CTRA53),
+            "--markers",
+            str(MARKERS),
+            "--samples-schema",
+            str(SAMPLES_SCHEMA),
+            "--out",
+            f"results/{name}/validated.h5ad",
+            "--log",
+            f"results/{name}/logs/validate.log",
+        ]
         return subprocess.run(command, cwd=self.root, capture_output=True, text=True, timeout=timeout)
 
     def snakemake_command(self, *targets: str, cores: int = 1, extra: tuple[str, ...] = ()) -> list[str]:
-        return [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(self.root),
-                "--configfile", str(self.root / "config.yaml"), "--cores", str(cores), *extra, *targets]
+        return [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(SNAKEFILE),
+            "--directory",
+            str(self.root),
+            "--configfile",
+            str(self.root / "config.yaml"),
+            "--cores",
+            str(cores),
+            *extra,
+            *targets,
+        ]
 
-    def snakemake(self, *targets: str, cores: int = 1, extra: tuple[str, ...] = (), timeout: float = 300,
-                  env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(self.snakemake_command(*targets, cores=cores, extra=extra), cwd=self.root,
-                              capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})})
+    def snakemake(
+        self, *targets: str, cores: int = 1, extra: tuple[str, ...] = (), timeout: float = 300, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.snakemake_command(*targets, cores=cores, extra=extra),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
 
     def outputs(self) -> list[str]:
         """Stage outputs present under results/ (relative paths), logs and hidden temp files aside."""
         names = {n for outs in STAGE_OUTPUTS.values() for n in outs}
         if not self.results.is_dir():
             return []
-        return sorted(str(p.relative_to(self.results)) for p in self.results.rglob("*")
-                      if p.is_file() and p.name in names)
-
+        return sorted(
+            str(p.relative_to(self.results)) for p in self.results.rglob("*") if p.is_file() and p.name in names
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,8 +236,11 @@ def ensembl_ids(genes: list[str], versions: bool = True, renumbered: tuple[str, 
     id for genes without one (IGLL3P, the SYN genes) and for ``renumbered`` genes (as if the id
     changed between annotation releases: only their symbol can find them)."""
     ctra, markers = gene_sets()
-    known = {g: e.split(";")[0] for g, e in zip([*ctra["gene"], *markers["gene"]],
-                                                 [*ctra["ensembl_id"], *markers["ensembl_id"]]) if e}
+    known = {
+        g: e.split(";")[0]
+        for g, e in zip([*ctra["gene"], *markers["gene"]], [*ctra["ensembl_id"], *markers["ensembl_id"]])
+        if e
+    }
     ids = []
     for i, gene in enumerate(genes):
         base = known.get(gene) if gene not in renumbered else None
@@ -203,8 +256,9 @@ def estimated_counts(counts: pd.DataFrame, seed: int = 5) -> pd.DataFrame:
     return (counts + np.where(counts > 0, jitter, 0)).clip(lower=0).round(3)
 
 
-def salmon_table(counts: pd.DataFrame, renumbered: tuple[str, ...] = ("CD3E",), aliases: dict | None = None,
-                 par_y: int = 0) -> pd.DataFrame:
+def salmon_table(
+    counts: pd.DataFrame, renumbered: tuple[str, ...] = ("CD3E",), aliases: dict | None = None, par_y: int = 0
+) -> pd.DataFrame:
     """nf-core/rnaseq ``salmon.merged.gene_counts.tsv``: gene_id (GENCODE, versioned), gene_name, then
     one column of estimated counts per sample. ``aliases`` writes an old symbol in gene_name (e.g.
     IL8 for CXCL8); ``par_y`` appends that many ``_PAR_Y`` rows (chrY copies of the first genes,
@@ -226,14 +280,23 @@ def rsem_table(counts: pd.DataFrame) -> pd.DataFrame:
     """nf-core/rnaseq ``rsem.merged.gene_counts.tsv``: gene_id, transcript_id(s), expected counts."""
     genes = counts.index.tolist()
     frame = estimated_counts(counts, seed=6).round(2)
-    frame.insert(0, "transcript_id(s)", [",".join(f"ENST{90_000_000 + 3 * i + k:011d}.1" for k in range(1 + i % 3))
-                                         for i in range(len(genes))])
+    frame.insert(
+        0,
+        "transcript_id(s)",
+        [",".join(f"ENST{90_000_000 + 3 * i + k:011d}.1" for k in range(1 + i % 3)) for i in range(len(genes))],
+    )
     frame.insert(0, "gene_id", ensembl_ids(genes, versions=False))
     return frame.reset_index(drop=True)
 
 
-def write_xlsx(frame: pd.DataFrame, path: Path, sheet: str = "Sheet1", before: dict | None = None,
-               number_formats: dict | None = None, index: bool = False) -> Path:
+def write_xlsx(
+    frame: pd.DataFrame,
+    path: Path,
+    sheet: str = "Sheet1",
+    before: dict | None = None,
+    number_formats: dict | None = None,
+    index: bool = False,
+) -> Path:
     """A workbook with ``frame`` on worksheet ``sheet`` (after the worksheets in ``before``: name ->
     rows). Cells are written as Excel holds them: numbers as numbers, text as text;
     ``number_formats`` maps (row, column) of ``frame`` (0-based, header excluded) to

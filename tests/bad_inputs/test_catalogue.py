@@ -70,6 +70,7 @@ def case(expect: list[str], **options) -> Callable:
     def register(build: Callable[[Workdir], None]) -> Callable:
         CASES[build.__name__] = Case(build=build, expect=expect, **options)
         return build
+
     return register
 
 
@@ -84,6 +85,7 @@ def sheet_path(w: Workdir) -> Path:
 # ----------------------------------------------------------------------------------------------
 # File-level problems
 # ----------------------------------------------------------------------------------------------
+
 
 @case(["s_counts.tsv", "empty"])
 def counts_empty(w):
@@ -212,6 +214,7 @@ def _wide_ok(layout_why: str):
         np.testing.assert_array_equal(adata[["P05_post"], ["TNF"]].X[0, 0], counts.loc["TNF", "P05_post"])
         log = (w.results / "s" / "logs" / "validate.log").read_text()
         assert "read as one row per sample, genes as columns (layout: samples_by_genes; " + layout_why in log
+
     return check
 
 
@@ -233,10 +236,15 @@ def counts_wide_detected_beside_a_sheet(w):
 def counts_wide_xlsx_one_workbook(w):
     """A supplement workbook: the README worksheet first, then samples x genes with covariates."""
     w.write_cohort()
-    write_xlsx(_wide_frame(), w.root / "data" / "supplement.xlsx", sheet="Table S2",
-               before={"README": [["Supplementary table 2: whole-blood counts"]]})
-    w.studies["s"].update(counts="data/supplement.xlsx", samples="data/supplement.xlsx", sheet="Table S2",
-                          layout="samples_by_genes")
+    write_xlsx(
+        _wide_frame(),
+        w.root / "data" / "supplement.xlsx",
+        sheet="Table S2",
+        before={"README": [["Supplementary table 2: whole-blood counts"]]},
+    )
+    w.studies["s"].update(
+        counts="data/supplement.xlsx", samples="data/supplement.xlsx", sheet="Table S2", layout="samples_by_genes"
+    )
 
 
 @case(["wide.tsv", "column 'IL6'", "sample 'P03_pre'", "line 6", "'n.d.'", "is not a number"])
@@ -337,6 +345,7 @@ def counts_file_missing(w):
 # Count table structure and values
 # ----------------------------------------------------------------------------------------------
 
+
 @case(["s_counts.tsv", "'P01_pre'", "gene id"])
 def counts_gene_column_missing(w):
     counts, _ = base_cohort()
@@ -383,8 +392,18 @@ def counts_are_tpm(w):
     w.write_cohort(counts=(counts / counts.sum() * 1e6).round(3))
 
 
-@case(["s_counts.tsv", "non-integer", "'SYN00005'", "'P02_post'", "12.5", "input: log2_expression",
-       "non_integer_counts: error", "non_integer_counts: round"])
+@case(
+    [
+        "s_counts.tsv",
+        "non-integer",
+        "'SYN00005'",
+        "'P02_post'",
+        "12.5",
+        "input: log2_expression",
+        "non_integer_counts: error",
+        "non_integer_counts: round",
+    ]
+)
 def counts_with_fractional_values(w):
     """Decision: non-integer counts are refused only when the config asks for it (default: rounded)."""
     counts, _ = base_cohort()
@@ -582,7 +601,9 @@ def counts_few_ctra_genes_ensembl(w):
     counts, _ = base_cohort()
     ids = [f"ENSG{90000000 + i:011d}" for i in range(len(counts))]
     ctra = pd.read_csv(Path(__file__).parents[2] / "resources/gene_sets/ctra53.tsv", sep="\t")
-    for i, ens in enumerate(ctra["ensembl_id"].str.split(";").str[0][40:], start=40):  # only 13 of 53 carry their real id
+    for i, ens in enumerate(
+        ctra["ensembl_id"].str.split(";").str[0][40:], start=40
+    ):  # only 13 of 53 carry their real id
         if isinstance(ens, str) and ens:
             ids[i] = ens
     counts.index = pd.Index(ids, name="gene")
@@ -592,6 +613,7 @@ def counts_few_ctra_genes_ensembl(w):
 # ----------------------------------------------------------------------------------------------
 # Sample sheet and its agreement with the counts
 # ----------------------------------------------------------------------------------------------
+
 
 @case(["s_samples.tsv", "'P05_post'", "no column in", "s_counts.tsv"])
 def sheet_sample_missing_from_counts(w):
@@ -875,6 +897,7 @@ def every_problem_listed_at_once(w):
 # Cases that need Snakemake (config, CLI targets, whole-workflow checks, file system)
 # ----------------------------------------------------------------------------------------------
 
+
 @case(["s_samples.tsv", "not of full rank", "group[T.treat]", "arm[T.treat]"], runner="snakemake")
 def design_not_full_rank(w):
     _, sheet = base_cohort()
@@ -959,8 +982,7 @@ def _umount(w):
     subprocess.run(["umount", str(w.results)], check=False, capture_output=True)
 
 
-@case(["No space left on device", "validated", "free space"], runner="snakemake", needs=_can_mount,
-      cleanup=_umount)
+@case(["No space left on device", "validated", "free space"], runner="snakemake", needs=_can_mount, cleanup=_umount)
 def disk_full(w):
     """A 64 KiB tmpfs on results/: logs fit, validated.h5ad (~0.5 MB) does not.
 
@@ -971,8 +993,9 @@ def disk_full(w):
     """
     w.write_cohort()
     w.results.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(w.results)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(w.results)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"mount -t tmpfs not permitted: {done.stderr.strip()}")
 
@@ -980,6 +1003,7 @@ def disk_full(w):
 # ----------------------------------------------------------------------------------------------
 # The test
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, tmp_path):

@@ -66,8 +66,23 @@ STUDY = {"example": "reference_example", "real": "real", "unbalanced": "unbalanc
 NORMALIZATION = "vst_subset"  # R's vst(); the model fixtures' scores (test_reference_agreement.FIXTURE_NORMALIZATION)
 CROSSOVER_SEED = 20241
 CROSSOVER_STUDY = {"covariates": ["age"], "adjust_for_cell_markers": True}
-TEXT = {c: str for c in ("sample", "participant", "arm", "time", "period", "gene", "group", "matched_id", "reason",
-                         "score", "model", "contrast")}
+TEXT = {
+    c: str
+    for c in (
+        "sample",
+        "participant",
+        "arm",
+        "time",
+        "period",
+        "gene",
+        "group",
+        "matched_id",
+        "reason",
+        "score",
+        "model",
+        "contrast",
+    )
+}
 
 
 def unbalanced_exclusions() -> list[str]:
@@ -92,16 +107,20 @@ def reference_config() -> dict:
         "normalization": NORMALIZATION,
     }
     studies = {STUDY["example"]: example, "real": real, "unbalanced": unbalanced}
-    return {"studies": {name: copy.deepcopy(block) for name, block in studies.items()}}  # no shared lists (YAML anchors)
+    return {
+        "studies": {name: copy.deepcopy(block) for name, block in studies.items()}
+    }  # no shared lists (YAML anchors)
 
 
 def write_config() -> Path:
     path = HERE / "config.yaml"
-    header = ("# Studies for the R reference fixtures (written by tests/reference/make_inputs.py; paths relative to\n"
-              "# the repository root). Run: snakemake --cores 2 --configfile tests/reference/config.yaml\n"
-              f"# The model fixtures were made from scores normalized as R's vst() does (`normalization: {NORMALIZATION}`,\n"
-              "# ctra's default before 2026-11-23); the VST methods themselves are checked against both R functions.\n"
-              f"# Study {STUDY['example']} is config/config.yaml's example with that normalization (fixture case example).\n")
+    header = (
+        "# Studies for the R reference fixtures (written by tests/reference/make_inputs.py; paths relative to\n"
+        "# the repository root). Run: snakemake --cores 2 --configfile tests/reference/config.yaml\n"
+        f"# The model fixtures were made from scores normalized as R's vst() does (`normalization: {NORMALIZATION}`,\n"
+        "# ctra's default before 2026-11-23); the VST methods themselves are checked against both R functions.\n"
+        f"# Study {STUDY['example']} is config/config.yaml's example with that normalization (fixture case example).\n"
+    )
     path.write_text(header + yaml.safe_dump(reference_config(), sort_keys=False, default_flow_style=None, width=120))
     return path
 
@@ -110,9 +129,22 @@ def run_workflow(cases: list[str]) -> None:
     studies = [STUDY[c] for c in cases if c in STUDY]
     if studies:
         # targets first: --forcerun and --configfile take several values and would swallow them
-        subprocess.run([sys.executable, "-m", "snakemake", *[f"results/{s}/model.json" for s in studies],
-                        "--cores", "2", "--forcerun", "validate", "--configfile", "tests/reference/config.yaml"],
-                       cwd=REPO, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                *[f"results/{s}/model.json" for s in studies],
+                "--cores",
+                "2",
+                "--forcerun",
+                "validate",
+                "--configfile",
+                "tests/reference/config.yaml",
+            ],
+            cwd=REPO,
+            check=True,
+        )
 
 
 def export_case(case: str) -> None:
@@ -130,8 +162,17 @@ def export_case(case: str) -> None:
     if not lmm_path.exists():
         lmm_path = results / "contrasts.tsv"
     contrasts = pd.read_csv(lmm_path, sep="\t", dtype=TEXT, keep_default_na=False, na_values=[""])
-    write_case(case, adata, scores, usage, contrasts, list(model["markers_used"]), study, model["formula"],
-               list(model["coefficients"]))
+    write_case(
+        case,
+        adata,
+        scores,
+        usage,
+        contrasts,
+        list(model["markers_used"]),
+        study,
+        model["formula"],
+        list(model["coefficients"]),
+    )
 
 
 def load_calibration():
@@ -156,16 +197,29 @@ def export_crossover() -> None:
     usage = usage.copy()
     usage["used"] = usage["used"].astype(bool)
     scores = score_study(adata, usage)
-    design, markers = study_design(adata, usage, DesignSettings.from_study(
-        {**CROSSOVER_STUDY, "samples": "simulated crossover"}))
+    design, markers = study_design(
+        adata, usage, DesignSettings.from_study({**CROSSOVER_STUDY, "samples": "simulated crossover"})
+    )
     contrasts, _ = fit_scores(design, scores.set_index("sample")[list(SCORES)], "lmm")
-    study = {**CROSSOVER_STUDY, "normalization": "none (simulated log2 scale)",
-             "generator": f"benchmarks/calibration.py simulate(DESIGNS['crossover_24'], seed={CROSSOVER_SEED})"}
+    study = {
+        **CROSSOVER_STUDY,
+        "normalization": "none (simulated log2 scale)",
+        "generator": f"benchmarks/calibration.py simulate(DESIGNS['crossover_24'], seed={CROSSOVER_SEED})",
+    }
     write_case("crossover", adata, scores, usage, contrasts, markers, study, design.formula, design.columns)
 
 
-def write_case(case: str, adata, scores: pd.DataFrame, usage: pd.DataFrame, contrasts: pd.DataFrame,
-               markers: list[str], study: dict, formula: str, coefficients: list[str]) -> None:
+def write_case(
+    case: str,
+    adata,
+    scores: pd.DataFrame,
+    usage: pd.DataFrame,
+    contrasts: pd.DataFrame,
+    markers: list[str],
+    study: dict,
+    formula: str,
+    coefficients: list[str],
+) -> None:
     out = FIXTURES / case
     out.mkdir(parents=True, exist_ok=True)
     covariates = list(study.get("covariates", []))
@@ -208,16 +262,26 @@ def write_case(case: str, adata, scores: pd.DataFrame, usage: pd.DataFrame, cont
     z = (vst - vst.mean(axis=0)) / vst.std(axis=0, ddof=1) * used["direction"].to_numpy(dtype=float)
     check = scores.set_index("sample").loc[adata.obs_names, "ctra"].to_numpy(dtype=float)
     assert np.allclose(z.mean(axis=1), check, atol=1e-8), f"{case}: z does not reproduce ctra's score"
-    long = pd.DataFrame({
-        "sample": np.repeat(adata.obs_names.to_numpy(str), len(used)),
-        "participant": np.repeat(adata.obs["participant"].to_numpy(str), len(used)),
-        "gene": np.tile(used["gene"].to_numpy(str), adata.n_obs),
-        "z": z.ravel(),
-    }).sort_values(["participant", "sample", "gene"], kind="stable")
-    long.to_csv(out / "gee_input.tsv.gz", sep="\t", index=False, float_format="%.12g", lineterminator="\n",
-                compression={"method": "gzip", "mtime": 0})
-    print(f"{case}: {adata.n_obs} samples, {len(markers)} markers, {len(used)} used genes, "
-          f"{len(lmm)} lmm contrasts -> {out.relative_to(REPO)}")
+    long = pd.DataFrame(
+        {
+            "sample": np.repeat(adata.obs_names.to_numpy(str), len(used)),
+            "participant": np.repeat(adata.obs["participant"].to_numpy(str), len(used)),
+            "gene": np.tile(used["gene"].to_numpy(str), adata.n_obs),
+            "z": z.ravel(),
+        }
+    ).sort_values(["participant", "sample", "gene"], kind="stable")
+    long.to_csv(
+        out / "gee_input.tsv.gz",
+        sep="\t",
+        index=False,
+        float_format="%.12g",
+        lineterminator="\n",
+        compression={"method": "gzip", "mtime": 0},
+    )
+    print(
+        f"{case}: {adata.n_obs} samples, {len(markers)} markers, {len(used)} used genes, "
+        f"{len(lmm)} lmm contrasts -> {out.relative_to(REPO)}"
+    )
 
 
 def main() -> int:

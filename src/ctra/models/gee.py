@@ -17,10 +17,12 @@ from ..config import DesignSettings
 from .mixed import SCORES, Design, contrast_rows, contrast_specs, study_design
 
 MIN_GEE_PARTICIPANTS = 10  # below this a sandwich covariance is not trusted, corrected or not
-MIN_GEE_DF = 4             # participants - fixed effects; the t reference needs a few df
+MIN_GEE_DF = 4  # participants - fixed effects; the t reference needs a few df
 
 
-def gene_long_format(adata, usage: pd.DataFrame, design: Design, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def gene_long_format(
+    adata, usage: pd.DataFrame, design: Design, score: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Response, design and groups for the long-format gene model of one score.
 
     The response is the score's per-gene terms (``ctra.scoring.score_terms``, whose mean is the
@@ -29,8 +31,12 @@ def gene_long_format(adata, usage: pd.DataFrame, design: Design, score: str) -> 
     contiguous).
     """
     used = set_genes(usage, score)
-    z = score_terms(zscore(np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float)),
-                    used["direction"].to_numpy(float), used["group"].to_numpy(), score)
+    z = score_terms(
+        zscore(np.asarray(adata[:, used["gene"].tolist()].layers["vst"], dtype=float)),
+        used["direction"].to_numpy(float),
+        used["group"].to_numpy(),
+        score,
+    )
     n, k = z.shape
     order = np.lexsort((np.arange(n), design.participant))
     sample = np.repeat(order, k)
@@ -78,11 +84,15 @@ def gee_table(adata, usage: pd.DataFrame, design: Design, scores: tuple[str, ...
     people, df = design.participant.max() + 1, gee_df(design)
     skip = ""
     if people < MIN_GEE_PARTICIPANTS:
-        skip = (f"GEE not fitted: {people} participants, fewer than {MIN_GEE_PARTICIPANTS} (a sandwich covariance "
-                "needs many participants)")
+        skip = (
+            f"GEE not fitted: {people} participants, fewer than {MIN_GEE_PARTICIPANTS} (a sandwich covariance "
+            "needs many participants)"
+        )
     elif df < MIN_GEE_DF:
-        skip = (f"GEE not fitted: {people} participants - {design.X.shape[1]} fixed effects = {df} df, fewer than "
-                f"{MIN_GEE_DF} (drop covariates or markers)")
+        skip = (
+            f"GEE not fitted: {people} participants - {design.X.shape[1]} fixed effects = {df} df, fewer than "
+            f"{MIN_GEE_DF} (drop covariates or markers)"
+        )
     tables = []
     for score in scores:
         if len(set_genes(usage, score)) < 2:

@@ -30,8 +30,8 @@ class Whitener:
         """Whiten the sample axis (second to last) of M: shape (..., n, q) -> (..., n, q), rows in ``self.rows`` order."""
         pieces = []
         for index, inv_chol in self.parts:
-            block = M[..., index, :]                       # (..., B, m, q)
-            white = inv_chol @ block                        # broadcasts over leading axes
+            block = M[..., index, :]  # (..., B, m, q)
+            white = inv_chol @ block  # broadcasts over leading axes
             pieces.append(white.reshape(*M.shape[:-2], -1, M.shape[-1]))
         return np.concatenate(pieces, axis=-2)
 

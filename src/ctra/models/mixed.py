@@ -35,6 +35,7 @@ MAX_THETA = 1e3  # relative SD of a random effect; beyond this H is numerically 
 # Fixed-effects design
 # ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Design:
     """Fixed-effects matrix with named columns plus the grouping of the random effects."""
@@ -81,8 +82,9 @@ def period_levels(values: pd.Series) -> list[str]:
     return labels
 
 
-def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: list[str],
-                 extra: pd.DataFrame | None = None) -> Design:
+def build_design(
+    obs: pd.DataFrame, levels: dict[str, list[str]], covariates: list[str], extra: pd.DataFrame | None = None
+) -> Design:
     """Treatment-coded ``arm * time`` [+ ``period + period:time``] plus covariates and extra numeric
     columns (marker VST).
 
@@ -112,8 +114,9 @@ def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: li
             columns[period_column(period)] = _indicator(period_values, period)
         for period in periods[1:]:
             for time in times[1:]:
-                columns[f"{period_column(period)}:{time_column(time)}"] = (columns[period_column(period)]
-                                                                           * columns[time_column(time)])
+                columns[f"{period_column(period)}:{time_column(time)}"] = (
+                    columns[period_column(period)] * columns[time_column(time)]
+                )
         terms.append("period + period:time")
     for name in covariates:
         values = obs[name]
@@ -131,15 +134,26 @@ def build_design(obs: pd.DataFrame, levels: dict[str, list[str]], covariates: li
     participant = pd.factorize(obs["participant"], sort=True)[0]
     components, names = [participant], ["participant"]
     if has_period:
-        components.append(pd.factorize(obs["participant"].astype(str) + "\x1f" + obs["period"].astype(str), sort=True)[0])
+        components.append(
+            pd.factorize(obs["participant"].astype(str) + "\x1f" + obs["period"].astype(str), sort=True)[0]
+        )
         names.append("participant:period")
     fixed = "arm * time" if len(arms) > 1 else "time"
     random = " + ".join(f"(1 | {n})" for n in names)
     formula = " + ".join(["score ~ " + fixed, *terms, random])
-    return Design(X=np.column_stack(list(columns.values())), columns=list(columns), participant=participant,
-                  components=components, component_names=names, arms=arms, times=times, formula=formula,
-                  arm_of_sample=arm_values, time_of_sample=time_values,
-                  period_of_sample=obs["period"].to_numpy(str) if has_period else None)
+    return Design(
+        X=np.column_stack(list(columns.values())),
+        columns=list(columns),
+        participant=participant,
+        components=components,
+        component_names=names,
+        arms=arms,
+        times=times,
+        formula=formula,
+        arm_of_sample=arm_values,
+        time_of_sample=time_values,
+        period_of_sample=obs["period"].to_numpy(str) if has_period else None,
+    )
 
 
 def without_arm_terms(design: Design, arms: list[str] | None = None) -> Design:
@@ -173,6 +187,7 @@ def check_full_rank(X: np.ndarray, columns: list[str], source: str) -> None:
 # REML for nested random intercepts, block-diagonal by participant
 # ----------------------------------------------------------------------------------------------
 
+
 class BlockStructure:
     """Participant blocks grouped by size, with per-component 'same group' matrices stacked."""
 
@@ -188,7 +203,9 @@ class BlockStructure:
             same = [(c[index][:, :, None] == c[index][:, None, :]).astype(np.float64) for c in design.components]
             self.groups.append((index, same))
 
-    def crossprods(self, gamma: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    def crossprods(
+        self, gamma: np.ndarray, X: np.ndarray, Y: np.ndarray
+    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """log|H|, X'H^-1X, X'H^-1Y, Y'H^-1Y (diag only) for H = I + sum_k gamma_k S_k.
 
         ``Y`` is n x m (several responses share H, e.g. genes or permutations of one score). With a
@@ -206,14 +223,16 @@ class BlockStructure:
                 H += g * s
             chol = np.linalg.cholesky(H)
             logdet += 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum()
-            xw = np.linalg.solve(chol, X[index])          # L^-1 X_i
-            yw = np.linalg.solve(chol, Y[index])          # L^-1 Y_i
+            xw = np.linalg.solve(chol, X[index])  # L^-1 X_i
+            yw = np.linalg.solve(chol, Y[index])  # L^-1 Y_i
             xhx += np.einsum("bip,biq->pq", xw, xw)
             xhy += np.einsum("bip,bim->pm", xw, yw)
             yhy += np.einsum("bim,bim->m", yw, yw)
         return logdet, xhx, xhy, yhy
 
-    def _intercept_crossprods(self, gamma: float, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    def _intercept_crossprods(
+        self, gamma: float, X: np.ndarray, Y: np.ndarray
+    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         logdet, xhx, xhy, yhy = 0.0, X.T @ X, X.T @ Y, np.einsum("nm,nm->m", Y, Y)
         for index, _ in self.groups:
             size = index.shape[1]
@@ -242,7 +261,7 @@ class Fit:
 
 def _profiled_deviance(theta: np.ndarray, structure: BlockStructure, X: np.ndarray, y: np.ndarray) -> float:
     """REML criterion (-2 log restricted likelihood) with sigma^2 profiled out; theta = relative SDs."""
-    logdet, xhx, xhy, yhy = structure.crossprods(theta ** 2, X, y[:, None])
+    logdet, xhx, xhy, yhy = structure.crossprods(theta**2, X, y[:, None])
     chol = np.linalg.cholesky(xhx)
     beta_part = np.linalg.solve(chol, xhy[:, 0])
     rss = yhy[0] - beta_part @ beta_part
@@ -265,7 +284,7 @@ def fit_reml_many(design: Design, Y: np.ndarray, structure: BlockStructure | Non
     Y = np.asarray(Y, dtype=float)
     fits = []
     for theta, y in zip(relative_sds(design, Y, structure), Y.T):
-        gamma = theta ** 2
+        gamma = theta**2
         _, xhx, xhy, yhy = structure.crossprods(gamma, design.X, y[:, None])
         xhx_inv = np.linalg.inv(xhx)
         beta = xhx_inv @ xhy[:, 0]
@@ -274,13 +293,23 @@ def fit_reml_many(design: Design, Y: np.ndarray, structure: BlockStructure | Non
             deviance = float(_profiled_deviance(theta, structure, design.X, y))
         except np.linalg.LinAlgError:
             deviance = np.inf
-        fits.append(Fit(beta=beta, cov_beta=sigma2 * xhx_inv, sigma2=sigma2, component_variances=sigma2 * gamma,
-                        deviance=deviance, structure=structure, X=design.X, y=y))
+        fits.append(
+            Fit(
+                beta=beta,
+                cov_beta=sigma2 * xhx_inv,
+                sigma2=sigma2,
+                component_variances=sigma2 * gamma,
+                deviance=deviance,
+                structure=structure,
+                X=design.X,
+                y=y,
+            )
+        )
     return fits
 
 
 GOLDEN_STEPS = 50  # golden-section steps in a bracket of +/- GRID_STEP around the best grid point: ~1e-11
-GRID_STEP = 0.2    # log10(theta) grid over [-6, 3]: small-sample REML criteria can have several minima
+GRID_STEP = 0.2  # log10(theta) grid over [-6, 3]: small-sample REML criteria can have several minima
 
 
 def relative_sds(design: Design, Y: np.ndarray, structure: BlockStructure | None = None) -> np.ndarray:
@@ -303,7 +332,9 @@ def relative_sds(design: Design, Y: np.ndarray, structure: BlockStructure | None
     return np.sqrt(_projected_newton(sums.criterion, m, len(design.components)))
 
 
-def fit_reml_batch(design: Design, Y: np.ndarray, structure: BlockStructure | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fit_reml_batch(
+    design: Design, Y: np.ndarray, structure: BlockStructure | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """REML fits of many responses (columns of ``Y``), each with its own variance components.
 
     Returns beta (responses x p) and its covariance (responses x p x p), the same numbers as
@@ -312,9 +343,12 @@ def fit_reml_batch(design: Design, Y: np.ndarray, structure: BlockStructure | No
     structure = structure or BlockStructure(design)
     Y = np.asarray(Y, dtype=float)
     theta = relative_sds(design, Y, structure)
-    sums = (_InterceptSums(structure, design.X, Y) if len(design.components) == 1
-            else _NestedSums(structure, design.X, Y, design))
-    return sums.estimates(theta ** 2)
+    sums = (
+        _InterceptSums(structure, design.X, Y)
+        if len(design.components) == 1
+        else _NestedSums(structure, design.X, Y, design)
+    )
+    return sums.estimates(theta**2)
 
 
 NEWTON_GRID = np.array([0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0])  # starting values of each gamma
@@ -332,7 +366,7 @@ def _projected_newton(deviance, m: int, k: int) -> np.ndarray:
     eye = np.eye(k)
     for _ in range(NEWTON_ITERATIONS):
         f0 = deviance(gamma)
-        h = 1e-4 * np.maximum(gamma, 1e-2)                     # responses x k
+        h = 1e-4 * np.maximum(gamma, 1e-2)  # responses x k
         grad, hess = np.zeros((m, k)), np.zeros((m, k, k))
         for a in range(k):
             up, down = deviance(gamma + h[:, a, None] * eye[a]), deviance(gamma - h[:, a, None] * eye[a])
@@ -340,19 +374,22 @@ def _projected_newton(deviance, m: int, k: int) -> np.ndarray:
             hess[:, a, a] = (up - 2 * f0 + down) / h[:, a] ** 2
             for b in range(a):
                 shift = lambda sa, sb: deviance(gamma + sa * h[:, a, None] * eye[a] + sb * h[:, b, None] * eye[b])  # noqa: E731
-                hess[:, a, b] = hess[:, b, a] = ((shift(1, 1) - shift(1, -1) - shift(-1, 1) + shift(-1, -1))
-                                                 / (4 * h[:, a] * h[:, b]))
-        free = ~((gamma <= 0) & (grad > 0))                     # held at the bound: gamma = 0, pushing out
+                hess[:, a, b] = hess[:, b, a] = (shift(1, 1) - shift(1, -1) - shift(-1, 1) + shift(-1, -1)) / (
+                    4 * h[:, a] * h[:, b]
+                )
+        free = ~((gamma <= 0) & (grad > 0))  # held at the bound: gamma = 0, pushing out
         reduced = np.where(free[:, :, None] & free[:, None, :], hess, eye)
         reduced_grad = np.where(free, grad, 0.0)
         curvature_ok = np.all(np.linalg.eigvalsh(reduced) > 0, axis=1)
-        newton = -np.linalg.solve(np.where(curvature_ok[:, None, None], reduced, eye), reduced_grad[:, :, None])[:, :, 0]
+        newton = -np.linalg.solve(np.where(curvature_ok[:, None, None], reduced, eye), reduced_grad[:, :, None])[
+            :, :, 0
+        ]
         diagonal = -reduced_grad / np.maximum(np.abs(np.diagonal(reduced, axis1=1, axis2=2)), 1e-8)
         step = np.where(curvature_ok[:, None], newton, diagonal)
         accepted = np.zeros(m, dtype=bool)
         candidate = gamma
         for _ in range(30):
-            trial = np.clip(gamma + step, 0.0, MAX_THETA ** 2)
+            trial = np.clip(gamma + step, 0.0, MAX_THETA**2)
             better = ~accepted & (deviance(trial) <= f0)
             candidate = np.where(better[:, None], trial, candidate)
             accepted |= better
@@ -372,21 +409,21 @@ def _grid_golden_log_theta(deviance, m: int) -> np.ndarray:
     that is at least as good."""
     top = np.log10(MAX_THETA)
     grid = np.arange(-6.0, top + GRID_STEP / 2, GRID_STEP)
-    values = np.array([deviance(np.full(m, 10.0 ** u)) for u in grid])
+    values = np.array([deviance(np.full(m, 10.0**u)) for u in grid])
     centre = grid[np.argmin(values, axis=0)]
     low, high = np.clip(centre - GRID_STEP, -6, top), np.clip(centre + GRID_STEP, -6, top)
     ratio = (np.sqrt(5) - 1) / 2
     a, b = high - ratio * (high - low), low + ratio * (high - low)
-    fa, fb = deviance(10.0 ** a), deviance(10.0 ** b)
+    fa, fb = deviance(10.0**a), deviance(10.0**b)
     for _ in range(GOLDEN_STEPS):
         left = fa <= fb  # the minimum lies in [low, b]; else in [a, high]
         high, low = np.where(left, b, high), np.where(left, low, a)
         kept, f_kept = np.where(left, a, b), np.where(left, fa, fb)  # the interior point that stays
         new = np.where(left, high - ratio * (high - low), low + ratio * (high - low))
-        f_new = deviance(10.0 ** new)
+        f_new = deviance(10.0**new)
         a, fa = np.where(left, new, kept), np.where(left, f_new, f_kept)
         b, fb = np.where(left, kept, new), np.where(left, f_kept, f_new)
-    theta = np.where(fa <= fb, 10.0 ** a, 10.0 ** b)
+    theta = np.where(fa <= fb, 10.0**a, 10.0**b)
     return np.where(deviance(np.zeros(m)) <= np.minimum(fa, fb), 0.0, theta)
 
 
@@ -399,8 +436,9 @@ class _InterceptSums:
         self.parts = []
         for index, _ in structure.groups:
             x_sum, y_sum = X[index].sum(axis=1), Y[index].sum(axis=1)
-            self.parts.append((index.shape[1], len(index), x_sum.T @ x_sum, (x_sum.T @ y_sum).T,
-                               np.einsum("bm,bm->m", y_sum, y_sum)))
+            self.parts.append(
+                (index.shape[1], len(index), x_sum.T @ x_sum, (x_sum.T @ y_sum).T, np.einsum("bm,bm->m", y_sum, y_sum))
+            )
 
     def crossprods(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """log|H|, X'H^-1X, X'H^-1y and y'H^-1y per response, for its own relative variance gamma."""
@@ -419,7 +457,7 @@ class _InterceptSums:
     def deviance(self, theta: np.ndarray) -> np.ndarray:
         """The profiled REML criterion of ``_profiled_deviance`` for every response at once
         (``theta``: responses x components)."""
-        return self.criterion(theta ** 2)
+        return self.criterion(theta**2)
 
     def criterion(self, gamma: np.ndarray) -> np.ndarray:
         """The same at relative variances ``gamma`` (slightly negative values are allowed, for
@@ -479,28 +517,30 @@ class _NestedSums(_InterceptSums):
         np.add.at(self.x, (owner[unit], slot[unit]), X)
         self.y = np.zeros((*shape, Y.shape[1]))
         np.add.at(self.y, (owner[unit], slot[unit]), Y)
-        self.y = np.moveaxis(self.y, -1, 0)                   # responses x participants x periods
+        self.y = np.moveaxis(self.y, -1, 0)  # responses x participants x periods
         self.x_flat = self.x.reshape(-1, self.p)
         self.xx_flat = np.einsum("ui,uj->uij", self.x_flat, self.x_flat).reshape(len(self.x_flat), -1)
 
     def crossprods(self, gamma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         m = len(gamma)
         g1, g2 = gamma[:, 0, None], gamma[:, 1, None, None]
-        sizes = self.sizes[None]                                # 1 x participants x periods
-        w = (g2 / (1 + sizes * g2)).reshape(m, -1)              # responses x units
+        sizes = self.sizes[None]  # 1 x participants x periods
+        w = (g2 / (1 + sizes * g2)).reshape(m, -1)  # responses x units
         s = 1 / (1 + sizes * g2)
-        c = (sizes * s).sum(axis=2)                             # responses x participants
+        c = (sizes * s).sum(axis=2)  # responses x participants
         f = g1 / (1 + g1 * c)
         logdet = np.log1p(sizes * g2).reshape(m, -1).sum(axis=1) + np.log1p(g1 * c).sum(axis=1)
         v = np.einsum("mbp,bpi->mbi", s, self.x, optimize=True)
         vy = (s * self.y).sum(axis=2)
         y_flat = self.y.reshape(m, -1)
-        xhx = self.xtx[None] - (w @ self.xx_flat).reshape(m, self.p, self.p) - np.matmul(
-            (f[:, :, None] * v).transpose(0, 2, 1), v)
+        xhx = (
+            self.xtx[None]
+            - (w @ self.xx_flat).reshape(m, self.p, self.p)
+            - np.matmul((f[:, :, None] * v).transpose(0, 2, 1), v)
+        )
         xhy = self.xty - (w * y_flat) @ self.x_flat - np.einsum("mb,mbi->mi", f * vy, v)
         yhy = self.yty - (w * y_flat * y_flat).sum(axis=1) - (f * vy * vy).sum(axis=1)
         return logdet, xhx, xhy, yhy
-
 
 
 def _deviance_at(variances: np.ndarray, fit: Fit) -> float:
@@ -510,7 +550,7 @@ def _deviance_at(variances: np.ndarray, fit: Fit) -> float:
     beta = np.linalg.solve(xhx, xhy[:, 0])
     rhr = yhy[0] - beta @ xhy[:, 0]
     dof = fit.structure.n - fit.structure.p
-    return (dof * (LOG_2PI + np.log(sigma2)) + logdet + np.linalg.slogdet(xhx)[1] + rhr / sigma2)
+    return dof * (LOG_2PI + np.log(sigma2)) + logdet + np.linalg.slogdet(xhx)[1] + rhr / sigma2
 
 
 def _cov_beta_at(variances: np.ndarray, fit: Fit) -> np.ndarray:
@@ -543,23 +583,29 @@ def satterthwaite_df(fit: Fit, contrasts: np.ndarray) -> np.ndarray:
             if a == b:
                 value = (_deviance_at(shifted(ea), fit) - 2 * f0 + _deviance_at(shifted(-ea), fit)) / steps[a] ** 2
             else:
-                value = (_deviance_at(shifted(ea + eb), fit) - _deviance_at(shifted(ea - eb), fit)
-                         - _deviance_at(shifted(eb - ea), fit) + _deviance_at(shifted(-ea - eb), fit)) / (4 * steps[a] * steps[b])
+                value = (
+                    _deviance_at(shifted(ea + eb), fit)
+                    - _deviance_at(shifted(ea - eb), fit)
+                    - _deviance_at(shifted(eb - ea), fit)
+                    + _deviance_at(shifted(-ea - eb), fit)
+                ) / (4 * steps[a] * steps[b])
             hessian[a, b] = hessian[b, a] = value
     vcov_var = 2 * np.linalg.inv(hessian)
     grads = np.zeros((len(contrasts), m))
     for a in range(m):
         e = np.eye(m)[a] * steps[a]
         up, down = _cov_beta_at(shifted(e), fit), _cov_beta_at(shifted(-e), fit)
-        grads[:, a] = (np.einsum("cp,pq,cq->c", contrasts, up, contrasts)
-                       - np.einsum("cp,pq,cq->c", contrasts, down, contrasts)) / (2 * steps[a])
+        grads[:, a] = (
+            np.einsum("cp,pq,cq->c", contrasts, up, contrasts) - np.einsum("cp,pq,cq->c", contrasts, down, contrasts)
+        ) / (2 * steps[a])
     variance = np.einsum("cp,pq,cq->c", contrasts, fit.cov_beta, contrasts)
-    return 2 * variance ** 2 / np.einsum("ca,ab,cb->c", grads, vcov_var, grads)
+    return 2 * variance**2 / np.einsum("ca,ab,cb->c", grads, vcov_var, grads)
 
 
 # ----------------------------------------------------------------------------------------------
 # Contrasts
 # ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ContrastSpec:
@@ -590,15 +636,19 @@ def contrast_specs(design: Design) -> list[ContrastSpec]:
     if len(design.arms) > 1:
         for arm in design.arms[1:]:
             for time in design.times[1:]:
-                specs.append(ContrastSpec("arm_x_time", arm, time, vector(interaction_column(arm, time)),
-                                          involved([control, arm], time)))
+                specs.append(
+                    ContrastSpec(
+                        "arm_x_time", arm, time, vector(interaction_column(arm, time)), involved([control, arm], time)
+                    )
+                )
     for arm in design.arms:
         for time in design.times[1:]:
             names = [time_column(time)] + ([interaction_column(arm, time)] if arm != control else [])
             change = vector(*names)
             # crossover: the change averaged over periods (the reference period has no period x time term)
-            period_time = [index[c] for c in design.columns
-                           if c.startswith("period[") and c.endswith(f":{time_column(time)}")]
+            period_time = [
+                index[c] for c in design.columns if c.startswith("period[") and c.endswith(f":{time_column(time)}")
+            ]
             change[period_time] = 1.0 / (len(period_time) + 1)
             specs.append(ContrastSpec("change", arm, time, change, involved([arm], time)))
     return specs
@@ -612,27 +662,30 @@ def contrast_table(fit: Fit, design: Design, specs: list[ContrastSpec]) -> pd.Da
     return contrast_rows(design, specs, estimate, se, satterthwaite_df(fit, L))
 
 
-def contrast_rows(design: Design, specs: list[ContrastSpec], estimate: np.ndarray, se: np.ndarray,
-                  df: np.ndarray) -> pd.DataFrame:
+def contrast_rows(
+    design: Design, specs: list[ContrastSpec], estimate: np.ndarray, se: np.ndarray, df: np.ndarray
+) -> pd.DataFrame:
     """The contrast rows of every model: each contrast's estimate, se, 95% CI and two-sided p on a t
     reference with ``df`` (NaN: no CI, no p), and the participants and samples it involves."""
     t_crit = stdtrit(df, 0.975)
     with np.errstate(invalid="ignore"):
         p_value = 2 * stdtr(df, -np.abs(estimate / se))
     participants = np.asarray(design.participant)
-    return pd.DataFrame({
-        "contrast": [s.contrast for s in specs],
-        "arm": [s.arm for s in specs],
-        "time": [s.time for s in specs],
-        "estimate": estimate,
-        "se": se,
-        "ci_low": estimate - t_crit * se,
-        "ci_high": estimate + t_crit * se,
-        "df": df,
-        "p_value": p_value,
-        "n_participants": [len(np.unique(participants[s.samples])) for s in specs],
-        "n_samples": [int(s.samples.sum()) for s in specs],
-    })
+    return pd.DataFrame(
+        {
+            "contrast": [s.contrast for s in specs],
+            "arm": [s.arm for s in specs],
+            "time": [s.time for s in specs],
+            "estimate": estimate,
+            "se": se,
+            "ci_low": estimate - t_crit * se,
+            "ci_high": estimate + t_crit * se,
+            "df": df,
+            "p_value": p_value,
+            "n_participants": [len(np.unique(participants[s.samples])) for s in specs],
+            "n_samples": [int(s.samples.sum()) for s in specs],
+        }
+    )
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -674,13 +727,16 @@ def marker_decision(adata, usage: pd.DataFrame, settings: DesignSettings) -> tup
         without = build_design(adata.obs, adata.uns["levels"], list(settings.covariates))
         residual = adata.n_obs - without.X.shape[1] - len(markers)
         if residual < MIN_MARKER_RESIDUAL_DF:
-            return [], (f"markers not adjusted for (adjust_for_cell_markers: auto): with them the model would keep "
-                        f"{residual} residual df, fewer than {MIN_MARKER_RESIDUAL_DF}; set it to true to force them")
+            return [], (
+                f"markers not adjusted for (adjust_for_cell_markers: auto): with them the model would keep "
+                f"{residual} residual df, fewer than {MIN_MARKER_RESIDUAL_DF}; set it to true to force them"
+            )
     return markers, ""
 
 
-def study_design(adata, usage: pd.DataFrame, settings: DesignSettings,
-                 covariates: bool = True, markers: bool = True) -> tuple[Design, list[str]]:
+def study_design(
+    adata, usage: pd.DataFrame, settings: DesignSettings, covariates: bool = True, markers: bool = True
+) -> tuple[Design, list[str]]:
     """The study's fixed design (checked for full rank) and the marker genes it adjusts for; ``covariates``
     and ``markers`` False leave the configured covariates or markers out (the sensitivity refits)."""
     marker_genes = marker_decision(adata, usage, settings)[0] if markers else []
@@ -742,27 +798,38 @@ def fit_genes(design: Design, adata, usage: pd.DataFrame) -> pd.DataFrame:
         tables.append(table)
     genes = pd.concat(tables, ignore_index=True)
     genes["fdr"] = genes.groupby(["contrast", "arm", "time"], sort=False)["p_value"].transform(
-        lambda p: benjamini_hochberg(p.to_numpy()))
+        lambda p: benjamini_hochberg(p.to_numpy())
+    )
     return genes.drop(columns=["n_participants"])
 
 
-def fit_study(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: ModelSettings) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def fit_study(
+    adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: ModelSettings
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """contrasts.tsv, genes.tsv and the model description for the report's methods."""
     scores = scores.set_index("sample").loc[adata.obs_names]
     design, marker_genes = study_design(adata, usage, settings.design)
     contrasts, gammas = fit_scores(design, scores, "lmm")
     genes = fit_genes(design, adata, usage)
     base, _ = study_design(adata, usage, settings.design, covariates=False, markers=False)
-    info = {"formula": design.formula, "coefficients": design.columns, "df_method": DF_METHOD,
-            "primary": primary_endpoint(settings.primary, len(design.arms) > 1),
-            "adjustment": {"columns": design.X.shape[1] - base.X.shape[1],
-                           "residual_df_without": int(len(design.X) - base.X.shape[1]),
-                           "participants": int(design.participant.max() + 1)},
-            "covariate_warnings": list(adata.uns.get("covariate_warnings", [])),
-            "markers_note": marker_decision(adata, usage, settings.design)[1],
-            "covariates": list(settings.design.covariates), "markers_used": marker_genes,
-            "reference_levels": {"arm": design.arms[0], "time": design.times[0]},
-            "levels": {"arm": design.arms, "time": design.times},
-            "normalization": adata.uns.get("normalization", {}), "relative_variances": gammas,
-            "variance_components": design.component_names}
+    info = {
+        "formula": design.formula,
+        "coefficients": design.columns,
+        "df_method": DF_METHOD,
+        "primary": primary_endpoint(settings.primary, len(design.arms) > 1),
+        "adjustment": {
+            "columns": design.X.shape[1] - base.X.shape[1],
+            "residual_df_without": int(len(design.X) - base.X.shape[1]),
+            "participants": int(design.participant.max() + 1),
+        },
+        "covariate_warnings": list(adata.uns.get("covariate_warnings", [])),
+        "markers_note": marker_decision(adata, usage, settings.design)[1],
+        "covariates": list(settings.design.covariates),
+        "markers_used": marker_genes,
+        "reference_levels": {"arm": design.arms[0], "time": design.times[0]},
+        "levels": {"arm": design.arms, "time": design.times},
+        "normalization": adata.uns.get("normalization", {}),
+        "relative_variances": gammas,
+        "variance_components": design.component_names,
+    }
     return contrasts, genes, info
