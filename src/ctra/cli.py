@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         "genes": "per-gene contrasts TSV to write (genes.tsv)",
         "model": "model.json: formula, reference levels, variance components (model writes it, the others read it)",
         "contrasts": "contrasts.tsv to write, with the robustness columns",
-        "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV or report.html)",
+        "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV, work/outcome_contrasts.tsv, "
+        "mediation.tsv or report.html)",
     }
     parser = argparse.ArgumentParser(
         prog="ctra",
@@ -125,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     ).add_argument(
         "--chunk", type=int, default=0, help="which chunk of the draws (0 to robustness: chunks - 1; default 0)"
     )
-    stage(
+    robustness = stage(
         "robustness",
         stages.robustness,
         "turn the null draws into p-values, add leave-one-out; write contrasts.tsv",
@@ -136,7 +137,35 @@ def _parser() -> argparse.ArgumentParser:
         "model",
         "models",
         "contrasts",
-    ).add_argument("--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)")
+    )
+    robustness.add_argument("--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)")
+    robustness.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        help="further contrast rows to append (work/outcome_contrasts.tsv, for studies with `outcomes:` or `dose:`)",
+    )
+    stage(
+        "outcomes",
+        stages.outcomes,
+        "trials with `outcomes:` / `dose:`: each outcome's arm x time model, within/between associations, dose "
+        "moderation; write work/outcome_contrasts.tsv",
+        "study-config",
+        "input",
+        "scores",
+        "genes-used",
+        "out",
+    )
+    stage(
+        "mediation",
+        stages.mediation,
+        "trials with `mediation:`: the arm effect on each score's change split by each outcome's change (seeded "
+        "bootstrap); write mediation.tsv",
+        "study-config",
+        "input",
+        "scores",
+        "out",
+    )
     stage(
         "report",
         stages.report,
@@ -150,6 +179,8 @@ def _parser() -> argparse.ArgumentParser:
         "genes",
         "model",
         "out",
+    ).add_argument(
+        "--mediation", nargs="*", default=[], help="mediation.tsv (studies with `mediation:`), for its report section"
     )
     example = sub.add_parser(
         "example",

@@ -47,6 +47,9 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
         "layout",
         "sheet",
         "non_integer_counts",
+        "outcomes",
+        "dose",
+        "mediation",
     ),
     "normalize": ("input", "normalization", "expression_filter"),
     "score": ("counts", "expression_filter"),
@@ -55,6 +58,10 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "null": (*_DESIGN, "robustness.permutations", "robustness.gene_sets", "robustness.seed", "robustness.chunks"),
     "robustness": (*_DESIGN, "robustness.gene_sets", "robustness.seed"),
     "report": (*REPORTED_PARAMETERS, "expression_filter", "show_participant_ids"),
+    # trials with `outcomes:` / `dose:` (ctra.models.outcomes) and `mediation:` (ctra.mediation); the rules run
+    # only for studies that set them, and the keys are optional (no default), so other studies' params are unchanged
+    "outcomes": (*_DESIGN, "outcomes", "dose"),
+    "mediation": ("samples", "covariates", "outcomes", "mediation.bootstrap", "mediation.seed"),
 }
 
 
@@ -193,4 +200,45 @@ class ReportSettings:
             expression_filter=ExpressionFilter.from_study(study),
             show_participant_ids=bool(study["show_participant_ids"]),
             parameters={key: study[key] for key in REPORTED_PARAMETERS},
+        )
+
+
+@dataclass(frozen=True)
+class OutcomeSettings:
+    """The outcome and dose models: the study's design (markers apply to the scores, never to an outcome),
+    the outcome columns (may be empty) and the dose column (None: no dose model)."""
+
+    design: DesignSettings
+    outcomes: tuple[str, ...]
+    dose: str | None
+
+    @classmethod
+    def from_study(cls, study: dict) -> OutcomeSettings:
+        # optional keys without a default: absent means none
+        return cls(
+            design=DesignSettings.from_study(study),
+            outcomes=tuple(study.get("outcomes", ())),
+            dose=study.get("dose"),
+        )
+
+
+@dataclass(frozen=True)
+class MediationSettings:
+    """Mediation of the arm effect on the score change by each outcome's change: the bootstrap's size and seed."""
+
+    source: str  # the sample sheet, named in errors
+    covariates: tuple[str, ...]
+    outcomes: tuple[str, ...]
+    bootstrap: int
+    seed: int
+
+    @classmethod
+    def from_study(cls, study: dict) -> MediationSettings:
+        draws = study["mediation"]
+        return cls(
+            source=study["samples"],
+            covariates=tuple(study["covariates"]),
+            outcomes=tuple(study["outcomes"]),
+            bootstrap=draws["bootstrap"],
+            seed=draws["seed"],
         )

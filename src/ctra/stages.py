@@ -19,7 +19,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .config import ModelSettings, NormalizeSettings, NullSettings, ReportSettings, RobustnessSettings, ScoreSettings
+from .config import (
+    MediationSettings,
+    ModelSettings,
+    NormalizeSettings,
+    OutcomeSettings,
+)
+from .config import, NullSettings, ReportSettings, RobustnessSettings, ScoreSettings
 from .errors import InputError
 from .results import read_json, read_normalized, read_table, read_var, write_h5ad, write_json, write_tsv
 
@@ -154,8 +160,9 @@ def robustness(
     models: str,
     nulls: list[str],
     contrasts: str,
+    extra: list[str] | None = None,
 ) -> None:
-    from .endpoints import mark_endpoints
+    from .endpoints import append_rows, mark_endpoints
     from .safeguards import robustness_table
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used)
@@ -172,8 +179,35 @@ def robustness(
         var=read_var(input),
     )
     table = mark_endpoints(table, model_info["primary"])
+    if extra:  # the outcome and dose rows (ctra.models.outcomes), exploratory, after every score's
+        table = append_rows(table, [read_table(path) for path in extra])
     log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
     write_tsv(table, contrasts)
+
+
+def outcomes(settings: OutcomeSettings, *, input: str, scores: str, genes_used: str, out: str) -> None:
+    """The rows `outcomes:` and `dose:` add to contrasts.tsv (each outcome's arm x time model, within/between
+    associations, dose moderation); the robustness stage appends them."""
+    from .models.outcomes import fit_outcomes
+
+    adata, score_table, usage = _model_inputs(input, scores, genes_used)
+    for note in adata.uns.get("outcome_notes", []):
+        log.info("%s", note)
+    table = fit_outcomes(adata, score_table, usage, settings)
+    log.info("outcome and dose rows: %d (%s)", len(table), ", ".join(sorted(set(table["contrast"]))))
+    write_tsv(table, out)
+
+
+def mediation(settings: MediationSettings, *, input: str, scores: str, out: str) -> None:
+    """mediation.tsv: the arm effect on each score's change split by each outcome's change (both orderings)."""
+    from .mediation import mediation_table
+
+    adata = read_normalized(input, lambda var: np.zeros(len(var), dtype=bool))
+    obs, levels = adata.obs, adata.uns["levels"]
+    score_table = read_table(scores).set_index("sample").loc[obs.index]
+    table = mediation_table(obs, levels, score_table, settings)
+    log.info("mediation: %d rows, %d bootstrap resamples, seed %d", len(table), settings.bootstrap, settings.seed)
+    write_tsv(table, out)
 
 
 def report(
@@ -238,4 +272,6 @@ SETTINGS: dict[str, type | None] = {
     "null": NullSettings,
     "robustness": RobustnessSettings,
     "report": ReportSettings,
+    "outcomes": OutcomeSettings,
+    "mediation": MediationSettings,
 }

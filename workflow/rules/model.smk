@@ -61,6 +61,7 @@ rule robustness:
         model="results/{study}/model.json",
         models="results/{study}/work/model_contrasts.tsv",
         nulls=null_chunk_files,
+        extra=outcome_contrast_files,
     output:
         contrasts=report(
             "results/{study}/contrasts.tsv",
@@ -80,4 +81,48 @@ rule robustness:
     shell:
         '"$CTRA_PYTHON" -m ctra.cli robustness --study-config {params.settings:q} --input {input.normalized:q}'
         " --scores {input.scores:q} --genes-used {input.genes_used:q} --model {input.model:q}"
-        " --models {input.models:q} --nulls {input.nulls:q} --contrasts {output.contrasts:q} --log {log:q}"
+        " --models {input.models:q} --nulls {input.nulls:q} --extra {input.extra:q}"
+        " --contrasts {output.contrasts:q} --log {log:q}"
+
+
+rule outcomes:
+    """Trials with `outcomes:` / `dose:`: each outcome's arm x time model, within/between associations, dose moderation."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        scores="results/{study}/scores.tsv",
+        genes_used="results/{study}/genes_used.tsv",
+    output:
+        "results/{study}/work/outcome_contrasts.tsv",
+    log:
+        "results/{study}/logs/outcomes.log",
+    # a few REML fits on the scores: seconds, not worth a cluster job
+    localrule: True
+    params:
+        settings=stage_json("outcomes"),
+    shell:
+        '"$CTRA_PYTHON" -m ctra.cli outcomes --study-config {params.settings:q} --input {input.normalized:q}'
+        " --scores {input.scores:q} --genes-used {input.genes_used:q} --out {output:q} --log {log:q}"
+
+
+rule mediation:
+    """Trials with `mediation:`: the arm effect on each score's change split by each outcome's change (bootstrap CI)."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        scores="results/{study}/scores.tsv",
+    output:
+        report(
+            "results/{study}/mediation.tsv",
+            caption="../report/mediation.rst",
+            category="{study}",
+            subcategory="Tables",
+            labels={"study": "{study}", "table": "mediation.tsv (arm -> outcome -> score)"},
+        ),
+    log:
+        "results/{study}/logs/mediation.log",
+    # participant-level least squares, the bootstrap vectorized: seconds, not worth a cluster job
+    localrule: True
+    params:
+        settings=stage_json("mediation"),
+    shell:
+        '"$CTRA_PYTHON" -m ctra.cli mediation --study-config {params.settings:q} --input {input.normalized:q}'
+        " --scores {input.scores:q} --out {output:q} --log {log:q}"

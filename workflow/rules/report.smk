@@ -7,6 +7,7 @@ rule report:
         contrasts="results/{study}/contrasts.tsv",
         genes="results/{study}/genes.tsv",
         model="results/{study}/model.json",
+        mediation=mediation_files,
     output:
         report(
             "results/{study}/report.html",
@@ -25,4 +26,4 @@ rule report:
         '"$CTRA_PYTHON" -m ctra.cli report --study {wildcards.study:q} --study-config {params.settings:q}'
         " --input {input.normalized:q} --scores {input.scores:q} --genes-used {input.genes_used:q}"
         " --contrasts {input.contrasts:q} --genes {input.genes:q} --model {input.model:q}"
-        " --out {output:q} --log {log:q}"
+        " --mediation {input.mediation:q} --out {output:q} --log {log:q}"
