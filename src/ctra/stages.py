@@ -23,9 +23,12 @@ from .config import (
     MediationSettings,
     ModelSettings,
     NormalizeSettings,
+    NullSettings,
     OutcomeSettings,
+    ReportSettings,
+    RobustnessSettings,
+    ScoreSettings,
 )
-from .config import, NullSettings, ReportSettings, RobustnessSettings, ScoreSettings
 from .errors import InputError
 from .results import read_json, read_normalized, read_table, read_var, write_h5ad, write_json, write_tsv
 
@@ -221,6 +224,7 @@ def report(
     genes: str,
     model: str,
     out: str,
+    mediation: list[str] | None = None,
 ) -> None:
     from .report import PCA_GENES, normalization_text, parameter_text, write_report
     from .versions import package_versions
@@ -246,6 +250,7 @@ def report(
         genes_used=read_table(genes_used),
         methods=methods,
         show_participant_ids=settings.show_participant_ids,
+        mediation=read_table(mediation[0]) if mediation else None,
     )
 
 
