@@ -177,7 +177,8 @@ def rename_sheet_columns(
         problems.add(
             f"{path}: sample sheet lacks column(s) {', '.join(described)}; it has "
             f"{_listing([str(c) for c in sheet.columns], 12)}. Fix the sheet or the config's "
-            "`columns`/`covariates`."
+            "`columns`/`covariates`"
+            + ("/`outcomes`/`dose`." if any(role in ("outcome", "dose") for _, role in missing) else ".")
         )
     if len(problems.problems) > n_before:
         return None, names
