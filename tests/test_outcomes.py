@@ -200,3 +200,54 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
     assert "no unmeasured confounding of the mediator-response relation" in text
     assert "<script>alert" not in text
     assert len(re.findall(r"<script>(.*?)</script>", text, flags=re.S)) == 1 + text.count("Plotly.newPlot(")
+
+
+# ---------------------------------------------------------------- config and validation (no subprocess)
+
+
+def test_config_problems_name_the_key_and_column():
+    from ctra.validate_outcomes import config_problems
+
+    design = {"sample": "sample", "participant": "participant", "arm": "arm", "time": "time"}
+    study = {"outcomes": ["age", "ctra", "arm"], "covariates": ["age"], "dose": "age", "control": "c"}
+    problems = config_problems(study, design)
+    assert any("'age' is listed both as a covariate and as the outcome" in p for p in problems)
+    assert any("outcome column 'ctra' has the name of a CTRA score" in p for p in problems)
+    assert any("outcome column 'arm' is the study's arm column" in p for p in problems)
+    assert any("listed both in `outcomes` and as `dose`" in p for p in problems)
+    assert config_problems({"mediation": {}, "control": "c"}, design) == [
+        "config: `mediation` is set but `outcomes` is not; mediation needs the outcome columns whose change "
+        "may carry the arm effect (e.g. `outcomes: [wellbeing]`), or remove `mediation`."
+    ]
+    assert any("needs a `control` arm" in p for p in config_problems({"mediation": {}, "outcomes": ["w"]}, design))
+    assert config_problems({"outcomes": ["w"], "dose": "d", "control": "c"}, design) == []
+
+
+def test_typed_settings_build_from_their_stage_keys_alone():
+    from snakemake.utils import validate
+
+    from ctra import config as cfg
+
+    config = {
+        "studies": {
+            "t": {
+                "counts": "c.tsv",
+                "samples": "s.tsv",
+                "baseline": "pre",
+                "control": "control",
+                "covariates": ["age"],
+                "outcomes": ["wellbeing", "connectedness"],
+                "dose": "acts",
+                "mediation": {"bootstrap": 500},
+            }
+        }
+    }
+    validate(config, str(Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml"))
+    study = config["studies"]["t"]
+    assert study["mediation"] == {"bootstrap": 500, "seed": 20261201}
+    for stage, kind in (("outcomes", cfg.OutcomeSettings), ("mediation", cfg.MediationSettings)):
+        assert kind.from_study(cfg.stage_settings(study, stage)) == kind.from_study(study)
+    assert cfg.OutcomeSettings.from_study(study).dose == "acts"
+    # studies without the keys: no outcome keys in any stage's settings (their params, hence reruns, unchanged)
+    del study["outcomes"], study["dose"], study["mediation"]
+    assert not any(k in cfg.stage_settings(study, s) for s in cfg.STAGE_KEYS for k in ("outcomes", "dose", "mediation"))

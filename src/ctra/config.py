@@ -73,9 +73,11 @@ def stage_settings(study: dict, stage: str) -> dict:
         *parents, name = key.split(".")
         source, target = study, out
         for parent in parents:
-            source = source.get(parent, {})
+            source = source.get(parent)
+            if source is None:  # an optional group not given (``mediation``): left out, as a plain key is
+                break
             target = target.setdefault(parent, {})
-        if name in source:
+        if source is not None and name in source:
             target[name] = source[name]
     return out
 

@@ -932,11 +932,6 @@ def mediation_without_outcomes(w):
     w.write_cohort(sheet=_trial_sheet(), mediation={"bootstrap": 500})
 
 
-@case(["config", "'age' is listed both as a covariate and as the outcome", "remove it from `covariates`"])
-def outcome_is_a_covariate(w):
-    w.write_cohort(sheet=_trial_sheet(), outcomes=["age"])
-
-
 def _outcome_gap_noted(w, result):
     log = (w.results / "s" / "logs" / "validate.log").read_text()
     assert "outcome 'wellbeing': missing at 2 of 48 draws (lines 4 and 9)" in log and "46 draws used" in log
