@@ -14,7 +14,6 @@ The direct effect is 0 throughout, so the total effect is 0 too. Rates are rejec
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import beta

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ctra.config import DesignSettings, MediationSettings, OutcomeSettings
-from ctra.mediation import decompose, mediation_table, resample_counts, weighted_coefs
+from ctra.mediation import mediation_table, resample_counts, weighted_coefs
 from ctra.models.outcomes import fit_outcomes, person_centred
 from ctra.simulate_outcomes import simulate_trial
 
@@ -182,20 +182,55 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
     contrasts["term"] = ""
     extra = pd.DataFrame(
         [
-            {"score": name, "model": "lmm", "role": "exploratory", "contrast": "arm_x_time", "term": "", "arm": "a",
-             "time": "post", "estimate": 0.9, "ci_low": 0.4, "ci_high": 1.4, "p_value": 0.001},
-            {"score": "ctra", "model": "lmm", "role": "exploratory", "contrast": "within_person", "term": name,
-             "arm": "", "time": "", "estimate": 0.1, "ci_low": -0.1, "ci_high": 0.3, "p_value": 0.3},
+            {
+                "score": name,
+                "model": "lmm",
+                "role": "exploratory",
+                "contrast": "arm_x_time",
+                "term": "",
+                "arm": "a",
+                "time": "post",
+                "estimate": 0.9,
+                "ci_low": 0.4,
+                "ci_high": 1.4,
+                "p_value": 0.001,
+            },
+            {
+                "score": "ctra",
+                "model": "lmm",
+                "role": "exploratory",
+                "contrast": "within_person",
+                "term": name,
+                "arm": "",
+                "time": "",
+                "estimate": 0.1,
+                "ci_low": -0.1,
+                "ci_high": 0.3,
+                "p_value": 0.3,
+            },
         ]
     )
     mediation = pd.DataFrame(
         [
-            {"score": "ctra", "outcome": name, "mediator": name, "arm": "a", "time": "post", "path": p,
-             "estimate": 0.2, "ci_low": 0.1, "ci_high": 0.3, "p_value": 0.01, "n_boot": 2000 if p == "indirect" else None}
+            {
+                "score": "ctra",
+                "outcome": name,
+                "mediator": name,
+                "arm": "a",
+                "time": "post",
+                "path": p,
+                "estimate": 0.2,
+                "ci_low": 0.1,
+                "ci_high": 0.3,
+                "p_value": 0.01,
+                "n_boot": 2000 if p == "indirect" else None,
+            }
             for p in ("a", "b", "indirect", "direct", "total")
         ]
     )
-    text = render_report(**{**inputs, "contrasts": pd.concat([contrasts, extra], ignore_index=True)}, mediation=mediation)
+    text = render_report(
+        **{**inputs, "contrasts": pd.concat([contrasts, extra], ignore_index=True)}, mediation=mediation
+    )
     assert 'id="outcomes"' in text and "fig-mediation" in text and "fig-outcome-effects" in text
     assert "no unmeasured confounding of the mediator-response relation" in text
     assert "<script>alert" not in text

@@ -138,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
         "models",
         "contrasts",
     )
-    robustness.add_argument("--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)")
+    robustness.add_argument(
+        "--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)"
+    )
     robustness.add_argument(
         "--extra",
         nargs="*",

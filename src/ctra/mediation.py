@@ -186,9 +186,7 @@ NOTES = {
 }
 
 
-def mediation_table(
-    obs: pd.DataFrame, levels: dict, scores: pd.DataFrame, settings: MediationSettings
-) -> pd.DataFrame:
+def mediation_table(obs: pd.DataFrame, levels: dict, scores: pd.DataFrame, settings: MediationSettings) -> pd.DataFrame:
     """mediation.tsv: every score x outcome x active arm x non-baseline time x ordering x path."""
     arms, times = [str(a) for a in levels["arm"]], [str(t) for t in levels["time"]]
     if len(arms) < 2:
@@ -228,7 +226,9 @@ def mediation_table(
                                     "path": path,
                                     **paths[path],
                                     "n_participants": len(pair),
-                                    "n_boot": int(np.sum(~np.isnan(boot["indirect"]))) if path == "indirect" else np.nan,
+                                    "n_boot": int(np.sum(~np.isnan(boot["indirect"])))
+                                    if path == "indirect"
+                                    else np.nan,
                                     "note": NOTES[path],
                                 }
                             )

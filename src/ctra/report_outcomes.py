@@ -43,7 +43,9 @@ def split_rows(contrasts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return contrasts[~extra].drop(columns=["term"]).reset_index(drop=True), contrasts[extra].reset_index(drop=True)
 
 
-def _forest(fig_id: str, rows: pd.DataFrame, labels: list[str], groups: list[str], colours: dict, axis: str, caption: str):
+def _forest(
+    fig_id: str, rows: pd.DataFrame, labels: list[str], groups: list[str], colours: dict, axis: str, caption: str
+):
     from .report import _figure, _fmt_num, _fmt_p, _plot_text, _round4
 
     position = -np.arange(len(rows), dtype=float)
@@ -163,9 +165,32 @@ def outcome_context(inputs) -> dict:
     }
     shown = rows[rows["contrast"].isin(OUTCOME_CONTRASTS)] if len(rows) else rows
     if len(shown):
-        columns = ["score", "contrast", "term", "arm", "time", "estimate", "ci_low", "ci_high", "p_value", "n_participants"]
+        columns = [
+            "score",
+            "contrast",
+            "term",
+            "arm",
+            "time",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "n_participants",
+        ]
         context["associations"] = _frame_table(shown, columns, inputs.participants)
     if mediation is not None and len(mediation):
-        columns = ["score", "outcome", "mediator", "arm", "time", "path", "estimate", "ci_low", "ci_high", "p_value", "n_boot"]
+        columns = [
+            "score",
+            "outcome",
+            "mediator",
+            "arm",
+            "time",
+            "path",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "n_boot",
+        ]
         context["mediation_table"] = _frame_table(mediation, columns, inputs.participants)
     return {"outcomes": context}

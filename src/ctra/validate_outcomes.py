@@ -125,7 +125,9 @@ def type_outcomes(
                 f"({rows(obs['participant'].astype(str).isin(varying))}); the dose is one value per participant."
             )
             return obs, notes
-        per_person = values.groupby(obs["participant"]).transform(lambda v: v.dropna().iloc[0] if v.notna().any() else np.nan)
+        per_person = values.groupby(obs["participant"]).transform(
+            lambda v: v.dropna().iloc[0] if v.notna().any() else np.nan
+        )
         active = obs["arm"].astype(str) != str(control) if control is not None else pd.Series(True, index=obs.index)
         if per_person[active].dropna().nunique() < 2:
             add(

@@ -920,7 +920,13 @@ def outcome_not_numeric(w):
     w.write_cohort(sheet=sheet, outcomes=["wellbeing"])
 
 
-@case(["s_samples.tsv", "dose column 'acts' differs between the draws of participant(s) 'P13'", "one value per participant"])
+@case(
+    [
+        "s_samples.tsv",
+        "dose column 'acts' differs between the draws of participant(s) 'P13'",
+        "one value per participant",
+    ]
+)
 def dose_not_constant_within_participant(w):
     sheet = _trial_sheet()
     sheet.loc[sheet["sample"] == "P13_post", "acts"] = "99"

@@ -1,6 +1,6 @@
 """Write the simulated trial that tests/reference/make_outcome_fixtures.R fits (fixtures/outcomes/cohort.tsv).
 
-    python tests/reference/make_outcome_cohort.py && Rscript tests/reference/make_outcome_fixtures.R
+python tests/reference/make_outcome_cohort.py && Rscript tests/reference/make_outcome_fixtures.R
 """
 
 from pathlib import Path

@@ -284,4 +284,3 @@ def mediation_files(wildcards):
     if study_config(wildcards).get("mediation") is not None:
         return [f"results/{wildcards.study}/mediation.tsv"]
     return []
-

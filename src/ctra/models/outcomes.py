@@ -119,13 +119,20 @@ def within_between(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: O
         L = np.array([s.vector for s in specs])
         fits = fit_reml_many(design, scores.loc[sub.index, names].to_numpy(float))
         for score, fit in zip(names, fits):
-            table = contrast_rows(design, specs, L @ fit.beta, np.sqrt(np.einsum("cp,pq,cq->c", L, fit.cov_beta, L)), satterthwaite_df(fit, L))
+            table = contrast_rows(
+                design,
+                specs,
+                L @ fit.beta,
+                np.sqrt(np.einsum("cp,pq,cq->c", L, fit.cov_beta, L)),
+                satterthwaite_df(fit, L),
+            )
             table.insert(0, "score", score)
             table.insert(1, "model", MAIN_MODEL)
             table.insert(3, "term", outcome)
             table["note"] = (
                 f"per unit of '{outcome}': within = the draw's deviation from the person's mean, between = the "
-                "person's mean; net of arm x time" + ("" if observed.all() else f"; {int(observed.sum())} of {len(obs)} draws")
+                "person's mean; net of arm x time"
+                + ("" if observed.all() else f"; {int(observed.sum())} of {len(obs)} draws")
             )
             tables.append(table)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -168,7 +175,9 @@ def dose_moderation(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: 
     names = _score_names(scores)
     tables = []
     for score, fit in zip(names, fit_reml_many(design, scores.loc[sub.index, names].to_numpy(float))):
-        table = contrast_rows(design, specs, L @ fit.beta, np.sqrt(np.einsum("cp,pq,cq->c", L, fit.cov_beta, L)), satterthwaite_df(fit, L))
+        table = contrast_rows(
+            design, specs, L @ fit.beta, np.sqrt(np.einsum("cp,pq,cq->c", L, fit.cov_beta, L)), satterthwaite_df(fit, L)
+        )
         table.insert(0, "score", score)
         table.insert(1, "model", MAIN_MODEL)
         table.insert(3, "term", dose)
