@@ -31,7 +31,7 @@ def test_outcome_trial_runs_end_to_end_and_reruns_byte_identical(tmp_path):
     study = w.results / "s"
     tables = {name: (study / name).read_bytes() for name in ("contrasts.tsv", "mediation.tsv")}
     contrasts = pd.read_csv(study / "contrasts.tsv", sep="\t", keep_default_na=False)
-    assert list(contrasts.columns[:5]) == ["score", "model", "role", "contrast", "term"]
+    assert list(contrasts.columns[:7]) == ["score", "model", "role", "contrast", "arm", "time", "term"]
     outcome_rows = contrasts[contrasts["score"].isin(["wellbeing", "connectedness"])]
     assert set(outcome_rows["contrast"]) == {"arm_x_time", "change"} and set(outcome_rows["role"]) == {"exploratory"}
     assert set(contrasts.loc[contrasts["term"] != "", "contrast"]) == {"within_person", "between_person", "dose_x_time"}
@@ -41,7 +41,7 @@ def test_outcome_trial_runs_end_to_end_and_reruns_byte_identical(tmp_path):
     html = (study / "report.html").read_text()
     assert 'id="outcomes"' in html and "fig-mediation" in html
     assert "missing at 1 of 48 draws" in (study / "logs" / "validate.log").read_text()
-    for name in ("contrasts.tsv", "mediation.tsv", "work/outcome_contrasts.tsv"):
+    for name in ("contrasts.tsv", "mediation.tsv", "work/outcome_contrasts.tsv", "report.html"):
         (study / name).unlink()
     again = w.snakemake("results/s/report.html", cores=2)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -33,14 +33,18 @@ ASSUMPTIONS = (
 
 
 def split_rows(contrasts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the score rows every other section reads, the outcome and dose rows): a row is an outcome row when it
-    names a term (within/between, dose) or its score is not a CTRA score."""
+    """(the score rows every other section reads, the outcome and dose rows): a row is an outcome row when it is
+    a within/between or dose row, or its score is not a CTRA score (an outcome's own arm x time model). Other rows
+    with a ``term`` (the association design's predictors) stay with the scores."""
     from .report import SCORES
 
     if "term" not in contrasts:
         return contrasts, contrasts.iloc[0:0]
-    extra = (contrasts["term"].fillna("").astype(str) != "") | ~contrasts["score"].isin(SCORES)
-    return contrasts[~extra].drop(columns=["term"]).reset_index(drop=True), contrasts[extra].reset_index(drop=True)
+    extra = contrasts["contrast"].isin(OUTCOME_CONTRASTS) | ~contrasts["score"].isin(SCORES)
+    scores = contrasts[~extra].reset_index(drop=True)
+    if (scores["term"].fillna("").astype(str) == "").all():
+        scores = scores.drop(columns=["term"])
+    return scores, contrasts[extra].reset_index(drop=True)
 
 
 def _forest(

@@ -128,7 +128,7 @@ def within_between(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: O
             )
             table.insert(0, "score", score)
             table.insert(1, "model", MAIN_MODEL)
-            table.insert(3, "term", outcome)
+            table.insert(table.columns.get_loc("time") + 1, "term", outcome)
             table["note"] = (
                 f"per unit of '{outcome}': within = the draw's deviation from the person's mean, between = the "
                 "person's mean; net of arm x time"
@@ -180,7 +180,7 @@ def dose_moderation(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: 
         )
         table.insert(0, "score", score)
         table.insert(1, "model", MAIN_MODEL)
-        table.insert(3, "term", dose)
+        table.insert(table.columns.get_loc("time") + 1, "term", dose)
         table["note"] = (
             f"exploratory, not randomised: extra change from baseline per unit of '{dose}' within the active arms "
             f"({', '.join(arms)}){'' if markers else '; no markers'}"
@@ -198,7 +198,7 @@ def fit_outcomes(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: Out
     parts.append(dose_moderation(adata, scores, usage, settings))
     table = pd.concat([p for p in parts if len(p)], ignore_index=True)
     if "term" not in table:
-        table.insert(3, "term", "")
+        table.insert(table.columns.get_loc("time") + 1, "term", "")
     table["term"] = table["term"].fillna("")
     table.insert(2, "role", ROLE)
     return table
