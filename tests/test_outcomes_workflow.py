@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import yaml
+
 from bad_inputs.cohort import Workdir, base_cohort
+from test_workflow import dry_run_jobs
 
 
 def _trial(root) -> Workdir:
@@ -47,3 +50,7 @@ def test_outcome_trial_runs_end_to_end_and_reruns_byte_identical(tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     for name, content in tables.items():
         assert (study / name).read_bytes() == content, name
+    # the mediation rule reads only its own settings: a new seed reruns it and the report, nothing else
+    config = yaml.safe_load((w.root / "config.yaml").read_text())
+    config["studies"]["s"]["mediation"]["seed"] = 7
+    assert dry_run_jobs(w.root, config) == {"mediation": 1, "report": 1}
