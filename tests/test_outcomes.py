@@ -286,3 +286,40 @@ def test_typed_settings_build_from_their_stage_keys_alone():
     # studies without the keys: no outcome keys in any stage's settings (their params, hence reruns, unchanged)
     del study["outcomes"], study["dose"], study["mediation"]
     assert not any(k in cfg.stage_settings(study, s) for s in cfg.STAGE_KEYS for k in ("outcomes", "dose", "mediation"))
+
+
+def _typed(sheet: pd.DataFrame, **study):
+    from ctra.validate_outcomes import type_outcomes
+
+    problems = []
+    levels = {"arm": ["control", "kind"], "time": ["pre", "post"]}
+    obs, notes = type_outcomes(
+        sheet.copy(),
+        {"control": "control", **study},
+        levels,
+        Path("s.tsv"),
+        lambda m: f"{int(m.sum())} rows",
+        problems.append,
+    )
+    return obs, notes, problems
+
+
+def test_type_outcomes_messages():
+    obs, _ = simulate_trial(n_per_arm=4, seed=1)
+    sheet = obs.astype(str).replace("nan", "")
+    typed, notes, problems = _typed(sheet, outcomes=["wellbeing"], dose="acts")
+    assert problems == [] and notes == [] and typed["wellbeing"].dtype == float
+    assert typed.loc[typed["arm"] == "control", "acts"].isna().all()
+    bad = sheet.assign(acts=sheet["acts"].where(sheet["arm"] == "control", "many"))
+    assert "dose column 'acts' is not numeric on 8 rows" in _typed(bad, dose="acts")[2][0]
+    gap = sheet.copy()
+    gap.loc[(gap["arm"] == "kind") & (gap["time"] == "post"), "wellbeing"] = "NA"
+    assert "outcome 'wellbeing' has no value for kind at post" in _typed(gap, outcomes=["wellbeing"])[2][0]
+    constant = sheet.assign(wellbeing="3")
+    assert "same value for every sample" in _typed(constant, outcomes=["wellbeing"])[2][0]
+    lacking = sheet.copy()
+    lacking.loc[lacking["participant"] == "kind_001", "acts"] = ""
+    _, notes, problems = _typed(lacking, dose="acts")
+    assert problems == [] and notes == [
+        "dose 'acts': missing for 1 participant(s) of the active arms; they are left out of the dose model."
+    ]

@@ -180,7 +180,8 @@ def decompose(
 NOTES = {
     "a": "OLS t; the arm's effect on the mediator change",
     "b": "OLS t; mediator change -> response change at fixed arm",
-    "indirect": "a x b; CI: percentile bootstrap of participants (stratified by arm); p: joint significance max(p_a, p_b)",
+    "indirect": "a x b; CI: percentile bootstrap of participants (stratified by arm), se: bootstrap SD; "
+    "p: joint significance max(p_a, p_b)",
     "direct": "OLS t; the arm's effect at fixed mediator change",
     "total": "OLS t; change-score model without markers (may differ from contrasts.tsv's mixed model)",
 }

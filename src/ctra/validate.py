@@ -419,7 +419,7 @@ def build_obs(
         from .validate_outcomes import type_outcomes
 
         obs, record["outcome_notes"] = type_outcomes(
-            obs, study, study.get("control"), path, lambda mask: _rows(mask, obs[LINE]), problems.add
+            obs, study, record["levels"], path, lambda mask: _rows(mask, obs[LINE]), problems.add
         )
     if covariates_ok and len(problems.problems) == n_design:
         _check_rank(obs, record["levels"], list(dict.fromkeys(study.get("covariates", []))), path, problems)

@@ -79,12 +79,14 @@ def _numbers(obs: pd.DataFrame, name: str) -> tuple[pd.Series, pd.Series, pd.Ser
 
 
 def type_outcomes(
-    obs: pd.DataFrame, study: dict, control: str | None, path: Path, rows, add
+    obs: pd.DataFrame, study: dict, levels: dict[str, list[str]], path: Path, rows, add
 ) -> tuple[pd.DataFrame, list[str]]:
     """Outcome and dose columns as floats (NaN: missing), and the notes for the log and the report.
 
-    ``rows(mask)`` describes sheet rows of a mask, ``add(message)`` records a problem.
+    ``levels`` are the study's arm and time levels (control and baseline first), ``rows(mask)`` describes sheet
+    rows of a mask, ``add(message)`` records a problem.
     """
+    control = study.get("control")
     notes = []
     for name in dict.fromkeys(study.get("outcomes") or []):
         values, present, bad = _numbers(obs, name)
@@ -99,6 +101,15 @@ def type_outcomes(
             continue
         if values[present].nunique() < 2:
             add(f"{path}: outcome '{name}' has the same value for every sample; it cannot be modelled.")
+            continue
+        cells = obs[present].groupby([obs["arm"].astype(str), obs["time"].astype(str)]).size()
+        empty = [f"{arm} at {time}" for arm in levels["arm"] for time in levels["time"] if (arm, time) not in cells]
+        if empty:
+            add(
+                f"{path}: outcome '{name}' has no value for {', '.join(empty[:4])}{' ...' if len(empty) > 4 else ''}; "
+                "its arm x time model needs it in every arm at every time (measure it there, or remove it from "
+                "`outcomes`)."
+            )
             continue
         obs[name] = values
         missing = int((~present).sum())
