@@ -256,6 +256,10 @@ def test_config_problems_name_the_key_and_column():
     ]
     assert any("needs a `control` arm" in p for p in config_problems({"mediation": {}, "outcomes": ["w"]}, design))
     assert config_problems({"outcomes": ["w"], "dose": "d", "control": "c"}, design) == []
+    crossover = config_problems(
+        {"outcomes": ["w"], "dose": "d", "mediation": {}, "control": "c"}, {**design, "period": "day"}
+    )
+    assert len(crossover) == 2 and all("crossover" in p for p in crossover)
 
 
 def test_typed_settings_build_from_their_stage_keys_alone():

@@ -48,6 +48,13 @@ def config_problems(study: dict, design_columns: dict[str, str]) -> list[str]:
             "config: `mediation` needs a `control` arm (the effect it decomposes is an arm's change against "
             "control's); remove `mediation` for a single-arm study."
         )
+    if design_columns.get("period"):
+        for key in ("mediation", "dose"):
+            if study.get(key) is not None:
+                problems.append(
+                    f"config: `{key}` is for parallel-arm trials; this study is a crossover (`columns: period`), "
+                    f"where every participant is in every arm: remove `{key}`."
+                )
     by_column = {name: role for role, name in design_columns.items()}
     for name, role in sheet_roles(study):
         if name in by_column:
