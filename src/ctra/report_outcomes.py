@@ -167,7 +167,7 @@ def outcome_context(inputs) -> dict:
         "associations": None,
         "mediation_table": None,
     }
-    shown = rows[rows["contrast"].isin(OUTCOME_CONTRASTS)] if len(rows) else rows
+    shown = rows
     if len(shown):
         columns = [
             "score",
