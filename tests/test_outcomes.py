@@ -187,9 +187,12 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
 
     from ctra.report import render_report
 
+    from ctra.report_outcomes import outcome_context, split_rows
+
     inputs = make_inputs(arms=("control", "a"))
-    base = render_report(**inputs)
-    assert 'id="outcomes"' not in base  # studies without the keys: no such section
+    scores, extra = split_rows(inputs["contrasts"])  # studies without the keys: no such section
+    assert extra.empty and scores is inputs["contrasts"]
+    assert outcome_context(type("Inputs", (), {"outcome_contrasts": extra, "mediation": None})()) == {"outcomes": None}
     name = HOSTILE_SCRIPT
     contrasts = inputs["contrasts"].copy()
     contrasts["term"] = ""
