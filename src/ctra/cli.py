@@ -47,9 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         "input": "the previous stage's .h5ad (validated.h5ad for normalize, else normalized.h5ad)",
         "scores": "scores.tsv (written by score, read by the later stages)",
         "genes-used": "genes_used.tsv (written by score, read by the later stages)",
-        "models": "work/model_contrasts.tsv: every model's contrasts before the resampling checks (model writes it)",
+        "model-contrasts": "work/model_contrasts.tsv: every model's contrasts before the resampling checks "
+        "(model writes it, robustness reads it)",
         "genes": "per-gene contrasts TSV to write (genes.tsv)",
-        "model": "model.json: formula, reference levels, variance components (model writes it, the others read it)",
+        "model-info": "model.json: formula, reference levels, variance components (model writes it, the others "
+        "read it)",
         "contrasts": "contrasts.tsv to write, with the robustness columns",
         "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV, work/outcome_contrasts.tsv, "
         "mediation.tsv or report.html)",
@@ -110,9 +112,9 @@ def _parser() -> argparse.ArgumentParser:
         "input",
         "scores",
         "genes-used",
-        "models",
+        "model-contrasts",
         "genes",
-        "model",
+        "model-info",
     )
     stage(
         "null",
@@ -134,8 +136,8 @@ def _parser() -> argparse.ArgumentParser:
         "input",
         "scores",
         "genes-used",
-        "model",
-        "models",
+        "model-info",
+        "model-contrasts",
         "contrasts",
     )
     robustness.add_argument(
@@ -179,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         "genes-used",
         "contrasts",
         "genes",
-        "model",
+        "model-info",
         "out",
     ).add_argument(
         "--mediation", nargs="*", default=[], help="mediation.tsv (studies with `mediation:`), for its report section"

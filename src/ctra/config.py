@@ -52,10 +52,17 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
         "mediation",
     ),
     "normalize": ("input", "normalization", "expression_filter"),
-    "score": ("counts", "expression_filter"),
+    "score": ("counts", "expression_filter", "score_method"),
     "model": (*_DESIGN, "primary"),
     # robustness.chunks: how the draws are split, which decides each chunk's share (not any number)
-    "null": (*_DESIGN, "robustness.permutations", "robustness.gene_sets", "robustness.seed", "robustness.chunks"),
+    "null": (
+        *_DESIGN,
+        "score_method",  # the random gene sets are scored as the real set
+        "robustness.permutations",
+        "robustness.gene_sets",
+        "robustness.seed",
+        "robustness.chunks",
+    ),
     "robustness": (*_DESIGN, "robustness.gene_sets", "robustness.seed"),
     "report": (*REPORTED_PARAMETERS, "expression_filter", "show_participant_ids"),
     # trials with `outcomes:` / `dose:` (ctra.models.outcomes) and `mediation:` (ctra.mediation); the rules run
@@ -139,10 +146,15 @@ class NormalizeSettings:
 class ScoreSettings:
     counts: str  # named in the error when no gene of the set is used
     expression_filter: ExpressionFilter
+    score_method: str  # a name in ctra.scoring.SCORE_METHODS
 
     @classmethod
     def from_study(cls, study: dict) -> ScoreSettings:
-        return cls(counts=study["counts"], expression_filter=ExpressionFilter.from_study(study))
+        return cls(
+            counts=study["counts"],
+            expression_filter=ExpressionFilter.from_study(study),
+            score_method=study["score_method"],
+        )
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,7 @@ class NullSettings(RobustnessSettings):
 
     permutations: int = field(kw_only=True)
     chunks: int = field(kw_only=True)
+    score_method: str = field(kw_only=True)  # the random gene sets are scored as the real set
 
     @classmethod
     def from_study(cls, study: dict) -> NullSettings:
@@ -185,6 +198,7 @@ class NullSettings(RobustnessSettings):
             seed=draws["seed"],
             permutations=draws["permutations"],
             chunks=draws["chunks"],
+            score_method=study["score_method"],
         )
 
 

@@ -100,7 +100,7 @@ def score(settings: ScoreSettings, *, input: str, gene_set: str, markers: str, s
     used = set_genes(usage)
     if len(used) == 0:
         raise InputError(f"{settings.counts}: no gene of the gene set passes the expression rule; see genes_used.tsv.")
-    table = score_study(adata, usage)
+    table = score_study(adata, usage, settings.score_method)
     log.info(
         "scored %d samples with %d genes (%d of the set not used)",
         len(table),
@@ -112,7 +112,14 @@ def score(settings: ScoreSettings, *, input: str, gene_set: str, markers: str, s
 
 
 def model(
-    settings: ModelSettings, *, input: str, scores: str, genes_used: str, models: str, genes: str, model: str
+    settings: ModelSettings,
+    *,
+    input: str,
+    scores: str,
+    genes_used: str,
+    model_contrasts: str,
+    genes: str,
+    model_info: str,
 ) -> None:
     """Every model fit: the main mixed model (per score and per gene), the gene-level GEE and the
     sensitivity refits; the resampling checks come after, in ``robustness``."""
@@ -120,13 +127,11 @@ def model(
     from .models.mixed import fit_study
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used)
-    contrasts, gene_table, model_info = fit_study(
-        adata, score_table.rename_axis("sample").reset_index(), usage, settings
-    )
+    contrasts, gene_table, info = fit_study(adata, score_table.rename_axis("sample").reset_index(), usage, settings)
     contrasts = pd.concat([contrasts, fit_other_models(adata, score_table, usage, settings.design)], ignore_index=True)
     write_tsv(gene_table, genes)
-    write_json(model_info, model)
-    write_tsv(contrasts, models)
+    write_json(info, model_info)
+    write_tsv(contrasts, model_contrasts)
 
 
 def _set_and_used_genes(usage: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
@@ -159,8 +164,8 @@ def robustness(
     input: str,
     scores: str,
     genes_used: str,
-    model: str,
-    models: str,
+    model_info: str,
+    model_contrasts: str,
     nulls: list[str],
     contrasts: str,
     extra: list[str] | None = None,
@@ -169,19 +174,19 @@ def robustness(
     from .safeguards import robustness_table
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used)
-    model_info = read_json(model)
+    info = read_json(model_info)
     draws = pd.concat([read_table(path) for path in nulls], ignore_index=True)
     table = robustness_table(
         adata,
         score_table,
         usage,
         settings,
-        read_table(models),
-        model_info["relative_variances"],
+        read_table(model_contrasts),
+        info["relative_variances"],
         draws,
         var=read_var(input),
     )
-    table = mark_endpoints(table, model_info["primary"])
+    table = mark_endpoints(table, info["primary"])
     if extra:  # the outcome and dose rows (ctra.models.outcomes), exploratory, after every score's
         table = append_rows(table, [read_table(path) for path in extra])
     log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
@@ -222,7 +227,7 @@ def report(
     genes_used: str,
     contrasts: str,
     genes: str,
-    model: str,
+    model_info: str,
     out: str,
     mediation: list[str] | None = None,
 ) -> None:
@@ -231,10 +236,10 @@ def report(
 
     used = _set_and_used_genes(read_table(genes_used))
     adata = read_normalized(input, lambda var: used(var) | _most_variable(var, PCA_GENES))
-    model_info = read_json(model)
+    info = read_json(model_info)
     methods = {
-        **model_info,
-        "normalization": normalization_text(model_info["normalization"], settings),
+        **info,
+        "normalization": normalization_text(info["normalization"], settings),
         "parameters": parameter_text(settings),
         "package_versions": package_versions(),
         "input_checksums": {Path(k).name: v for k, v in json.loads(adata.uns["input_checksums"]).items()},
