@@ -303,6 +303,8 @@ def test_typed_settings_build_from_their_stage_keys_alone():
     for stage, kind in (("outcomes", cfg.OutcomeSettings), ("mediation", cfg.MediationSettings)):
         assert kind.from_study(cfg.stage_settings(study, stage)) == kind.from_study(study)
     assert cfg.OutcomeSettings.from_study(study).dose == "acts"
+    # validate reads only whether mediation is set: its bootstrap settings rerun the mediation rule alone
+    assert cfg.stage_settings(study, "validate")["mediation"] is True
     # studies without the keys: no outcome keys in any stage's settings (their params, hence reruns, unchanged)
     del study["outcomes"], study["dose"], study["mediation"]
     assert not any(k in cfg.stage_settings(study, s) for s in cfg.STAGE_KEYS for k in ("outcomes", "dose", "mediation"))

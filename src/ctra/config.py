@@ -7,7 +7,7 @@ the jobs a change affects: ``show_participant_ids`` reruns the report alone, ``r
 the null draws and what gathers them, and a covariate every model fit but not normalization.
 
 ``STAGE_KEYS`` is the one list of which setting each stage reads; a key ``"a.b"`` is the setting
-``b`` inside ``a`` (``robustness.seed``). This module imports nothing heavy: the workflow imports it
+``b`` inside ``a`` (``robustness.seed``), and ``"a?"`` only whether ``a`` is given (``True``, or left out). This module imports nothing heavy: the workflow imports it
 while it is parsed.
 """
 
@@ -49,7 +49,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
         "non_integer_counts",
         "outcomes",
         "dose",
-        "mediation",
+        "mediation?",  # only whether it is set (its bootstrap settings rerun the mediation rule alone)
     ),
     "normalize": ("input", "normalization", "expression_filter"),
     "score": ("counts", "expression_filter", "score_method"),
@@ -77,6 +77,10 @@ def stage_settings(study: dict, stage: str) -> dict:
     config. Optional settings without a default (``time_levels``) are left out when not given."""
     out: dict = {}
     for key in STAGE_KEYS[stage]:
+        if key.endswith("?"):  # whether the setting is given, not its value
+            if study.get(key[:-1]) is not None:
+                out[key[:-1]] = True
+            continue
         *parents, name = key.split(".")
         source, target = study, out
         for parent in parents:
