@@ -2,7 +2,9 @@
 
 Data flows counts -> ``validate`` (validated.h5ad) -> ``normalize`` (normalized.h5ad) -> ``score``
 (scores.tsv, genes_used.tsv) -> ``model`` (every model fit) and ``null`` (the safeguards' draws, in
-chunks) -> ``robustness`` (contrasts.tsv) -> ``report``. ``ctra.cli`` parses a command line into
+chunks) -> ``robustness`` (contrasts.tsv) -> ``report``; trials with ``outcomes:`` / ``dose:`` add ``outcomes``
+(work/outcome_contrasts.tsv, appended by ``robustness``) and with ``mediation:`` ``mediation`` (mediation.tsv,
+read by ``report``). ``ctra.cli`` parses a command line into
 one of these calls; each function takes the stage's settings (``ctra.config``) and its files by the
 names of the command's options, and imports only what its stage needs (start-up time is most of a
 small study's run time).
