@@ -217,8 +217,8 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
                 "role": "exploratory",
                 "contrast": "within_person",
                 "term": name,
-                "arm": "",
-                "time": "",
+                "arm": np.nan,  # as read_table reads an empty cell
+                "time": np.nan,
                 "estimate": 0.1,
                 "ci_low": -0.1,
                 "ci_high": 0.3,
@@ -250,6 +250,7 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
     assert 'id="outcomes"' in text and "fig-mediation" in text and "fig-outcome-effects" in text
     assert "no unmeasured confounding of the mediator-response relation" in text
     assert "<script>alert" not in text
+    assert ">nan<" not in text  # within/between rows have no arm or time
     assert len(re.findall(r"<script>(.*?)</script>", text, flags=re.S)) == 1 + text.count("Plotly.newPlot(")
 
 

@@ -146,8 +146,12 @@ def render_report(
     """Return the report as one HTML string (see the module docstring for what it guarantees)."""
     from .report_outcomes import split_rows
 
-    scores, contrasts, genes = (_as_text(frame, KEY_COLUMNS) for frame in (scores, contrasts, genes))
     contrasts, outcome_contrasts = split_rows(contrasts)  # outcome and dose rows: their own section
+    # within/between rows have no arm or time: empty, not "nan"
+    outcome_contrasts = _as_text(
+        outcome_contrasts.fillna({c: "" for c in KEY_COLUMNS if c in outcome_contrasts}), KEY_COLUMNS
+    )
+    scores, contrasts, genes = (_as_text(frame, KEY_COLUMNS) for frame in (scores, contrasts, genes))
     levels = _levels(adata, scores)
     participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
     samples = _sample_labels(adata.obs, participants, show_participant_ids)
