@@ -104,6 +104,7 @@ def test_total_is_direct_plus_indirect_in_both_orderings():
     forward = table[table["mediator"] == "wellbeing"].set_index("path")["estimate"]
     reverse = table[table["mediator"] == "ctra"].set_index("path")["estimate"]
     assert forward["a"] == pytest.approx(reverse["total"])  # the arm's effect on the outcome change, both ways
+    assert set(table["role"]) == {"exploratory"} and list(table.columns).index("role") == len(table.columns) - 2
 
 
 def test_resamples_keep_arm_sizes_and_weighted_fit_equals_refit_on_resampled_rows():
@@ -249,6 +250,8 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
     )
     assert 'id="outcomes"' in text and "fig-mediation" in text and "fig-outcome-effects" in text
     assert "no unmeasured confounding of the mediator-response relation" in text
+    assert "no arm × mediator interaction" in text and "linear relations" in text
+    assert "only if the assumptions below hold" in text and "× ordering (2)" in text
     assert "<script>alert" not in text
     assert ">nan<" not in text  # within/between rows have no arm or time
     assert len(re.findall(r"<script>(.*?)</script>", text, flags=re.S)) == 1 + text.count("Plotly.newPlot(")

@@ -12,10 +12,14 @@ value(baseline)``; covariates as at baseline), ordinary least squares of three p
 
 indirect = a x b; with the same participants and covariates, total = direct + indirect exactly. Both orderings
 are reported (``mediator`` = the outcome: arm -> outcome change -> score change; ``mediator`` = the score: arm
--> score change -> outcome change): the data cannot tell them apart, and the causal reading of either needs
-(1) no unmeasured confounding of the mediator-response relation (the mediator is not randomised), (2) the
-mediator change preceding the response change (both are measured at the same draws here), and (3) no effect of
-the arm on a confounder of that relation.
+-> score change -> outcome change): the data cannot tell them apart. Reading a x b as the natural indirect
+effect (the part of the arm's effect that runs through the mediator) needs (1) no unmeasured confounding of the
+mediator-response relation (the mediator is not randomised), (2) the mediator change preceding the response
+change (both are measured at the same draws here), (3) no effect of the arm on a confounder of that relation,
+(4) no arm x mediator interaction (the same b in both arms; the model has no T x M term) and (5) linearity (the
+three models are linear in T, M and C). Without them a x b is a description of the three regressions, not an
+effect. Every row is exploratory (``role``): one test per score x outcome x arm x time x ordering, unadjusted
+for that multiplicity.
 
 Inference: a, b, direct and total from the OLS t (df = participants - coefficients). The indirect effect's CI
 is the percentile interval of ``bootstrap`` participant-level resamples (stratified by arm, so each resample
@@ -51,8 +55,10 @@ COLUMNS = (
     "p_value",
     "n_participants",
     "n_boot",
+    "role",
     "note",
 )
+ROLE = "exploratory"  # unadjusted: scores x outcomes x arms x times x 2 orderings tests
 MIN_PARTICIPANTS = 6  # per arm pair: fewer and the three models' df vanish
 SINGULAR = 1e10  # condition number above which a resample's normal equations are taken as singular
 
@@ -230,6 +236,7 @@ def mediation_table(obs: pd.DataFrame, levels: dict, scores: pd.DataFrame, setti
                                     "n_boot": int(np.sum(~np.isnan(boot["indirect"])))
                                     if path == "indirect"
                                     else np.nan,
+                                    "role": ROLE,
                                     "note": NOTES[path],
                                 }
                             )

@@ -21,7 +21,9 @@ ASSUMPTIONS = (
     "The arm is randomised; the mediator is not. Reading the indirect effect as the part of the arm's effect "
     "that runs through the mediator assumes no unmeasured confounding of the mediator-response relation (for "
     "example, a life event that raises well-being and lowers inflammation would produce an 'indirect effect' by "
-    "itself), and that the arm does not change such a confounder.",
+    "itself), and that the arm does not change such a confounder. It also assumes no arm × mediator interaction "
+    "(the mediator's slope on the response is the same in both arms) and linear relations; without these "
+    "assumptions a × b describes the regressions, it is not an effect.",
     "Ordering: the outcome and the blood draw are measured at the same visits, so the data cannot say whether the "
     "psychological change came first. Both orderings are shown; a difference between them is not evidence for "
     "either.",
@@ -29,6 +31,8 @@ ASSUMPTIONS = (
     "leukocyte markers (the mediation 'total' can therefore differ from the main model's arm x time estimate).",
     "The indirect CI is a percentile bootstrap over participants (stratified by arm); its p-value is the joint-"
     "significance test (both paths a and b significant), which is conservative when neither path exists.",
+    "Every mediation row is exploratory: one unadjusted test per score × outcome × arm × time × ordering (2), so "
+    "some will be 'significant' by chance.",
 )
 
 
@@ -144,8 +148,9 @@ def mediation_figure(mediation: pd.DataFrame, control: str):
         list(rows["path"]),
         PATH_COLOURS,
         "Effect on the change from baseline, with 95% CI",
-        "Mediation (CTRA score): the arm's total effect on the response's change = direct + indirect (a × b, "
-        "carried by the mediator's change). Indirect CI: participant bootstrap. Both orderings are shown.",
+        "Mediation (CTRA score): the arm's total effect on the response's change = direct + indirect (a × b; "
+        "the part carried by the mediator's change only if the assumptions below hold). Indirect CI: participant "
+        "bootstrap. Both orderings are shown; exploratory.",
     )
 
 
