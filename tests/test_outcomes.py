@@ -104,6 +104,7 @@ def test_total_is_direct_plus_indirect_in_both_orderings():
     forward = table[table["mediator"] == "wellbeing"].set_index("path")["estimate"]
     reverse = table[table["mediator"] == "ctra"].set_index("path")["estimate"]
     assert forward["a"] == pytest.approx(reverse["total"])  # the arm's effect on the outcome change, both ways
+    assert table.loc[table["path"] == "indirect", "note"].str.contains("different tests and can disagree").all()
     assert set(table["role"]) == {"exploratory"} and list(table.columns).index("role") == len(table.columns) - 2
 
 
@@ -250,6 +251,7 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
     )
     assert 'id="outcomes"' in text and "fig-mediation" in text and "fig-outcome-effects" in text
     assert "no unmeasured confounding of the mediator-response relation" in text
+    assert "different tests and can disagree" in text
     assert "no arm × mediator interaction" in text and "linear relations" in text
     assert "only if the assumptions below hold" in text and "× ordering (2)" in text
     assert "<script>alert" not in text

@@ -27,7 +27,8 @@ keeps the trial's arm sizes), all computed at once as weighted least squares wit
 seeded per outcome, arm and time (``numpy.random.default_rng([seed, outcome, arm, time])``). Its p-value is the
 joint-significance test, max(p_a, p_b): H0 "a = 0 or b = 0" is rejected only when both paths are; an
 intersection-union test, of level at most alpha everywhere under H0 and conservative when both are 0 (the
-bootstrap CI of a x b is conservative there too; see the README's Calibration).
+bootstrap CI of a x b is conservative there too; see the README's Calibration). The p and the CI are different
+tests of the same null and can disagree on a row (the ``note`` says so).
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ NOTES = {
     "a": "OLS t; the arm's effect on the mediator change",
     "b": "OLS t; mediator change -> response change at fixed arm",
     "indirect": "a x b; CI: percentile bootstrap of participants (stratified by arm), se: bootstrap SD; "
-    "p: joint significance max(p_a, p_b)",
+    "p: joint significance max(p_a, p_b); p and CI are different tests and can disagree (p < 0.05 with a CI "
+    "covering 0, or the reverse)",
     "direct": "OLS t; the arm's effect at fixed mediator change",
     "total": "OLS t; change-score model without markers (may differ from contrasts.tsv's mixed model)",
 }

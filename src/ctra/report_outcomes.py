@@ -30,7 +30,8 @@ ASSUMPTIONS = (
     "Change scores from baseline: each participant's follow-up minus baseline value, covariates as at baseline; no "
     "leukocyte markers (the mediation 'total' can therefore differ from the main model's arm x time estimate).",
     "The indirect CI is a percentile bootstrap over participants (stratified by arm); its p-value is the joint-"
-    "significance test (both paths a and b significant), which is conservative when neither path exists.",
+    "significance test (both paths a and b significant), which is conservative when neither path exists. The "
+    "two are different tests and can disagree (p below 0.05 with a CI that covers 0, or the reverse).",
     "Every mediation row is exploratory: one unadjusted test per score × outcome × arm × time × ordering (2), so "
     "some will be 'significant' by chance.",
 )
