@@ -21,6 +21,14 @@ three models are linear in T, M and C). Without them a x b is a description of t
 effect. Every row is exploratory (``role``): one test per score x outcome x arm x time x ordering, unadjusted
 for that multiplicity.
 
+Each ordering has two ``variant`` rows per path: ``change_score`` (the models above, the primary reading) and
+``baseline_adjusted``, a sensitivity analysis (ANCOVA): the same three models with the baseline values of the
+mediator and of the response added to C. Change scores carry regression to the mean: a response change that
+depends on the baseline level (of either measure) shows up in the change-score b, because the mediator change is
+correlated with its own baseline; adjusting for both baselines removes that. It does not remove a state shared by
+mediator and response at the same visit (a time-varying confounder; see the README's Calibration). Same
+participants, resamples and identity (total = direct + indirect) for both variants.
+
 Inference: a, b, direct and total from the OLS t (df = participants - coefficients). The indirect effect's CI
 is the percentile interval of ``bootstrap`` participant-level resamples (stratified by arm, so each resample
 keeps the trial's arm sizes), all computed at once as weighted least squares with resample counts as weights,
@@ -48,6 +56,7 @@ COLUMNS = (
     "mediator",
     "arm",
     "time",
+    "variant",
     "path",
     "estimate",
     "se",
@@ -85,8 +94,8 @@ def _covariate_matrix(frame: pd.DataFrame, covariates: list[str]) -> tuple[np.nd
 def changes(
     obs: pd.DataFrame, scores: pd.DataFrame, measures: list[str], baseline: str, time: str, covariates: list[str]
 ) -> pd.DataFrame:
-    """One row per participant with both draws: arm, each measure's change (NaN where either draw lacks it) and
-    the covariates at baseline; sorted by participant."""
+    """One row per participant with both draws: arm, each measure's change (NaN where either draw lacks it), the
+    covariates at baseline and each measure's baseline value (``baseline_column``); sorted by participant."""
     table = pd.concat([obs[["participant", "arm", "time", *covariates]], scores.reindex(obs.index)], axis=1)
     table = table.loc[:, ~table.columns.duplicated()]
     for name in measures:
@@ -98,8 +107,14 @@ def changes(
     out = before.loc[people, ["arm", *covariates]].copy()
     for name in measures:
         out[name] = after.loc[people, name].to_numpy(float) - before.loc[people, name].to_numpy(float)
+    for name in measures:
+        out[baseline_column(name)] = before.loc[people, name].to_numpy(float)
     out.index.name = "participant"
     return out
+
+
+def baseline_column(name: str) -> str:
+    return f"{name}\x00baseline"  # cannot clash with a sheet column or a score
 
 
 def ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -195,6 +210,21 @@ NOTES = {
 }
 
 
+def _not_fitted(n: int) -> tuple[dict, dict, dict]:
+    empty = {"estimate": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+    note = f"baseline-adjusted models not fitted: {n} participants leave no residual df"
+    return {p: dict(empty) for p in PATHS}, {"indirect": np.array([])}, dict.fromkeys(PATHS, note)
+
+
+VARIANTS = ("change_score", "baseline_adjusted")
+ADJUSTED = "baseline-adjusted (ANCOVA: baseline mediator and baseline response in all three models); "
+NOTES_ADJUSTED = {
+    **{path: ADJUSTED + note for path, note in NOTES.items()},
+    "total": ADJUSTED + "OLS t; without markers (may differ from contrasts.tsv's mixed model)",
+}
+ADJUSTED_EXTRA = 2  # coefficients the baseline-adjusted models add: baseline mediator and response
+
+
 def mediation_table(obs: pd.DataFrame, levels: dict, scores: pd.DataFrame, settings: MediationSettings) -> pd.DataFrame:
     """mediation.tsv: every score x outcome x active arm x non-baseline time x ordering x path."""
     arms, times = [str(a) for a in levels["arm"]], [str(t) for t in levels["time"]]
@@ -222,25 +252,35 @@ def mediation_table(obs: pd.DataFrame, levels: dict, scores: pd.DataFrame, setti
                 m = pair[outcome].to_numpy(float)
                 for score in names:
                     s = pair[score].to_numpy(float)
+                    base = {name: pair[baseline_column(name)].to_numpy(float) for name in (outcome, score)}
                     for mediator, (med, resp) in ((outcome, (m, s)), (score, (s, m))):
-                        paths, boot = decompose(treat, med, resp, C, weights)
-                        for path in PATHS:
-                            rows.append(
-                                {
-                                    "score": score,
-                                    "outcome": outcome,
-                                    "mediator": mediator,
-                                    "arm": arm,
-                                    "time": time,
-                                    "path": path,
-                                    **paths[path],
-                                    "n_participants": len(pair),
-                                    "n_boot": int(np.sum(~np.isnan(boot["indirect"])))
-                                    if path == "indirect"
-                                    else np.nan,
-                                    "role": ROLE,
-                                    "note": NOTES[path],
-                                }
-                            )
+                        baselines = np.column_stack([base[outcome], base[score]])
+                        for variant in VARIANTS:
+                            adjusted = variant == "baseline_adjusted"
+                            covs = np.column_stack([C, baselines - baselines.mean(axis=0)]) if adjusted else C
+                            if len(pair) - covs.shape[1] - 4 < 1:  # the b model's residual df
+                                paths, boot, notes = _not_fitted(len(pair))
+                            else:
+                                paths, boot = decompose(treat, med, resp, covs, weights)
+                                notes = NOTES_ADJUSTED if adjusted else NOTES
+                            for path in PATHS:
+                                rows.append(
+                                    {
+                                        "score": score,
+                                        "outcome": outcome,
+                                        "mediator": mediator,
+                                        "arm": arm,
+                                        "time": time,
+                                        "variant": variant,
+                                        "path": path,
+                                        **paths[path],
+                                        "n_participants": len(pair),
+                                        "n_boot": int(np.sum(~np.isnan(boot["indirect"])))
+                                        if path == "indirect"
+                                        else np.nan,
+                                        "role": ROLE,
+                                        "note": notes[path],
+                                    }
+                                )
     out = pd.DataFrame(rows, columns=list(COLUMNS))
     return out.astype({"n_boot": "Int64"})

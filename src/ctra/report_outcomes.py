@@ -28,7 +28,9 @@ ASSUMPTIONS = (
     "psychological change came first. Both orderings are shown; a difference between them is not evidence for "
     "either.",
     "Change scores from baseline: each participant's follow-up minus baseline value, covariates as at baseline; no "
-    "leukocyte markers (the mediation 'total' can therefore differ from the main model's arm x time estimate).",
+    "leukocyte markers (the mediation 'total' can therefore differ from the main model's arm x time estimate). "
+    "Change scores carry regression to the mean; the table's baseline_adjusted rows (the same models adjusted for "
+    "the baseline mediator and response, ANCOVA) are the sensitivity analysis, the figure shows the change scores.",
     "The indirect CI is a percentile bootstrap over participants (stratified by arm); its p-value is the joint-"
     "significance test (both paths a and b significant), which is conservative when neither path exists. The "
     "two are different tests and can disagree (p below 0.05 with a CI that covers 0, or the reverse).",
@@ -134,7 +136,8 @@ def effects_figure(scores: pd.DataFrame, outcomes: pd.DataFrame, control: str):
 
 def mediation_figure(mediation: pd.DataFrame, control: str):
     """Indirect, direct and total effect on the CTRA score (and, reversed, on each outcome), 95% CI."""
-    rows = mediation[(mediation["score"] == "ctra") & mediation["path"].isin(MEDIATION_PATHS)].reset_index(drop=True)
+    shown = (mediation["score"] == "ctra") & mediation["path"].isin(MEDIATION_PATHS)
+    rows = mediation[shown & (mediation["variant"] == "change_score")].reset_index(drop=True)
     if rows.empty:
         return None
     labels = []
@@ -195,6 +198,7 @@ def outcome_context(inputs) -> dict:
             "mediator",
             "arm",
             "time",
+            "variant",
             "path",
             "estimate",
             "ci_low",
