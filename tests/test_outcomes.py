@@ -215,6 +215,7 @@ def test_dose_moderation_recovers_a_dose_slope_and_outcome_rows_have_no_markers(
     dose = rows[rows["contrast"] == "dose_x_time"].iloc[0]
     assert dose["ci_low"] <= 0.05 <= dose["ci_high"] and dose["ci_low"] > 0
     assert dose["arm"] == "kind" and dose["n_participants"] == 60 and dose["term"] == "acts"
+    assert dose["note"].startswith("moderation of the change within the active arms (non-randomised, exploratory)")
     assert "no leukocyte markers" in rows.loc[rows["score"] == "wellbeing", "note"].iloc[0]
 
 
@@ -290,6 +291,7 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
     )
     assert 'id="outcomes"' in text and "fig-mediation" in text and "fig-outcome-effects" in text
     assert "no unmeasured confounding of the mediator-response relation" in text
+    assert "Dose: moderation of the change within the\nactive arms (non-randomised, exploratory)" in text
     assert "different tests and can disagree" in text and "baseline_adjusted rows" in text
     assert text.count('post: indirect"') == 2  # in the figure (trace text, tick) for the change score only
     assert "no arm × mediator interaction" in text and "linear relations" in text
