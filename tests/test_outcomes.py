@@ -65,6 +65,11 @@ def test_outcome_within_between_and_dose_models_match_lmertest(reference_cohort)
         np.testing.assert_allclose(got["df"], expected["df"], rtol=1e-3, err_msg=analysis)
         np.testing.assert_allclose(got["p_value"], expected["p_value"], rtol=1e-3, err_msg=analysis)
     assert set(rows["role"]) == {"exploratory"}
+    assert (
+        rows["note"]
+        .str.endswith("no permutation / random-gene-set / leave-one-out for outcome rows (their columns stay empty)")
+        .all()
+    )
     assert (rows.loc[rows["contrast"] == "within_person", "term"] == "wellbeing").all()
     assert "of 120 draws with the outcome" in rows.loc[rows["score"] == "wellbeing", "note"].iloc[0]
 

@@ -46,6 +46,7 @@ from .mixed import (
 
 MAIN_MODEL = "lmm"
 ROLE = "exploratory"
+NO_RESAMPLING = "; no permutation / random-gene-set / leave-one-out for outcome rows (their columns stay empty)"
 MODERATION = "moderation of the change within the active arms (non-randomised, exploratory)"  # the dose rows
 
 
@@ -192,7 +193,8 @@ def dose_moderation(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: 
 
 
 def fit_outcomes(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: OutcomeSettings) -> pd.DataFrame:
-    """Every row ``outcomes:`` and ``dose:`` add to contrasts.tsv, with ``role`` exploratory."""
+    """Every row ``outcomes:`` and ``dose:`` add to contrasts.tsv, with ``role`` exploratory; their ``note`` says
+    they have no resampling columns (permutation, random gene sets, leave-one-out: the main model's rows only)."""
     scores = scores.loc[adata.obs_names]
     parts = [outcome_models(adata, settings)]
     if settings.outcomes:
@@ -203,4 +205,5 @@ def fit_outcomes(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: Out
         table.insert(table.columns.get_loc("time") + 1, "term", "")
     table["term"] = table["term"].fillna("")
     table.insert(2, "role", ROLE)
+    table["note"] = table["note"].fillna("").astype(str) + NO_RESAMPLING
     return table
