@@ -65,6 +65,11 @@ def test_outcome_within_between_and_dose_models_match_lmertest(reference_cohort)
         np.testing.assert_allclose(got["df"], expected["df"], rtol=1e-3, err_msg=analysis)
         np.testing.assert_allclose(got["p_value"], expected["p_value"], rtol=1e-3, err_msg=analysis)
     assert set(rows["role"]) == {"exploratory"}
+    assert (
+        rows["note"]
+        .str.endswith("no permutation / random-gene-set / leave-one-out for outcome rows (their columns stay empty)")
+        .all()
+    )
     assert (rows.loc[rows["contrast"] == "within_person", "term"] == "wellbeing").all()
     assert "of 120 draws with the outcome" in rows.loc[rows["score"] == "wellbeing", "note"].iloc[0]
 
@@ -73,12 +78,20 @@ def test_mediation_paths_match_r_lm(reference_cohort):
     obs, scores = reference_cohort
     levels = {"arm": ["control", "kind", "self"], "time": ["pre", "post"]}
     table = mediation_table(obs, levels, scores, _mediation_settings(bootstrap=200))
-    got = table[(table["arm"] == "kind") & (table["mediator"] == "wellbeing")].set_index("path")
+    kind = table[(table["arm"] == "kind") & (table["score"] == "ctra")]
+    got = kind[(kind["mediator"] == "wellbeing") & (kind["variant"] == "change_score")].set_index("path")
     r = pd.read_csv(FIXTURES / "lm.tsv", sep="\t").set_index("path")
     for path in r.index:
         for column in ("estimate", "se", "p_value"):
             assert got.loc[path, column] == pytest.approx(r.loc[path, column], rel=1e-8), (path, column)
     assert (got["n_participants"] == r["n"].iloc[0]).all()
+    # the baseline-adjusted (ANCOVA) variant, both orderings: lm(... + baseline wellbeing + baseline ctra)
+    adjusted = pd.read_csv(FIXTURES / "lm_adjusted.tsv", sep="\t")
+    for mediator, r in adjusted.groupby("mediator"):
+        got = kind[(kind["mediator"] == mediator) & (kind["variant"] == "baseline_adjusted")].set_index("path")
+        for path, column in ((p, c) for p in r["path"] for c in ("estimate", "se", "p_value")):
+            expected = r.set_index("path").loc[path, column]
+            assert got.loc[path, column] == pytest.approx(expected, rel=1e-8), (mediator, path, column)
 
 
 def test_indirect_bootstrap_ci_agrees_with_r_boot(reference_cohort):
@@ -87,7 +100,8 @@ def test_indirect_bootstrap_ci_agrees_with_r_boot(reference_cohort):
     obs, scores = reference_cohort
     obs = obs[obs["arm"] != "self"]
     table = mediation_table(obs, LEVELS2, scores.loc[obs.index], _mediation_settings(bootstrap=20000))
-    got = table[(table["arm"] == "kind") & (table["mediator"] == "wellbeing")].set_index("path").loc["indirect"]
+    got = table[(table["arm"] == "kind") & (table["mediator"] == "wellbeing") & (table["variant"] == "change_score")]
+    got = got.set_index("path").loc["indirect"]
     r = pd.read_csv(FIXTURES / "boot.tsv", sep="\t").iloc[0]
     assert got["estimate"] == pytest.approx(r["estimate"], rel=1e-8)
     assert got["ci_low"] == pytest.approx(r["ci_low"], abs=0.025)
@@ -97,13 +111,16 @@ def test_indirect_bootstrap_ci_agrees_with_r_boot(reference_cohort):
 def test_total_is_direct_plus_indirect_in_both_orderings():
     obs, scores = simulate_trial(n_per_arm=30, seed=4)
     table = mediation_table(obs, LEVELS2, scores, _mediation_settings(bootstrap=200))
-    for _, rows in table.groupby("mediator"):
+    for _, rows in table.groupby(["mediator", "variant"]):
         paths = rows.set_index("path")["estimate"]
         assert paths["total"] == pytest.approx(paths["direct"] + paths["indirect"], abs=1e-10)
         assert paths["indirect"] == pytest.approx(paths["a"] * paths["b"], rel=1e-12)
-    forward = table[table["mediator"] == "wellbeing"].set_index("path")["estimate"]
-    reverse = table[table["mediator"] == "ctra"].set_index("path")["estimate"]
+    primary = table[table["variant"] == "change_score"]
+    forward = primary[primary["mediator"] == "wellbeing"].set_index("path")["estimate"]
+    reverse = primary[primary["mediator"] == "ctra"].set_index("path")["estimate"]
     assert forward["a"] == pytest.approx(reverse["total"])  # the arm's effect on the outcome change, both ways
+    assert table.loc[table["path"] == "indirect", "note"].str.contains("different tests and can disagree").all()
+    assert set(table["role"]) == {"exploratory"} and list(table.columns).index("role") == len(table.columns) - 2
 
 
 def test_resamples_keep_arm_sizes_and_weighted_fit_equals_refit_on_resampled_rows():
@@ -135,13 +152,32 @@ TRUTH = {"a": 0.8, "b": 0.5, "indirect": 0.4, "direct": 0.2, "total": 0.6}
 def test_simulated_mediated_effect_is_recovered_and_its_bootstrap_ci_covers_the_truth():
     obs, scores = simulate_trial(n_per_arm=100, seed=20261201)
     table = mediation_table(obs, LEVELS2, scores, _mediation_settings())
-    forward = table[table["mediator"] == "wellbeing"].set_index("path")
+    forward = table[(table["mediator"] == "wellbeing") & (table["variant"] == "change_score")].set_index("path")
     for path, truth in TRUTH.items():
         assert forward.loc[path, "ci_low"] <= truth <= forward.loc[path, "ci_high"], (path, forward.loc[path])
     indirect = forward.loc["indirect"]
     assert indirect["n_boot"] == 2000
     assert indirect["ci_low"] > 0  # and the CI excludes 0: n = 200 has the power for 0.4
     assert indirect["p_value"] == max(forward.loc["a", "p_value"], forward.loc["b", "p_value"])
+
+
+def test_baseline_adjusted_variant_removes_the_regression_to_the_mean_bias_of_the_change_score_b():
+    """The score change depends on the baseline outcome (0.5 per unit), not on the outcome change (b = 0): the
+    outcome change regresses to the mean (correlated with its baseline, -0.5 in expectation here), so the
+    change-score b is biased (about -0.25) and the indirect CI excludes 0; adjusting for both baselines recovers
+    b = 0 and an indirect CI around 0."""
+    obs, scores = simulate_trial(n_per_arm=100, a=0.8, b=0.0, direct=0.0, baseline_slope=0.5, seed=3)
+    table = mediation_table(obs, LEVELS2, scores, _mediation_settings(bootstrap=1000))
+    forward = table[table["mediator"] == "wellbeing"].set_index(["variant", "path"])
+    change, adjusted = forward.loc["change_score"], forward.loc["baseline_adjusted"]
+    assert change.loc["b", "ci_high"] < 0 and change.loc["indirect", "ci_high"] < 0
+    for path in ("b", "indirect"):
+        assert adjusted.loc[path, "ci_low"] <= 0 <= adjusted.loc[path, "ci_high"], adjusted.loc[path]
+    assert adjusted.loc["indirect", "n_boot"] == change.loc["indirect", "n_boot"] == 1000
+    assert adjusted.loc["total", "estimate"] == pytest.approx(
+        adjusted.loc["direct", "estimate"] + adjusted.loc["indirect", "estimate"], abs=1e-10
+    )
+    assert adjusted["note"].str.startswith("baseline-adjusted (ANCOVA").all()
 
 
 def test_bootstrap_is_seeded():
@@ -162,6 +198,14 @@ def test_missing_outcome_draws_leave_that_participant_out_of_its_mediation():
     assert (table["n_participants"] == 39).all()
 
 
+def test_too_few_participants_for_the_baseline_adjusted_models_leave_them_empty():
+    obs, scores = simulate_trial(n_per_arm=3, seed=5)  # 6 participants: the adjusted b model has no residual df
+    table = mediation_table(obs, LEVELS2, scores, _mediation_settings(bootstrap=50))
+    adjusted = table["variant"] == "baseline_adjusted"
+    assert table.loc[adjusted, "estimate"].isna().all() and table.loc[~adjusted, "estimate"].notna().all()
+    assert table.loc[adjusted, "note"].str.contains("6 participants leave no residual df").all()
+
+
 def test_person_centring():
     values = pd.Series([1.0, 3.0, 10.0, 14.0, 5.0])
     people = pd.Series(["a", "a", "b", "b", "c"])
@@ -176,6 +220,7 @@ def test_dose_moderation_recovers_a_dose_slope_and_outcome_rows_have_no_markers(
     dose = rows[rows["contrast"] == "dose_x_time"].iloc[0]
     assert dose["ci_low"] <= 0.05 <= dose["ci_high"] and dose["ci_low"] > 0
     assert dose["arm"] == "kind" and dose["n_participants"] == 60 and dose["term"] == "acts"
+    assert dose["note"].startswith("moderation of the change within the active arms (non-randomised, exploratory)")
     assert "no leukocyte markers" in rows.loc[rows["score"] == "wellbeing", "note"].iloc[0]
 
 
@@ -234,6 +279,7 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
                 "mediator": name,
                 "arm": "a",
                 "time": "post",
+                "variant": variant,
                 "path": p,
                 "estimate": 0.2,
                 "ci_low": 0.1,
@@ -241,6 +287,7 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
                 "p_value": 0.01,
                 "n_boot": 2000 if p == "indirect" else None,
             }
+            for variant in ("change_score", "baseline_adjusted")
             for p in ("a", "b", "indirect", "direct", "total")
         ]
     )
@@ -249,6 +296,11 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
     )
     assert 'id="outcomes"' in text and "fig-mediation" in text and "fig-outcome-effects" in text
     assert "no unmeasured confounding of the mediator-response relation" in text
+    assert "Dose: moderation of the change within the\nactive arms (non-randomised, exploratory)" in text
+    assert "different tests and can disagree" in text and "baseline_adjusted rows" in text
+    assert text.count('post: indirect"') == 2  # in the figure (trace text, tick) for the change score only
+    assert "no arm × mediator interaction" in text and "linear relations" in text
+    assert "only if the assumptions below hold" in text and "× ordering (2)" in text
     assert "<script>alert" not in text
     assert ">nan<" not in text  # within/between rows have no arm or time
     assert len(re.findall(r"<script>(.*?)</script>", text, flags=re.S)) == 1 + text.count("Plotly.newPlot(")

@@ -40,7 +40,8 @@ def test_outcome_trial_runs_end_to_end_and_reruns_byte_identical(tmp_path):
     assert set(contrasts.loc[contrasts["term"] != "", "contrast"]) == {"within_person", "between_person", "dose_x_time"}
     assert (contrasts.loc[contrasts["term"] == "", "role"] != "").all()
     mediation = pd.read_csv(study / "mediation.tsv", sep="\t")
-    assert len(mediation) == 4 * 2 * 1 * 1 * 2 * 5  # scores x outcomes x arms x times x orderings x paths
+    # scores x outcomes x arms x times x orderings x variants x paths
+    assert len(mediation) == 4 * 2 * 1 * 1 * 2 * 2 * 5
     html = (study / "report.html").read_text()
     assert 'id="outcomes"' in html and "fig-mediation" in html
     assert "missing at 1 of 48 draws" in (study / "logs" / "validate.log").read_text()

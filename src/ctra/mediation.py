@@ -12,10 +12,22 @@ value(baseline)``; covariates as at baseline), ordinary least squares of three p
 
 indirect = a x b; with the same participants and covariates, total = direct + indirect exactly. Both orderings
 are reported (``mediator`` = the outcome: arm -> outcome change -> score change; ``mediator`` = the score: arm
--> score change -> outcome change): the data cannot tell them apart, and the causal reading of either needs
-(1) no unmeasured confounding of the mediator-response relation (the mediator is not randomised), (2) the
-mediator change preceding the response change (both are measured at the same draws here), and (3) no effect of
-the arm on a confounder of that relation.
+-> score change -> outcome change): the data cannot tell them apart. Reading a x b as the natural indirect
+effect (the part of the arm's effect that runs through the mediator) needs (1) no unmeasured confounding of the
+mediator-response relation (the mediator is not randomised), (2) the mediator change preceding the response
+change (both are measured at the same draws here), (3) no effect of the arm on a confounder of that relation,
+(4) no arm x mediator interaction (the same b in both arms; the model has no T x M term) and (5) linearity (the
+three models are linear in T, M and C). Without them a x b is a description of the three regressions, not an
+effect. Every row is exploratory (``role``): one test per score x outcome x arm x time x ordering, unadjusted
+for that multiplicity.
+
+Each ordering has two ``variant`` rows per path: ``change_score`` (the models above, the primary reading) and
+``baseline_adjusted``, a sensitivity analysis (ANCOVA): the same three models with the baseline values of the
+mediator and of the response added to C. Change scores carry regression to the mean: a response change that
+depends on the baseline level (of either measure) shows up in the change-score b, because the mediator change is
+correlated with its own baseline; adjusting for both baselines removes that. It does not remove a state shared by
+mediator and response at the same visit (a time-varying confounder; see the README's Calibration). Same
+participants, resamples and identity (total = direct + indirect) for both variants.
 
 Inference: a, b, direct and total from the OLS t (df = participants - coefficients). The indirect effect's CI
 is the percentile interval of ``bootstrap`` participant-level resamples (stratified by arm, so each resample
@@ -23,7 +35,8 @@ keeps the trial's arm sizes), all computed at once as weighted least squares wit
 seeded per outcome, arm and time (``numpy.random.default_rng([seed, outcome, arm, time])``). Its p-value is the
 joint-significance test, max(p_a, p_b): H0 "a = 0 or b = 0" is rejected only when both paths are; an
 intersection-union test, of level at most alpha everywhere under H0 and conservative when both are 0 (the
-bootstrap CI of a x b is conservative there too; see the README's Calibration).
+bootstrap CI of a x b is conservative there too; see the README's Calibration). The p and the CI are different
+tests of the same null and can disagree on a row (the ``note`` says so).
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ COLUMNS = (
     "mediator",
     "arm",
     "time",
+    "variant",
     "path",
     "estimate",
     "se",
@@ -51,8 +65,10 @@ COLUMNS = (
     "p_value",
     "n_participants",
     "n_boot",
+    "role",
     "note",
 )
+ROLE = "exploratory"  # unadjusted: scores x outcomes x arms x times x 2 orderings tests
 MIN_PARTICIPANTS = 6  # per arm pair: fewer and the three models' df vanish
 SINGULAR = 1e10  # condition number above which a resample's normal equations are taken as singular
 
@@ -78,8 +94,8 @@ def _covariate_matrix(frame: pd.DataFrame, covariates: list[str]) -> tuple[np.nd
 def changes(
     obs: pd.DataFrame, scores: pd.DataFrame, measures: list[str], baseline: str, time: str, covariates: list[str]
 ) -> pd.DataFrame:
-    """One row per participant with both draws: arm, each measure's change (NaN where either draw lacks it) and
-    the covariates at baseline; sorted by participant."""
+    """One row per participant with both draws: arm, each measure's change (NaN where either draw lacks it), the
+    covariates at baseline and each measure's baseline value (``baseline_column``); sorted by participant."""
     table = pd.concat([obs[["participant", "arm", "time", *covariates]], scores.reindex(obs.index)], axis=1)
     table = table.loc[:, ~table.columns.duplicated()]
     for name in measures:
@@ -91,8 +107,14 @@ def changes(
     out = before.loc[people, ["arm", *covariates]].copy()
     for name in measures:
         out[name] = after.loc[people, name].to_numpy(float) - before.loc[people, name].to_numpy(float)
+    for name in measures:
+        out[baseline_column(name)] = before.loc[people, name].to_numpy(float)
     out.index.name = "participant"
     return out
+
+
+def baseline_column(name: str) -> str:
+    return f"{name}\x00baseline"  # cannot clash with a sheet column or a score
 
 
 def ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -181,10 +203,26 @@ NOTES = {
     "a": "OLS t; the arm's effect on the mediator change",
     "b": "OLS t; mediator change -> response change at fixed arm",
     "indirect": "a x b; CI: percentile bootstrap of participants (stratified by arm), se: bootstrap SD; "
-    "p: joint significance max(p_a, p_b)",
+    "p: joint significance max(p_a, p_b); p and CI are different tests and can disagree (p < 0.05 with a CI "
+    "covering 0, or the reverse)",
     "direct": "OLS t; the arm's effect at fixed mediator change",
     "total": "OLS t; change-score model without markers (may differ from contrasts.tsv's mixed model)",
 }
+
+
+def _not_fitted(n: int) -> tuple[dict, dict, dict]:
+    empty = {"estimate": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+    note = f"baseline-adjusted models not fitted: {n} participants leave no residual df"
+    return {p: dict(empty) for p in PATHS}, {"indirect": np.array([])}, dict.fromkeys(PATHS, note)
+
+
+VARIANTS = ("change_score", "baseline_adjusted")
+ADJUSTED = "baseline-adjusted (ANCOVA: baseline mediator and baseline response in all three models); "
+NOTES_ADJUSTED = {
+    **{path: ADJUSTED + note for path, note in NOTES.items()},
+    "total": ADJUSTED + "OLS t; without markers (may differ from contrasts.tsv's mixed model)",
+}
+ADJUSTED_EXTRA = 2  # coefficients the baseline-adjusted models add: baseline mediator and response
 
 
 def mediation_table(obs: pd.DataFrame, levels: dict, scores: pd.DataFrame, settings: MediationSettings) -> pd.DataFrame:
@@ -214,24 +252,35 @@ def mediation_table(obs: pd.DataFrame, levels: dict, scores: pd.DataFrame, setti
                 m = pair[outcome].to_numpy(float)
                 for score in names:
                     s = pair[score].to_numpy(float)
+                    base = {name: pair[baseline_column(name)].to_numpy(float) for name in (outcome, score)}
                     for mediator, (med, resp) in ((outcome, (m, s)), (score, (s, m))):
-                        paths, boot = decompose(treat, med, resp, C, weights)
-                        for path in PATHS:
-                            rows.append(
-                                {
-                                    "score": score,
-                                    "outcome": outcome,
-                                    "mediator": mediator,
-                                    "arm": arm,
-                                    "time": time,
-                                    "path": path,
-                                    **paths[path],
-                                    "n_participants": len(pair),
-                                    "n_boot": int(np.sum(~np.isnan(boot["indirect"])))
-                                    if path == "indirect"
-                                    else np.nan,
-                                    "note": NOTES[path],
-                                }
-                            )
+                        baselines = np.column_stack([base[outcome], base[score]])
+                        for variant in VARIANTS:
+                            adjusted = variant == "baseline_adjusted"
+                            covs = np.column_stack([C, baselines - baselines.mean(axis=0)]) if adjusted else C
+                            if len(pair) - covs.shape[1] - 4 < 1:  # the b model's residual df
+                                paths, boot, notes = _not_fitted(len(pair))
+                            else:
+                                paths, boot = decompose(treat, med, resp, covs, weights)
+                                notes = NOTES_ADJUSTED if adjusted else NOTES
+                            for path in PATHS:
+                                rows.append(
+                                    {
+                                        "score": score,
+                                        "outcome": outcome,
+                                        "mediator": mediator,
+                                        "arm": arm,
+                                        "time": time,
+                                        "variant": variant,
+                                        "path": path,
+                                        **paths[path],
+                                        "n_participants": len(pair),
+                                        "n_boot": int(np.sum(~np.isnan(boot["indirect"])))
+                                        if path == "indirect"
+                                        else np.nan,
+                                        "role": ROLE,
+                                        "note": notes[path],
+                                    }
+                                )
     out = pd.DataFrame(rows, columns=list(COLUMNS))
     return out.astype({"n_boot": "Int64"})

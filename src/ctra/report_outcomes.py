@@ -21,14 +21,21 @@ ASSUMPTIONS = (
     "The arm is randomised; the mediator is not. Reading the indirect effect as the part of the arm's effect "
     "that runs through the mediator assumes no unmeasured confounding of the mediator-response relation (for "
     "example, a life event that raises well-being and lowers inflammation would produce an 'indirect effect' by "
-    "itself), and that the arm does not change such a confounder.",
+    "itself), and that the arm does not change such a confounder. It also assumes no arm × mediator interaction "
+    "(the mediator's slope on the response is the same in both arms) and linear relations; without these "
+    "assumptions a × b describes the regressions, it is not an effect.",
     "Ordering: the outcome and the blood draw are measured at the same visits, so the data cannot say whether the "
     "psychological change came first. Both orderings are shown; a difference between them is not evidence for "
     "either.",
     "Change scores from baseline: each participant's follow-up minus baseline value, covariates as at baseline; no "
-    "leukocyte markers (the mediation 'total' can therefore differ from the main model's arm x time estimate).",
+    "leukocyte markers (the mediation 'total' can therefore differ from the main model's arm x time estimate). "
+    "Change scores carry regression to the mean; the table's baseline_adjusted rows (the same models adjusted for "
+    "the baseline mediator and response, ANCOVA) are the sensitivity analysis, the figure shows the change scores.",
     "The indirect CI is a percentile bootstrap over participants (stratified by arm); its p-value is the joint-"
-    "significance test (both paths a and b significant), which is conservative when neither path exists.",
+    "significance test (both paths a and b significant), which is conservative when neither path exists. The "
+    "two are different tests and can disagree (p below 0.05 with a CI that covers 0, or the reverse).",
+    "Every mediation row is exploratory: one unadjusted test per score × outcome × arm × time × ordering (2), so "
+    "some will be 'significant' by chance.",
 )
 
 
@@ -129,7 +136,8 @@ def effects_figure(scores: pd.DataFrame, outcomes: pd.DataFrame, control: str):
 
 def mediation_figure(mediation: pd.DataFrame, control: str):
     """Indirect, direct and total effect on the CTRA score (and, reversed, on each outcome), 95% CI."""
-    rows = mediation[(mediation["score"] == "ctra") & mediation["path"].isin(MEDIATION_PATHS)].reset_index(drop=True)
+    shown = (mediation["score"] == "ctra") & mediation["path"].isin(MEDIATION_PATHS)
+    rows = mediation[shown & (mediation["variant"] == "change_score")].reset_index(drop=True)
     if rows.empty:
         return None
     labels = []
@@ -144,8 +152,9 @@ def mediation_figure(mediation: pd.DataFrame, control: str):
         list(rows["path"]),
         PATH_COLOURS,
         "Effect on the change from baseline, with 95% CI",
-        "Mediation (CTRA score): the arm's total effect on the response's change = direct + indirect (a × b, "
-        "carried by the mediator's change). Indirect CI: participant bootstrap. Both orderings are shown.",
+        "Mediation (CTRA score): the arm's total effect on the response's change = direct + indirect (a × b; "
+        "the part carried by the mediator's change only if the assumptions below hold). Indirect CI: participant "
+        "bootstrap. Both orderings are shown; exploratory.",
     )
 
 
@@ -189,6 +198,7 @@ def outcome_context(inputs) -> dict:
             "mediator",
             "arm",
             "time",
+            "variant",
             "path",
             "estimate",
             "ci_low",

@@ -10,6 +10,13 @@ so the change in the outcome carries ``a x b`` of the arm's effect on the score 
 ``direct`` the rest. ``dose`` (acts completed) is drawn per active participant and adds ``dose_slope x (dose -
 mean)`` to the active participants' score change. Every participant has a pre and a post draw; ``missing``
 blanks that fraction of post outcomes (a questionnaire not returned).
+
+Two departures for the calibration of change scores (both 0 by default, leaving the draws unchanged):
+``baseline_slope`` adds ``baseline_slope x outcome(pre)`` to the score(post), a score change that depends on the
+baseline outcome level, not on its change (with regression to the mean, the outcome change is correlated with
+its baseline, so the change-score b is biased; the baseline-adjusted one is not); ``shared_sd`` adds a draw-level
+state ``z ~ N(0, shared_sd)`` to both the outcome and the score of the same draw (correlated draw-level noise:
+a within-person association with no effect of either on the other).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ def simulate_trial(
     person_sd: float = 1.0,
     noise_sd: float = 0.5,
     missing: float = 0.0,
+    baseline_slope: float = 0.0,
+    shared_sd: float = 0.0,
     seed: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(obs indexed by sample: participant, arm, time, age, wellbeing, acts; scores indexed by sample: ctra)."""
@@ -44,6 +53,10 @@ def simulate_trial(
             m_pre, m_post = v + rng.normal(0, noise_sd), v + a * active + rng.normal(0, noise_sd)
             s_pre = u + rng.normal(0, noise_sd)
             s_post = u + direct * active + b * (m_post - m_pre) + dose_term + rng.normal(0, noise_sd)
+            s_post += baseline_slope * m_pre  # the score change depends on the baseline outcome level
+            if shared_sd:  # a state shared by score and outcome at the same visit (drawn only when asked)
+                z_pre, z_post = rng.normal(0, shared_sd, 2)
+                m_pre, m_post, s_pre, s_post = m_pre + z_pre, m_post + z_post, s_pre + z_pre, s_post + z_post
             if missing and rng.random() < missing:
                 m_post = np.nan
             for time, s, m in (("pre", s_pre, m_pre), ("post", s_post, m_post)):

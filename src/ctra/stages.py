@@ -197,7 +197,7 @@ def robustness(
 
 def outcomes(settings: OutcomeSettings, *, input: str, scores: str, genes_used: str, out: str) -> None:
     """The rows `outcomes:` and `dose:` add to contrasts.tsv (each outcome's arm x time model, within/between
-    associations, dose moderation); the robustness stage appends them."""
+    associations, the dose's moderation of the change within the active arms); the robustness stage appends them."""
     from .models.outcomes import fit_outcomes
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used)

@@ -1,5 +1,6 @@
 # Reference fits for ctra's outcome, within/between, dose and mediation models (issue 13).
-# Input: fixtures/outcomes/cohort.tsv (make_outcome_cohort.py). Output: fixtures/outcomes/lmer.tsv, lm.tsv.
+# Input: fixtures/outcomes/cohort.tsv (make_outcome_cohort.py).
+# Output: fixtures/outcomes/lmer.tsv, lm.tsv, lm_adjusted.tsv, boot.tsv.
 #   Rscript tests/reference/make_outcome_fixtures.R   (from the repository root)
 suppressPackageStartupMessages(library(lmerTest))
 dir <- "tests/reference/fixtures/outcomes"
@@ -51,6 +52,24 @@ fc <- lm(dS ~ T + age, data = m)
 out <- rbind(path(fa, "T", "a"), path(fb, "dM", "b"), path(fb, "T", "direct"), path(fc, "T", "total"))
 out$n <- nrow(m)
 write.table(out, file.path(dir, "lm.tsv"), sep = "\t", quote = FALSE, row.names = FALSE)
+# (d') the baseline-adjusted (ANCOVA) sensitivity variant: the same three models plus baseline mediator and
+# baseline response (both orderings)
+m$M0 <- m$wellbeing_pre
+m$S0 <- m$ctra_pre
+adj <- list()
+for (ordering in c("wellbeing", "ctra")) {
+  med <- if (ordering == "wellbeing") "dM" else "dS"
+  resp <- if (ordering == "wellbeing") "dS" else "dM"
+  fa <- lm(reformulate(c("T", "age", "M0", "S0"), med), data = m)
+  fb <- lm(reformulate(c("T", med, "age", "M0", "S0"), resp), data = m)
+  fc <- lm(reformulate(c("T", "age", "M0", "S0"), resp), data = m)
+  p <- rbind(path(fa, "T", "a"), path(fb, med, "b"), path(fb, "T", "direct"), path(fc, "T", "total"))
+  p$mediator <- ordering
+  adj[[ordering]] <- p
+}
+adj <- do.call(rbind, adj)
+adj$n <- nrow(m)
+write.table(adj, file.path(dir, "lm_adjusted.tsv"), sep = "\t", quote = FALSE, row.names = FALSE)
 # (e) the indirect effect's percentile bootstrap CI by boot::boot (stratified by arm, 20,000 resamples):
 # an independent implementation; it agrees with ctra's up to Monte Carlo error (different random numbers)
 suppressPackageStartupMessages(library(boot))

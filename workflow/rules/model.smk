@@ -86,7 +86,7 @@ rule robustness:
 
 
 rule outcomes:
-    """Trials with `outcomes:` / `dose:`: each outcome's arm x time model, within/between associations, dose moderation."""
+    """Trials with `outcomes:` / `dose:`: each outcome's arm x time model, within/between associations, the dose's moderation of the change."""
     input:
         normalized="results/{study}/normalized.h5ad",
         scores="results/{study}/scores.tsv",

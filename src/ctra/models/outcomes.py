@@ -14,10 +14,11 @@ Three analyses, each on the main model's machinery (``ctra.models.mixed``: REML,
   is the change in the score per unit change of the outcome in the same person, net of the arm x time
   means (so the intervention's average effect does not show up as an association); the between slope
   compares people (confoundable by anything stable about a person).
-* **Dose moderation** (``contrast`` = ``dose_x_time``, ``term`` = the dose column), exploratory: within the
+* **Dose**: moderation of the change within the active arms (non-randomised, exploratory) (``contrast`` = ``dose_x_time``, ``term`` = the dose column): within the
   active arms only, ``score ~ arm * time + covariates [+ markers] + dose + dose:time + (1 | participant)``;
   ``dose:time`` is the extra change from baseline per unit of dose (pooled over the active arms). Dose is
-  not randomised: this is an association (people who do more may differ), never an effect of the dose.
+  not randomised: this is an association (people who do more may differ), never an effect of the dose, and not a
+  moderation of the arm effect (control participants have no dose).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from .mixed import (
 
 MAIN_MODEL = "lmm"
 ROLE = "exploratory"
+NO_RESAMPLING = "; no permutation / random-gene-set / leave-one-out for outcome rows (their columns stay empty)"
+MODERATION = "moderation of the change within the active arms (non-randomised, exploratory)"  # the dose rows
 
 
 def _design(obs: pd.DataFrame, levels: dict, covariates: list[str], extra: pd.DataFrame | None, source: str) -> Design:
@@ -139,7 +142,7 @@ def within_between(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: O
 
 
 def dose_moderation(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: OutcomeSettings) -> pd.DataFrame:
-    """The change from baseline per unit of dose within the active arms (exploratory)."""
+    """The dose's moderation of the change within the active arms (non-randomised, exploratory): the change from baseline per unit of dose."""
     dose = settings.dose
     if not dose:
         return pd.DataFrame()
@@ -182,7 +185,7 @@ def dose_moderation(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: 
         table.insert(1, "model", MAIN_MODEL)
         table.insert(table.columns.get_loc("time") + 1, "term", dose)
         table["note"] = (
-            f"exploratory, not randomised: extra change from baseline per unit of '{dose}' within the active arms "
+            f"{MODERATION}: extra change from baseline per unit of '{dose}' within the active arms "
             f"({', '.join(arms)}){'' if markers else '; no markers'}"
         )
         tables.append(table)
@@ -190,7 +193,8 @@ def dose_moderation(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: 
 
 
 def fit_outcomes(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: OutcomeSettings) -> pd.DataFrame:
-    """Every row ``outcomes:`` and ``dose:`` add to contrasts.tsv, with ``role`` exploratory."""
+    """Every row ``outcomes:`` and ``dose:`` add to contrasts.tsv, with ``role`` exploratory; their ``note`` says
+    they have no resampling columns (permutation, random gene sets, leave-one-out: the main model's rows only)."""
     scores = scores.loc[adata.obs_names]
     parts = [outcome_models(adata, settings)]
     if settings.outcomes:
@@ -201,4 +205,5 @@ def fit_outcomes(adata, scores: pd.DataFrame, usage: pd.DataFrame, settings: Out
         table.insert(table.columns.get_loc("time") + 1, "term", "")
     table["term"] = table["term"].fillna("")
     table.insert(2, "role", ROLE)
+    table["note"] = table["note"].fillna("").astype(str) + NO_RESAMPLING
     return table
