@@ -132,12 +132,13 @@ def compute_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) 
 
 
 def score_study(adata: ad.AnnData, usage: pd.DataFrame) -> pd.DataFrame:
-    """The scores.tsv table: sample, participant, arm, time, [period], scores, n_genes."""
+    """The scores.tsv table: sample, participant, arm, time, [period], scores, n_genes (an association
+    study: sample, participant, [time], scores, n_genes)."""
     used = set_genes(usage)
     vst = adata[:, used["gene"].tolist()].layers["vst"]
     scores = compute_scores(
         np.asarray(vst, dtype=np.float64), used["direction"].to_numpy(dtype=float), used["group"].to_numpy()
     )
-    design = ["participant", "arm", "time", *(["period"] if "period" in adata.obs else [])]
+    design = [c for c in ("participant", "arm", "time", "period") if c in adata.obs]  # association: no arm
     table = adata.obs[design].reset_index(names="sample")
     return pd.concat([table, scores], axis=1)
