@@ -1005,6 +1005,9 @@ def disk_full(w):
 # ----------------------------------------------------------------------------------------------
 
 
+SLOW = [pytest.mark.slow]  # the default suite runs three association cases (works, VIF, trial key); the rest here
+
+
 def _association_cohort(w, edit: Callable[[pd.DataFrame], None] | None = None, **study) -> None:
     """The cohort's baseline draws as a one-draw association study of a numeric predictor."""
     counts, sheet = base_cohort()
@@ -1032,12 +1035,12 @@ def association_study_works(w):
     _association_cohort(w)
 
 
-@case(["s_samples.tsv", "'lonely' (predictor)"])
+@case(["s_samples.tsv", "'lonely' (predictor)"], marks=SLOW)
 def association_unknown_predictor(w):
     _association_cohort(w, predictors=["lonely"])
 
 
-@case(["s_samples.tsv", "predictor 'loneliness' has the same value for every sample"])
+@case(["s_samples.tsv", "predictor 'loneliness' has the same value for every sample"], marks=SLOW)
 def association_constant_predictor(w):
     _association_cohort(w, edit=lambda sheet: sheet.__setitem__("loneliness", "2"))
 
@@ -1052,12 +1055,12 @@ def association_predictor_collinear_with_covariate(w):
     _association_cohort(w, edit=_collinear)
 
 
-@case(["s_samples.tsv", "predictor 'mood' is not numeric", "`categorical`"])
+@case(["s_samples.tsv", "predictor 'mood' is not numeric", "`categorical`"], marks=SLOW)
 def association_text_predictor_not_declared(w):
     _association_cohort(w, predictors=["mood"])
 
 
-@case([], ok=True)
+@case([], ok=True, marks=SLOW)
 def association_categorical_predictor_works(w):
     _association_cohort(w, predictors=["mood"], categorical=["mood"])
 
@@ -1067,28 +1070,28 @@ def association_with_control(w):
     _association_cohort(w, control="control")
 
 
-@case(["config", "`baseline` is a key of trials"])
+@case(["config", "`baseline` is a key of trials"], marks=SLOW)
 def association_with_baseline(w):
     _association_cohort(w, baseline="pre")
 
 
-@case(["config", "`predictors` is a key of association studies", "design: trial"])
+@case(["config", "`predictors` is a key of association studies", "design: trial"], marks=SLOW)
 def trial_with_predictors(w):
     w.write_cohort()
     w.studies["s"]["predictors"] = ["age"]
 
 
-@case(["config", "'age' is listed in both `predictors` and `covariates`"])
+@case(["config", "'age' is listed in both `predictors` and `covariates`"], marks=SLOW)
 def association_predictor_also_covariate(w):
     _association_cohort(w, predictors=["age"])
 
 
-@case(["config", "`primary: term: mood` is not one of the `predictors`"])
+@case(["config", "`primary: term: mood` is not one of the `predictors`"], marks=SLOW)
 def association_primary_term_not_a_predictor(w):
     _association_cohort(w, primary={"term": "mood"})
 
 
-@case(["s_samples.tsv", "predictor 'loneliness' is missing", "drop_incomplete_samples"])
+@case(["s_samples.tsv", "predictor 'loneliness' is missing", "drop_incomplete_samples"], marks=SLOW)
 def association_missing_predictor(w):
     _association_cohort(w, edit=lambda sheet: sheet.__setitem__("loneliness", ["", *sheet["loneliness"][1:]]))
 
@@ -1098,7 +1101,7 @@ def association_missing_predictor(w):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=CASES[name].marks) for name in CASES])
 def test_bad_input(name, tmp_path):
     spec = CASES[name]
     if spec.needs and (reason := spec.needs()):
