@@ -169,3 +169,20 @@ def test_hrs_runs_end_to_end_with_a_report(tmp_path):
     assert primary["note"].str.contains("no random gene sets").all() and primary["perm_p"].between(0, 1).all()
     report = (tmp_path / "results" / "hrs" / "report.html").read_text()
     assert "association with loneliness (primary)" in report and "anti-conservative" in report
+
+
+def test_standardized_predictors_are_per_sd(multidraw):
+    """standardize_predictors: the numeric predictor's estimate and SE scale by its SD (over samples,
+    ddof 1), its t and p do not change; a categorical predictor is untouched."""
+    from ctra.models.association import build_association_design
+    from ctra.models.mixed import fit_scores
+
+    adata, scores, _, contrasts, _, _ = multidraw
+    design = build_association_design(adata.obs, ["stress", "group"], ["age"], "time", standardize=True)
+    sd = float(np.std(adata.obs["stress"].to_numpy(float), ddof=1))
+    assert design.scales == {"stress": pytest.approx(sd)}
+    per_sd = fit_scores(design, scores.set_index("sample").loc[adata.obs_names], "lmm")[0].set_index(["score", "term"])
+    per_unit = contrasts.set_index(["score", "term"])
+    ratio = per_sd.loc[("ctra", "stress"), "estimate"] / per_unit.loc[("ctra", "stress"), "estimate"]
+    assert ratio == pytest.approx(sd, rel=1e-6)
+    np.testing.assert_allclose(per_sd["p_value"], per_unit.loc[per_sd.index, "p_value"], rtol=1e-5)
