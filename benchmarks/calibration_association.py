@@ -57,6 +57,7 @@ class AssociationSpec:
     participants: int
     max_draws: int = 1  # draws per participant: 1, or uniform on 1..max_draws
     markers: bool | str = "auto"
+    coregulated: bool = False  # set genes share a person and a draw factor, direction-consistent (real CTRA)
     notes: str = ""
 
 
@@ -69,6 +70,15 @@ DESIGNS = {
     ),
     "multi_draw_40": AssociationSpec(
         40, max_draws=3, notes="40 participants x 1-3 draws, time-varying x, time effect, random intercept"
+    ),
+    "coregulated_108": AssociationSpec(
+        108,
+        markers=True,
+        coregulated=True,
+        notes="as one_draw_108, set genes co-regulated as the real CTRA genes (a shared, direction-consistent factor)",
+    ),
+    "coregulated_multi_40": AssociationSpec(
+        40, max_draws=3, coregulated=True, notes="as multi_draw_40, set genes co-regulated"
     ),
 }
 
@@ -113,6 +123,11 @@ def simulate(spec: AssociationSpec, seed: int):
     )
     if spec.max_draws > 1:
         values += np.outer(slot, rng.normal(0, 0.1, n_genes))
+    if spec.coregulated:  # as calibration.py's coregulated designs: the set genes move together, signed
+        in_set = GENES["group"].isin(["inflammatory", "antiviral", "antibody"]).to_numpy()
+        direction = GENES["direction"].to_numpy(float) * in_set
+        values += np.outer(rng.normal(size=people)[person], direction * rng.uniform(0.3, 0.6, n_genes))
+        values += np.outer(rng.normal(size=n), direction * rng.uniform(0.15, 0.35, n_genes))
     var = GENES.set_index("gene")[["group"]].copy()
     adata = ad.AnnData(obs=obs, var=var, layers={"vst": values})
     adata.var[["expressed", "vst_mean", "vst_var"]] = gene_summaries(adata)

@@ -1,9 +1,9 @@
 """The association design's p-values on simulated null cohorts (benchmarks/calibration_association.py).
 
-The default suite runs one cohort per design through the same code; the slow test runs 200 null cohorts
-per design and asserts that the honest columns' rejection-rate 95 % CIs overlap [2.5 %, 7.5 %], and
-that ``per_gene_t`` (genes treated as independent) and the refit without the confounding covariates
-reject more often: they are shown for what they are.
+The default suite runs one cohort of two designs through the same code; the slow test runs 100 null
+cohorts on three designs and asserts that the honest columns' rejection-rate 95 % CIs overlap
+[2.5 %, 7.5 %], and that ``per_gene_t`` (genes treated as independent) rejects more often than 7.5 % when
+the set genes are co-regulated, as the real CTRA genes are: it is shown for what it is.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ calibration = load()
 HONEST = ("p_value", "perm_p", "geneset_p", "gee_p")
 
 
-@pytest.mark.parametrize("design", list(calibration.DESIGNS))
+@pytest.mark.parametrize("design", ["one_draw_30", "coregulated_multi_40"])  # least squares; mixed, co-regulated
 def test_one_cohort_per_design_gives_every_p_value(design):
     row = calibration.one_cohort((design, 1))
     for column in calibration.COLUMNS:
@@ -38,11 +38,13 @@ def test_one_cohort_per_design_gives_every_p_value(design):
 
 @pytest.mark.slow
 def test_association_p_values_hold_their_size():
-    results = calibration.run(list(calibration.DESIGNS), cohorts=200, processes=2)
+    """100 null cohorts on three designs (about 3 minutes on 2 cores; the README's table has 400 on five)."""
+    designs = ["one_draw_30", "coregulated_108", "coregulated_multi_40"]
+    results = calibration.run(designs, cohorts=100, processes=2)
     summary = calibration.summarise(results)
     print(calibration.markdown(summary))
     rates = summary[summary["column"].isin(HONEST)]
     outside = rates[(rates["ci_high"] < 0.025) | (rates["ci_low"] > 0.075)]
     assert outside.empty, outside.to_string()
-    inflated = summary[summary["column"] == "per_gene_p"]
-    assert (inflated["rate"] > 0.10).all(), inflated.to_string()
+    inflated = summary[(summary["column"] == "per_gene_p") & summary["design"].str.startswith("coregulated")]
+    assert (inflated["ci_low"] > 0.075).all(), inflated.to_string()  # genes treated as independent: too small p

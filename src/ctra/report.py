@@ -220,7 +220,14 @@ def _trajectories(inputs: ReportInputs) -> dict:
 
 
 SECTIONS = (
-    Section("design", "Study summary", lambda d: {"design": _design_table(d.adata.obs, d.levels)}),
+    Section(
+        "design",
+        "Study summary",
+        lambda d: {
+            "design": _design_table(d.adata.obs, d.levels),
+            "predictor_summary": _predictor_summary(d.adata.obs, d.methods),
+        },
+    ),
     Section(
         "qc",
         "Quality control",
@@ -532,6 +539,25 @@ def _design_table(obs: pd.DataFrame, levels: Levels) -> Table:
         cells = [_count_cell(sub[sub["time"].astype(str) == t]) for t in levels.times]
         rows.append(["All arms" if arm is None else arm] + cells + [_count_cell(sub)])
     return Table(columns=columns, rows=rows, numeric=[False] + [True] * (len(columns) - 1))
+
+
+def _predictor_summary(obs: pd.DataFrame, methods: dict) -> Table | None:
+    """An association study's predictors over the samples analysed: aggregates only (mean, SD, or the
+    samples per level), never a participant's value."""
+    predictors = [str(p) for p in methods.get("predictors", []) if p in obs]
+    if not predictors:
+        return None
+    rows = []
+    for name in predictors:
+        values = obs[name]
+        if pd.api.types.is_numeric_dtype(values):
+            summary = f"mean {_fmt_num(values.mean())}, SD {_fmt_num(values.std(ddof=1))}"
+        else:
+            summary = "; ".join(
+                f"{level}: {count}" for level, count in values.astype(str).value_counts(sort=False).items()
+            )
+        rows.append([name, summary, str(int(values.notna().sum()))])
+    return Table(columns=["Predictor", "Over the samples analysed", "Samples"], rows=rows, numeric=[False, False, True])
 
 
 def _count_cell(obs: pd.DataFrame) -> str:
