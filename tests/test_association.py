@@ -124,7 +124,6 @@ def test_freedman_lane_chunks_and_observed(multidraw):
 def test_null_draws_and_robustness_rows(multidraw):
     """The null stage's permutation draws and the robustness stage's columns on an association study;
     the simulated cohort has no pool of other genes, so geneset_p is empty with the reason in note."""
-    from ctra.models import fit_other_models
     from ctra.safeguards import null_draws, robustness_table
 
     adata, scores, usage, contrasts, _, info = multidraw
@@ -135,13 +134,15 @@ def test_null_draws_and_robustness_rows(multidraw):
     score_table = scores.set_index("sample")
     draws = null_draws(adata, score_table, usage, settings, 0)
     assert set(draws["kind"]) == {"permutation", "permutation_observed"} and "term" in draws
-    models = pd.concat([contrasts, fit_other_models(adata, score_table, usage, settings.design)], ignore_index=True)
-    table = robustness_table(adata, score_table, usage, settings, models, info["relative_variances"], draws)
+    # the other models' rows pass through as they are (the GEE's are checked end to end, slow test)
+    table = robustness_table(adata, score_table, usage, settings, contrasts, info["relative_variances"], draws)
     main = table[table["model"] == "lmm"]
     assert main["perm_p"].between(0, 1).all() and (main["n_permutations"] == 99).all()
     assert main["note"].str.contains("no random gene sets").all()
     assert main["loo_participant"].notna().all()
-    assert {"gee_genes", "per_gene_t", "lmm_no_covariates"} <= set(table["model"])
+    assert (table["model"] == "gee_genes").sum() == 3 and table.loc[table["model"] == "gee_genes", "p_value"].between(
+        0, 1
+    ).all()
 
 
 @pytest.mark.slow
