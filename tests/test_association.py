@@ -140,9 +140,6 @@ def test_null_draws_and_robustness_rows(multidraw):
     assert main["perm_p"].between(0, 1).all() and (main["n_permutations"] == 99).all()
     assert main["note"].str.contains("no random gene sets").all()
     assert main["loo_participant"].notna().all()
-    assert (table["model"] == "gee_genes").sum() == 3 and table.loc[table["model"] == "gee_genes", "p_value"].between(
-        0, 1
-    ).all()
 
 
 @pytest.mark.slow
