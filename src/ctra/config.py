@@ -48,7 +48,9 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
         "samples",
         "design",
         "predictors",
+        "standardize_predictors",  # refused in a trial
         "time",
+        "primary.term",  # an association study's primary term must be one of its predictors
         "columns",
         "baseline",
         "control",

@@ -41,11 +41,6 @@ def conflicting_keys(study: dict) -> list[str]:
     if (study.get("columns") or {}).get("period"):
         out.append("config: `columns: period` (crossover trials) does not apply to `design: association`; remove it.")
     primary = study.get("primary") or {}
-    if primary.get("contrast") not in (None, "arm_x_time", "association"):  # arm_x_time: the schema's default
-        out.append(
-            f"config: `primary: contrast: {primary['contrast']}` is a trial contrast; an association study's "
-            "primary contrast is `association` (its `term` names the predictor)."
-        )
     if primary.get("term") and primary["term"] not in study.get("predictors", []):
         out.append(
             f"config: `primary: term: {primary['term']}` is not one of the `predictors` "

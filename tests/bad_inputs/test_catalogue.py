@@ -1086,7 +1086,7 @@ def association_predictor_also_covariate(w):
     _association_cohort(w, predictors=["age"])
 
 
-@case(["config", "`primary: term: mood` is not one of the `predictors`"], marks=SLOW)
+@case(["config", "`primary: term: mood` is not one of the `predictors`"], runner="snakemake", marks=SLOW)
 def association_primary_term_not_a_predictor(w):
     _association_cohort(w, primary={"term": "mood"})
 
