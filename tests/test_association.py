@@ -184,3 +184,29 @@ def test_standardized_predictors_are_per_sd(multidraw):
     ratio = per_sd.loc[("ctra", "stress"), "estimate"] / per_unit.loc[("ctra", "stress"), "estimate"]
     assert ratio == pytest.approx(sd, rel=1e-6)
     np.testing.assert_allclose(per_sd["p_value"], per_unit.loc[per_sd.index, "p_value"], rtol=1e-5)
+
+
+def test_report_of_an_association_study_escapes_predictor_names(tmp_path):
+    """A predictor named like markup reaches the report only escaped (tables, sentences and figures)."""
+    from ctra.endpoints import mark_endpoints
+    from ctra.report import render_report
+
+    hostile = "<img src=x onerror=alert(1)>"
+    sheet = pd.read_csv(inputs.MULTIDRAW_DIR / "samples.tsv", sep="\t", dtype=str).rename(columns={"stress": hostile})
+    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    (tmp_path / "expression.tsv").write_text((inputs.MULTIDRAW_DIR / "expression.tsv").read_text())
+    study = inputs.multidraw_study(tmp_path)
+    study["predictors"] = [hostile, "group"]
+    adata, scores, usage = inputs.prepared(study)
+    contrasts, genes, info = fit_study(adata, scores, usage, ModelSettings.from_study(study))
+    text = render_report(
+        study="s",
+        adata=adata,
+        scores=scores,
+        contrasts=mark_endpoints(contrasts, info["primary"]),
+        genes=genes,
+        genes_used=usage,
+        methods=info,
+    )
+    assert hostile not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "association with &lt;img" in text  # the primary verdict names the predictor
