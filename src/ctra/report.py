@@ -148,8 +148,16 @@ def render_report(
     genes_used: pd.DataFrame,
     methods: dict,
     show_participant_ids: bool = False,
+    mediation: pd.DataFrame | None = None,
 ) -> str:
     """Return the report as one HTML string (see the module docstring for what it guarantees)."""
+    from .report_outcomes import split_rows
+
+    contrasts, outcome_contrasts = split_rows(contrasts)  # outcome and dose rows: their own section
+    # within/between rows have no arm or time: empty, not "nan"
+    outcome_contrasts = _as_text(
+        outcome_contrasts.fillna({c: "" for c in KEY_COLUMNS if c in outcome_contrasts}), KEY_COLUMNS
+    )
     association = methods.get("design") == "association"
     if association:  # one group and one time unless the study gives one: the trial sections then read it
         adata, scores, contrasts, genes = _as_association(adata, scores, contrasts, genes)
@@ -168,19 +176,21 @@ def render_report(
         levels=levels,
         participants=participants,
         samples=samples,
+        outcome_contrasts=outcome_contrasts,
+        mediation=None if mediation is None else _as_text(mediation, KEY_COLUMNS),
     )
     context = {
         "study": study,
         "summary": _summary_sentences(contrasts, levels),
         "set_description": _set_description(genes_used),
-        "sections": SECTIONS,
         "plotly_js": plotly.offline.get_plotlyjs(),
         "plot_config": json.dumps(PLOT_CONFIG, sort_keys=True),
     }
-    sections = [s for s in SECTIONS if not (association and s.id == "trajectories")]
-    context["sections"] = sections
+    sections = [s for s in SECTIONS if not (association and s.id == "trajectories")]  # one time: no trajectory
     for section in sections:
         context.update(section.build(inputs))
+    # an optional section is shown only when its builder found something to show
+    context["sections"] = tuple(s for s in sections if not s.optional or context[s.id])
     return _environment().get_template("report.html.j2").render(**context)
 
 
@@ -197,6 +207,8 @@ class ReportInputs:
     levels: Levels
     participants: dict[str, str]  # id -> label shown
     samples: list[str]  # per-sample labels shown
+    outcome_contrasts: pd.DataFrame | None = None  # the outcome and dose rows (ctra.report_outcomes)
+    mediation: pd.DataFrame | None = None  # mediation.tsv, for studies with `mediation:`
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,7 @@ class Section:
     id: str
     title: str
     build: Callable[[ReportInputs], dict]
+    optional: bool = False  # shown only when the builder's variable of the section's id is truthy
 
 
 def _trajectories(inputs: ReportInputs) -> dict:
@@ -217,6 +230,12 @@ def _trajectories(inputs: ReportInputs) -> dict:
             _trajectory_figure(score, units, inputs.levels, inputs.participants) for score in trajectory_scores
         ]
     }
+
+
+def _outcome_section(inputs: ReportInputs) -> dict:
+    from .report_outcomes import outcome_context
+
+    return outcome_context(inputs)
 
 
 SECTIONS = (
@@ -239,6 +258,7 @@ SECTIONS = (
     ),
     Section("trajectories", "Score trajectories", _trajectories),
     Section("forest", "Contrasts (forest plot)", lambda d: {"forest": _forest_figure(d.contrasts, d.levels)}),
+    Section("outcomes", "Psychological outcomes and mediation", _outcome_section, optional=True),
     Section("genes", "Per-gene effects", lambda d: {"heatmap": _heatmap_figure(d.genes, d.levels)}),
     Section(
         "robustness",

@@ -265,3 +265,22 @@ def null_chunk_files(wildcards):
     """The study's null-draw chunks, in chunk order (so gathering is deterministic)."""
     chunks = study_config(wildcards)["robustness"]["chunks"]
     return [f"results/{wildcards.study}/work/null_{k}.tsv" for k in range(chunks)]
+
+
+def has_outcome_rows(study):
+    """Trials with `outcomes:` or `dose:` get the outcomes rule's rows in contrasts.tsv."""
+    return bool(study.get("outcomes") or study.get("dose"))
+
+
+def outcome_contrast_files(wildcards):
+    """work/outcome_contrasts.tsv for a study with `outcomes:` or `dose:`, else nothing (the rule does not run)."""
+    if has_outcome_rows(study_config(wildcards)):
+        return [f"results/{wildcards.study}/work/outcome_contrasts.tsv"]
+    return []
+
+
+def mediation_files(wildcards):
+    """mediation.tsv for a study with `mediation:` (the report shows it), else nothing."""
+    if study_config(wildcards).get("mediation") is not None:
+        return [f"results/{wildcards.study}/mediation.tsv"]
+    return []
