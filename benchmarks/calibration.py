@@ -229,6 +229,8 @@ def simulate(spec: DesignSpec, seed: int, effect: float = 0.0):
 def study_config(spec: DesignSpec, seed: int) -> dict:
     return {
         "samples": "simulated",
+        "design": "trial",
+        "standardize_predictors": False,
         "covariates": list(spec.covariates),
         "adjust_for_cell_markers": spec.markers,
         "primary": {"score": "ctra", "contrast": "arm_x_time"},

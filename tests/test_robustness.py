@@ -197,6 +197,8 @@ def test_null_draws_gathered_from_chunks_equal_one_chunk():
     )
     study = {
         "samples": "samples.tsv",
+        "design": "trial",
+        "standardize_predictors": False,
         "covariates": [],
         "adjust_for_cell_markers": False,
         "score_method": "mean_z",

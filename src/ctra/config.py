@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 
 # the settings the report lists in its methods, in this order
 REPORTED_PARAMETERS = (
+    "design",
+    "predictors",
+    "standardize_predictors",
+    "time",
     "input",
     "normalization",
     "baseline",
@@ -28,12 +32,25 @@ REPORTED_PARAMETERS = (
     "exclude_samples",
 )
 # the settings that decide a study's design (the model, the null draws and the robustness checks fit it)
-_DESIGN = ("samples", "covariates", "adjust_for_cell_markers")
+_DESIGN = (
+    "samples",
+    "design",
+    "predictors",
+    "standardize_predictors",
+    "time",
+    "covariates",
+    "adjust_for_cell_markers",
+)
 
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "validate": (
         "counts",
         "samples",
+        "design",
+        "predictors",
+        "standardize_predictors",  # refused in a trial
+        "time",
+        "primary.term",  # an association study's primary term must be one of its predictors
         "columns",
         "baseline",
         "control",
@@ -121,6 +138,10 @@ class DesignSettings:
     source: str
     covariates: tuple[str, ...]
     adjust_for_cell_markers: bool | str  # true, false or "auto" (markers only if 20 residual df remain)
+    design: str = "trial"  # or "association" (score ~ predictors + covariates [+ markers])
+    predictors: tuple[str, ...] = ()  # association studies
+    standardize_predictors: bool = False  # association studies: numeric predictors per SD
+    time: str | None = None  # association studies: the draw's time column (a covariate), if given
 
     @classmethod
     def from_study(cls, study: dict) -> DesignSettings:
@@ -128,7 +149,15 @@ class DesignSettings:
             source=study["samples"],
             covariates=tuple(study["covariates"]),
             adjust_for_cell_markers=study["adjust_for_cell_markers"],
+            design=study["design"],
+            predictors=tuple(study.get("predictors", ())),  # optional: trials have none
+            standardize_predictors=study["standardize_predictors"],
+            time=study.get("time"),  # optional
         )
+
+    @property
+    def association(self) -> bool:
+        return self.design == "association"
 
 
 @dataclass(frozen=True)
@@ -219,7 +248,8 @@ class ReportSettings:
             input=study["input"],
             expression_filter=ExpressionFilter.from_study(study),
             show_participant_ids=bool(study["show_participant_ids"]),
-            parameters={key: study[key] for key in REPORTED_PARAMETERS},
+            # optional settings without a default (an association study's predictors) only when given
+            parameters={key: study[key] for key in REPORTED_PARAMETERS if key in study},
         )
 
 

@@ -24,6 +24,18 @@ def primary_endpoint(primary: dict, has_control: bool) -> dict[str, str]:
     return {"score": primary.get("score", "ctra"), "contrast": contrast}
 
 
+def association_endpoint(primary: dict, terms: list[tuple[str, str]]) -> dict:
+    """An association study's primary score and predictor (default: the first), and its design columns
+    (a categorical predictor's levels are one family)."""
+    predictor = primary.get("term") or terms[0][0]
+    return {
+        "score": primary.get("score", "ctra"),
+        "contrast": "association",
+        "term": predictor,
+        "terms": [column for name, column in terms if name == predictor],
+    }
+
+
 def holm(p: np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values (monotone, capped at 1). A NaN (a test that could not be
     computed) stays NaN but still counts in the family size, so the others are not under-adjusted."""
@@ -41,6 +53,8 @@ def mark_endpoints(contrasts: pd.DataFrame, endpoint: dict[str, str]) -> pd.Data
     """``role`` (primary / exploratory / sensitivity) and ``p_holm`` (primary rows only) columns."""
     main = contrasts["model"] == MAIN_MODEL
     primary = main & (contrasts["score"] == endpoint["score"]) & (contrasts["contrast"] == endpoint["contrast"])
+    if "terms" in endpoint:  # association: the primary predictor's terms
+        primary &= contrasts["term"].isin(endpoint["terms"])
     out = contrasts.copy()
     out.insert(
         out.columns.get_loc("model") + 1,

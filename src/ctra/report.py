@@ -43,7 +43,14 @@ if TYPE_CHECKING:
 
 SCORES = SCORE_NAMES
 SCORE_LABELS = {"ctra": "CTRA", "inflammatory": "Inflammatory", "antiviral": "Antiviral", "antibody": "Antibody"}
-CONTRASTS = ("arm_x_time", "change")
+CONTRASTS = ("arm_x_time", "change", "association")
+ASSOCIATION_ARM = "all participants"  # an association study has no arms: one group in the QC figures
+ONE_DRAW = "draw"  # ... and, without a time column, one time
+PER_GENE_SENTENCE = (
+    "It treats the genes as independent replicates, but they are correlated within a person and "
+    "participants, not genes, are the unit, so its p-values are too small (anti-conservative by design; "
+    "shown to reproduce published numbers)."
+)
 GENE_GROUPS = (*SCORE_GROUPS, MARKER_GROUP)
 MAIN_MODEL = "lmm"
 STANDARD_COLUMNS = (
@@ -63,12 +70,12 @@ STANDARD_COLUMNS = (
     "n_samples",
 )
 P_COLUMNS = ("p_value", "p_holm", "fdr")
-KEY_COLUMNS = ("participant", "arm", "time", "period")
+KEY_COLUMNS = ("participant", "arm", "time", "period", "term")
 PCA_GENES = 500
 FDR_THRESHOLD = 0.05
 ARM_COLOURS = ("#6b6b6b", "#1f6fb4", "#d1495b", "#2a9d5c", "#e08a1e", "#7b4fa0", "#1aa6b7", "#8c564b")
 TIME_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "x", "star", "pentagon")
-CONTRAST_COLOURS = {"arm_x_time": "#1f6fb4", "change": "#e08a1e"}
+CONTRAST_COLOURS = {"arm_x_time": "#1f6fb4", "change": "#e08a1e", "association": "#2a9d5c"}
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -151,6 +158,9 @@ def render_report(
     outcome_contrasts = _as_text(
         outcome_contrasts.fillna({c: "" for c in KEY_COLUMNS if c in outcome_contrasts}), KEY_COLUMNS
     )
+    association = methods.get("design") == "association"
+    if association:  # one group and one time unless the study gives one: the trial sections then read it
+        adata, scores, contrasts, genes = _as_association(adata, scores, contrasts, genes)
     scores, contrasts, genes = (_as_text(frame, KEY_COLUMNS) for frame in (scores, contrasts, genes))
     levels = _levels(adata, scores)
     participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
@@ -176,10 +186,11 @@ def render_report(
         "plotly_js": plotly.offline.get_plotlyjs(),
         "plot_config": json.dumps(PLOT_CONFIG, sort_keys=True),
     }
-    for section in SECTIONS:
+    sections = [s for s in SECTIONS if not (association and s.id == "trajectories")]  # one time: no trajectory
+    for section in sections:
         context.update(section.build(inputs))
     # an optional section is shown only when its builder found something to show
-    context["sections"] = tuple(s for s in SECTIONS if not s.optional or context[s.id])
+    context["sections"] = tuple(s for s in sections if not s.optional or context[s.id])
     return _environment().get_template("report.html.j2").render(**context)
 
 
@@ -228,7 +239,14 @@ def _outcome_section(inputs: ReportInputs) -> dict:
 
 
 SECTIONS = (
-    Section("design", "Study summary", lambda d: {"design": _design_table(d.adata.obs, d.levels)}),
+    Section(
+        "design",
+        "Study summary",
+        lambda d: {
+            "design": _design_table(d.adata.obs, d.levels),
+            "predictor_summary": _predictor_summary(d.adata.obs, d.methods),
+        },
+    ),
     Section(
         "qc",
         "Quality control",
@@ -281,6 +299,27 @@ def _as_text(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """Design columns as strings, as in ``adata.obs``: a TSV reader may have parsed time '6' as 6."""
     present = [c for c in columns if c in frame.columns]
     return frame.astype({c: str for c in present}) if present else frame
+
+
+def _as_association(adata: anndata.AnnData, scores: pd.DataFrame, contrasts: pd.DataFrame, genes: pd.DataFrame):
+    """An association study's tables as the report's trial sections read them: every sample in one group
+    (``ASSOCIATION_ARM``) at its time (or ``ONE_DRAW``), and empty arm and time cells of the contrasts."""
+    obs = adata.obs
+    time = obs["time"].astype(str) if "time" in obs else pd.Series(ONE_DRAW, index=obs.index)
+    adata.obs = obs.assign(arm=ASSOCIATION_ARM, time=time.to_numpy())
+    scores = scores.assign(arm=ASSOCIATION_ARM, time=scores["time"].astype(str) if "time" in scores else ONE_DRAW)
+    contrasts, genes = (frame.fillna({"arm": "", "time": ""}) for frame in (contrasts, genes))
+    return adata, scores, contrasts, genes
+
+
+def _target(row: pd.Series) -> str:
+    """What a contrast row is about: the arm, or an association study's term."""
+    return str(row["term"]) if row["contrast"] == "association" else str(row["arm"])
+
+
+def _row_keys(frame: pd.DataFrame) -> list[str]:
+    """The columns naming a contrast row: score, contrast, arm, time and (association studies) term."""
+    return ["score", "contrast", "arm", "time"] + (["term"] if "term" in frame else [])
 
 
 def _levels(adata: anndata.AnnData, scores: pd.DataFrame) -> Levels:
@@ -462,13 +501,16 @@ def _summary_sentences(contrasts: pd.DataFrame, levels: Levels) -> list[str]:
         return ["The main model produced no estimate of the primary endpoint."]
     score = SCORE_LABELS.get(primary["score"].iloc[0], primary["score"].iloc[0])
     if len(primary) > 1 and "p_holm" in primary:
-        held = [f"{row['arm']} at {row['time']}: {_fmt_p(row['p_holm'])}" for _, row in primary.iterrows()]
+        held = [
+            f"{_target(row)}{'' if row['contrast'] == 'association' else ' at ' + row['time']}: {_fmt_p(row['p_holm'])}"
+            for _, row in primary.iterrows()
+        ]
         sentences.append(
             f"The primary endpoint ({score}, {len(primary)} tests) is one family: Holm-adjusted p "
             f"({'; '.join(held)}) keep the chance of any false positive among them at 5%."
         )
     sentences.append(
-        "Everything else (subscores, within-arm changes, other scores) is exploratory: "
+        "Everything else (subscores, other predictors, within-arm changes, other scores) is exploratory: "
         "unadjusted p-values, to be read as hypothesis-generating."
     )
     return sentences
@@ -491,6 +533,14 @@ def _describe(row: pd.Series, kind: str, levels: Levels) -> str:
     )
     span = f"From {levels.baseline} to {row['time']}"
     score = SCORE_LABELS.get(row["score"], row["score"])
+    if kind == "association":
+        if not np.isfinite(row["estimate"]):
+            return f"The association of {score} with {row['term']} could not be estimated."
+        relation = "lower" if row["estimate"] < 0 else "higher"
+        return (
+            f"{score} was {size} SD {relation} per unit of {row['term']} (per SD if the predictors are "
+            f"standardized; at fixed covariates, see Methods) {detail}."
+        )
     if not np.isfinite(row["estimate"]):
         return f"{span}, the {score} {kind.replace('_x_', ' × ')} effect in {row['arm']} could not be estimated."
     if kind == "arm_x_time":
@@ -509,6 +559,25 @@ def _design_table(obs: pd.DataFrame, levels: Levels) -> Table:
         cells = [_count_cell(sub[sub["time"].astype(str) == t]) for t in levels.times]
         rows.append(["All arms" if arm is None else arm] + cells + [_count_cell(sub)])
     return Table(columns=columns, rows=rows, numeric=[False] + [True] * (len(columns) - 1))
+
+
+def _predictor_summary(obs: pd.DataFrame, methods: dict) -> Table | None:
+    """An association study's predictors over the samples analysed: aggregates only (mean, SD, or the
+    samples per level), never a participant's value."""
+    predictors = [str(p) for p in methods.get("predictors", []) if p in obs]
+    if not predictors:
+        return None
+    rows = []
+    for name in predictors:
+        values = obs[name]
+        if pd.api.types.is_numeric_dtype(values):
+            summary = f"mean {_fmt_num(values.mean())}, SD {_fmt_num(values.std(ddof=1))}"
+        else:
+            summary = "; ".join(
+                f"{level}: {count}" for level, count in values.astype(str).value_counts(sort=False).items()
+            )
+        rows.append([name, summary, str(int(values.notna().sum()))])
+    return Table(columns=["Predictor", "Over the samples analysed", "Samples"], rows=rows, numeric=[False, False, True])
 
 
 def _count_cell(obs: pd.DataFrame) -> str:
@@ -926,6 +995,8 @@ def _mean_trace(sub: pd.DataFrame, score: str, levels: Levels, offset: float, co
 
 def _contrast_label(row: pd.Series, levels: Levels) -> str:
     """Row label for the forest plot, e.g. 'CTRA · a − control · post'."""
+    if row["contrast"] == "association":
+        return f"{SCORE_LABELS.get(row['score'], row['score'])} · {row['term']}"
     what = f"{row['arm']} − {levels.control}" if row["contrast"] == "arm_x_time" else f"{row['arm']} change"
     return f"{SCORE_LABELS.get(row['score'], row['score'])} · {what} · {row['time']}"
 
@@ -938,7 +1009,12 @@ def _forest_figure(contrasts: pd.DataFrame, levels: Levels) -> Figure | None:
     block = _rank(main["score"], SCORES).to_numpy()
     position = -(np.arange(len(main)) + 0.8 * (np.concatenate([[0], np.cumsum(np.diff(block) != 0)])))
     data = []
-    for kind, name in (("arm_x_time", f"arm × time (vs {levels.control})"), ("change", "change from baseline")):
+    kinds = (
+        ("arm_x_time", f"arm × time (vs {levels.control})"),
+        ("change", "change from baseline"),
+        ("association", "association (per unit of the predictor, or per SD)"),
+    )
+    for kind, name in kinds:
         mask = (main["contrast"] == kind).to_numpy()
         if not mask.any():
             continue
@@ -990,16 +1066,26 @@ def _forest_figure(contrasts: pd.DataFrame, levels: Levels) -> Figure | None:
             "ticktext": _plot_text(main.apply(_contrast_label, axis=1, levels=levels)),
         },
     }
-    return _figure("fig-forest", data, layout, "Main model (lmm): arm × time and within-arm change, 95% CI.")
+    what = (
+        "association with each predictor term"
+        if (main["contrast"] == "association").any()
+        else "arm × time and within-arm change"
+    )
+    return _figure("fig-forest", data, layout, f"Main model (lmm): {what}, 95% CI.")
 
 
 def _heatmap_figure(genes: pd.DataFrame, levels: Levels) -> Figure | None:
     """Per-gene estimates (arm × time, or change for single-arm studies), one panel per gene group."""
-    kind = "arm_x_time" if (genes["contrast"] == "arm_x_time").any() else "change"
+    kinds = [k for k in ("arm_x_time", "association") if (genes["contrast"] == k).any()]
+    kind = kinds[0] if kinds else "change"
     sub = genes[genes["contrast"] == kind].astype({"arm": str, "time": str, "gene": str, "group": str})
     if sub.empty:
         return None
-    columns = [(a, t) for a in levels.arms for t in levels.times if ((sub["arm"] == a) & (sub["time"] == t)).any()]
+    if kind == "association":  # one column per term: shown in the arm column's place
+        sub = sub.assign(arm=sub["term"].astype(str))
+        columns = [(a, "") for a in dict.fromkeys(sub["arm"])]
+    else:
+        columns = [(a, t) for a in levels.arms for t in levels.times if ((sub["arm"] == a) & (sub["time"] == t)).any()]
     groups = [g for g in GENE_GROUPS if (sub["group"] == g).any()]
     groups += sorted(set(sub["group"]) - set(groups))
     counts = [sub.loc[sub["group"] == g, "gene"].nunique() for g in groups]
@@ -1035,7 +1121,7 @@ def _heatmap_figure(genes: pd.DataFrame, levels: Levels) -> Figure | None:
             "colorbar": {"title": _title("estimate")},
         },
     )
-    what = "arm × time" if kind == "arm_x_time" else "change from baseline"
+    what = {"arm_x_time": "arm × time", "association": "association"}.get(kind, "change from baseline")
     return _figure("fig-heatmap", data, layout, f"Per-gene {what} estimates on the VST scale; * FDR < {FDR_THRESHOLD}.")
 
 
@@ -1050,7 +1136,7 @@ def _heatmap_panel(sub: pd.DataFrame, columns: list[tuple[str, str]]) -> dict:
     return {
         "type": "heatmap",
         "z": [_round4(r) for r in estimate],
-        "x": _plot_text(f"{a}:{t}" for a, t in columns),
+        "x": _plot_text(f"{a}:{t}" if t else a for a, t in columns),
         "y": _plot_text(genes),
         "coloraxis": "coloraxis",
         "text": [["*" if f < FDR_THRESHOLD else "" for f in r] for r in fdr],
@@ -1081,7 +1167,7 @@ def _robustness_tables(contrasts: pd.DataFrame, participants: dict[str, str]) ->
         tables.append(
             (
                 "Additional checks",
-                _frame_table(rows, ["score", "model", "contrast", "arm", "time", "estimate"] + extra, participants),
+                _frame_table(rows, [*_row_keys(contrasts), "model", "estimate"] + extra, participants),
             )
         )
     return tables
@@ -1092,8 +1178,11 @@ def _robustness_verdicts(contrasts: pd.DataFrame, participants: dict[str, str]) 
     out = []
     for _, row in _primary_rows(contrasts).iterrows():
         score = SCORE_LABELS.get(row["score"], row["score"])
-        versus = f"{row['arm']} vs control" if row["contrast"] == "arm_x_time" else f"change in {row['arm']}"
-        title = f"{score}, {versus} at {row['time']} (primary): estimate {_estimate_cell(row)}"
+        if row["contrast"] == "association":
+            title = f"{score}, association with {row['term']} (primary): estimate {_estimate_cell(row)}"
+        else:
+            versus = f"{row['arm']} vs control" if row["contrast"] == "arm_x_time" else f"change in {row['arm']}"
+            title = f"{score}, {versus} at {row['time']} (primary): estimate {_estimate_cell(row)}"
         out.append((title, [s for s in _verdict_sentences(row, contrasts, participants) if s]))
     return out
 
@@ -1132,8 +1221,13 @@ def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: di
             if exact
             else f"{_count(row, 'n_permutations')} random allocations"
         )
+        how = (
+            "Freedman-Lane: the residuals of the model without the predictor permuted between participants"
+            if row["contrast"] == "association"
+            else "arm labels re-allocated between participants"
+        )
         said.append(
-            f"Permutation test (arm labels re-allocated between participants, {what}): "
+            f"Permutation test ({how}, {what}): "
             f"p = {_fmt_p(row['perm_p'])}; it " + _agreement(row["perm_p"] < 0.05, significant)
         )
     if pd.notna(row.get("geneset_p")):
@@ -1161,12 +1255,7 @@ def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: di
                 else "."
             )
         )
-    key = (
-        (contrasts["score"] == row["score"])
-        & (contrasts["contrast"] == row["contrast"])
-        & (contrasts["arm"] == row["arm"])
-        & (contrasts["time"] == row["time"])
-    )
+    key = np.logical_and.reduce([contrasts[k] == row[k] for k in _row_keys(contrasts)])
     for model, label in ((m.name, m.label) for m in OTHER_MODELS):
         other = contrasts[key & (contrasts["model"] == model)]
         if not len(other):
@@ -1180,6 +1269,7 @@ def _verdict_sentences(row: pd.Series, contrasts: pd.DataFrame, participants: di
             f"{label}: {_estimate_cell(o)}; it "
             + _agreement(o["p_value"] < 0.05, significant)
             + ("" if same_sign else " The estimate has the opposite sign.")
+            + (f" {PER_GENE_SENTENCE}" if model == "per_gene_t" else "")
         )
     return said
 
@@ -1228,7 +1318,7 @@ def _count(row: pd.Series, column: str) -> str:
 
 def _model_comparison_table(contrasts: pd.DataFrame) -> Table:
     """One row per score/contrast/arm/time, one column per model: 'estimate (CI) p'."""
-    keys = ["score", "contrast", "arm", "time"]
+    keys = _row_keys(contrasts)
     models = list(dict.fromkeys(contrasts["model"].astype(str)))
     cells = {(tuple(r[k] for k in keys), str(r["model"])): _estimate_cell(r) for _, r in contrasts.iterrows()}
     rows = [
@@ -1236,7 +1326,9 @@ def _model_comparison_table(contrasts: pd.DataFrame) -> Table:
         for key in dict.fromkeys(tuple(r) for r in contrasts[keys].itertuples(index=False))
     ]
     return Table(
-        columns=["Score", "Contrast", "Arm", "Time"] + models, rows=rows, numeric=[False] * 4 + [True] * len(models)
+        columns=[k.capitalize() for k in keys] + models,
+        rows=rows,
+        numeric=[False] * len(keys) + [True] * len(models),
     )
 
 
@@ -1293,6 +1385,8 @@ def _methods_context(methods: dict) -> dict[str, Any]:
 
 def _primary_text(primary: dict) -> str:
     score = SCORE_LABELS.get(primary.get("score"), str(primary.get("score")))
+    if primary.get("contrast") == "association":
+        return f"the {score} score's association with {primary.get('term')} (coefficient at fixed covariates)"
     what = (
         "each active arm's change from baseline minus control's (arm × time)"
         if primary.get("contrast") == "arm_x_time"

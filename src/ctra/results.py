@@ -118,6 +118,7 @@ TEXT_COLUMNS = (
     "model",
     "role",
     "contrast",
+    "term",
     "loo_participant",
     "note",
     "kind",

@@ -45,6 +45,7 @@ from .models.mixed import (
     study_design,
     without_arm_terms,
 )
+from .models.association import freedman_lane, predictors_of
 from .genesets import set_genes
 from .scoring import DEFAULT_SCORE_METHOD, SCORE_METHODS
 
@@ -388,6 +389,9 @@ def _tidy(
     long["contrast"] = [specs[i].contrast for i in long["spec"]]
     long["arm"] = [specs[i].arm for i in long["spec"]]
     long["time"] = [specs[i].time for i in long["spec"]]
+    if any(s.term for s in specs):  # association studies: the term names the row
+        long["term"] = [specs[i].term for i in long["spec"]]
+        return long[["kind", "score", "contrast", "arm", "time", "term", "draw", "value"]]
     return long[["kind", "score", "contrast", "arm", "time", "draw", "value"]]
 
 
@@ -403,6 +407,8 @@ def permutation_draws(
 
     Kind ``permutation_exact`` when every distinct allocation is enumerated (at most ``permutations``
     of them), else ``permutation`` (Monte Carlo, ``permutations`` seeded draws)."""
+    if design.kind == "association":
+        return association_permutation_draws(design, scores, permutations, seed, chunk, n_chunks)
     specs = contrast_specs(design)
     frames = []
     for index, scheme in enumerate(permutation_schemes(design)):
@@ -421,6 +427,23 @@ def permutation_draws(
                 frames.append(_tidy(t, "permutation_exact" if exact else "permutation", score, tested, draws))
             if chunk == 0:
                 _, observed = gls_estimates(design, y[:, None], gamma, L)
+                frames.append(_tidy(observed, "permutation_observed", score, tested, [0]))
+    return frames
+
+
+def association_permutation_draws(
+    design: Design, scores: pd.DataFrame, permutations: int, seed: int, chunk: int, n_chunks: int
+) -> list[pd.DataFrame]:
+    """An association study's permutation t (Freedman-Lane, ``ctra.models.association``), per predictor
+    and score, for this chunk's share of the ``permutations`` seeded draws; chunk 0 also the observed t."""
+    draws = _chunk(permutations, chunk, n_chunks)
+    frames = []
+    for index, _ in enumerate(predictors_of(design)):
+        for score in _score_columns(scores):
+            tested, observed, null = freedman_lane(design, scores[score].to_numpy(float), index, seed, draws)
+            if len(draws):
+                frames.append(_tidy(null, "permutation", score, tested, draws))
+            if chunk == 0:
                 frames.append(_tidy(observed, "permutation_observed", score, tested, [0]))
     return frames
 
@@ -466,7 +489,8 @@ def null_draws(
         adata, usage, design, scores, settings.gene_sets, settings.seed, chunk, n_chunks, settings.score_method
     )
     frames += gene_sets
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=NULL_COLUMNS)
+    columns = NULL_COLUMNS if design.kind != "association" else [*NULL_COLUMNS[:5], "term", *NULL_COLUMNS[5:]]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def robustness_table(
@@ -489,7 +513,9 @@ def robustness_table(
     design, _ = study_design(adata, usage, settings.design)
     specs = contrast_specs(design)
     L = np.array([s.vector for s in specs])
-    key = ["score", "contrast", "arm", "time"]
+    key = ["score", "contrast", "arm", "time"] + (["term"] if design.kind == "association" else [])
+    if design.kind == "association":  # no arm or time: empty cells, read back from the TSVs as NaN
+        models, nulls = (frame.fillna({"arm": "", "time": ""}) for frame in (models, nulls))
     people = np.asarray(sorted(set(adata.obs["participant"])))  # the order of design.participant codes
     draws = {k: g.sort_values("draw")["value"].to_numpy() for k, g in nulls.groupby(["kind", *key], sort=False)}
     main_t = models[models["model"] == "lmm"].set_index(key)
@@ -502,15 +528,9 @@ def robustness_table(
         loo = leave_one_out(design, y, np.asarray(gamma), L) - estimate[0][None, :]
         worst = np.nanargmax(np.abs(loo), axis=0)
         for i, spec in enumerate(specs):
-            where = (score, spec.contrast, spec.arm, spec.time)
-            row = {
-                "score": score,
-                "contrast": spec.contrast,
-                "arm": spec.arm,
-                "time": spec.time,
-                "loo_max_change": loo[worst[i], i],
-                "loo_participant": people[worst[i]],
-            }
+            where = (score, spec.contrast, spec.arm, spec.time) + ((spec.term,) if len(key) > 4 else ())
+            row = dict(zip(key, where))
+            row.update({"loo_max_change": loo[worst[i], i], "loo_participant": people[worst[i]]})
             row.update(_permutation_columns(draws, where))
             null = draws.get(("gene_set", *where), np.empty(0))
             observed = main_t.get(where, np.nan)

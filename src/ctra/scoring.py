@@ -142,7 +142,8 @@ def compute_scores(
 
 
 def score_study(adata: ad.AnnData, usage: pd.DataFrame, method: str = DEFAULT_SCORE_METHOD) -> pd.DataFrame:
-    """The scores.tsv table: sample, participant, arm, time, [period], scores, n_genes."""
+    """The scores.tsv table: sample, participant, arm, time, [period], scores, n_genes (an association
+    study: sample, participant, [time], scores, n_genes)."""
     used = set_genes(usage)
     vst = adata[:, used["gene"].tolist()].layers["vst"]
     scores = compute_scores(
@@ -151,6 +152,6 @@ def score_study(adata: ad.AnnData, usage: pd.DataFrame, method: str = DEFAULT_SC
         used["group"].to_numpy(),
         method,
     )
-    design = ["participant", "arm", "time", *(["period"] if "period" in adata.obs else [])]
+    design = [c for c in ("participant", "arm", "time", "period") if c in adata.obs]  # association: no arm
     table = adata.obs[design].reset_index(names="sample")
     return pd.concat([table, scores], axis=1)

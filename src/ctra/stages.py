@@ -46,7 +46,7 @@ def validate(settings: dict, *, study: str, gene_set: str, markers: str, samples
     adata = validate_study(study, settings, gene_table, marker_table)
     for warning in adata.uns["covariate_warnings"]:
         log.warning("%s", warning)
-    if samples_schema:
+    if samples_schema and settings.get("design", "trial") == "trial":  # the schema is of a trial's columns
         validate_sample_schema(adata.obs, samples_schema, settings["samples"])
     checksums = json.loads(adata.uns["input_checksums"])
     checksums.update({gene_set: _sha(gene_set), markers: _sha(markers)})

@@ -136,7 +136,19 @@ def rename_sheet_columns(
     names = {key: columns.get(key, key if key != "period" else None) for key in CANONICAL}
     names = {key: name for key, name in names.items() if name}
     covariates = list(study.get("covariates", []))
+    predictors = list(dict.fromkeys(study.get("predictors", [])))
     n_before = len(problems.problems)
+    if study.get("design") == "association":  # no arm; the draw's time only when `time` names it
+        names = {key: names[key] for key in ("sample", "participant")}
+        if study.get("time"):
+            names["time"] = study["time"]
+        for predictor in predictors:
+            if predictor in covariates:
+                problems.add(
+                    f"config: '{predictor}' is listed in both `predictors` and `covariates`; a column is "
+                    "either tested or adjusted for: remove it from one."
+                )
+        covariates = [*covariates, *[p for p in predictors if p not in covariates]]
     roles: dict[str, list[str]] = defaultdict(list)
     for key, name in names.items():
         roles[name].append(key)
@@ -151,9 +163,10 @@ def rename_sheet_columns(
         problems.add(f"config: `covariates` lists {_listing(repeated)} more than once.")
     for covariate in dict.fromkeys(covariates):
         if covariate in roles:
+            what = "predictor" if covariate in predictors else "covariate"
             problems.add(
-                f"{path}: covariate '{covariate}' is the study's {roles[covariate][0]} column; it is part "
-                "of the model already: remove it from `covariates`."
+                f"{path}: {what} '{covariate}' is the study's {roles[covariate][0]} column; it is part "
+                f"of the model already: remove it from `{what}s`."
             )
         elif covariate in CANONICAL:
             problems.add(
@@ -162,7 +175,11 @@ def rename_sheet_columns(
                 "`covariates`."
             )
     missing = [(name, f"for {roles[name][0]}") for name in roles if name not in sheet.columns]
-    missing += [(c, "covariate") for c in dict.fromkeys(covariates) if c not in sheet.columns and c not in roles]
+    missing += [
+        (c, "predictor" if c in predictors else "covariate")
+        for c in dict.fromkeys(covariates)
+        if c not in sheet.columns and c not in roles
+    ]
     from .validate_outcomes import config_problems, sheet_roles
 
     trial_columns = sheet_roles(study)
@@ -288,21 +305,24 @@ def _covariates(
     """
     dropped: list[str] = []
     warnings: list[str] = []
-    covariates = list(dict.fromkeys(study.get("covariates", [])))
+    predictors = list(dict.fromkeys(study.get("predictors", []))) if study.get("design") == "association" else []
+    covariates = list(dict.fromkeys([*study.get("covariates", []), *predictors]))
     categorical = set(study.get("categorical", []))
     for name in sorted(categorical - set(covariates)):
+        listed = "`covariates` or `predictors`" if predictors else "`covariates`"
         problems.add(
-            f"config: `categorical` lists '{name}', which is not in `covariates`; list it there too "
+            f"config: `categorical` lists '{name}', which is not in {listed}; list it there too "
             "(or remove it from `categorical`)."
         )
     for name in covariates:
+        role = "predictor" if name in predictors else "covariate"
         missing = obs[name].fillna("").str.strip().isin(MISSING_COVARIATE)
         if missing.any():
             if study.get("drop_incomplete_samples", False):
                 dropped += obs.index[missing.to_numpy()].tolist()
             else:
                 problems.add(
-                    f"{path}: covariate '{name}' is missing (empty or NA) for {int(missing.sum())} "
+                    f"{path}: {role} '{name}' is missing (empty or NA) for {int(missing.sum())} "
                     f"sample(s) ({_rows(missing, obs[LINE])}); fill them in, or set "
                     "`drop_incomplete_samples: true` to drop those samples (they are then listed in "
                     "the log and the report)."
@@ -310,12 +330,20 @@ def _covariates(
     dropped = [s for s in obs.index if s in set(dropped)]
     obs = obs.drop(index=dropped)
     for name in covariates:
+        role = "predictor" if name in predictors else "covariate"
         text = obs[name].fillna("").str.strip()
         present = ~text.isin(MISSING_COVARIATE)
         numeric = pd.to_numeric(text.where(present), errors="coerce")
         not_numeric = present & numeric.isna()
         if name in categorical:
             obs[name] = text
+        elif role == "predictor" and not_numeric.any():
+            problems.add(
+                f"{path}: predictor '{name}' is not numeric on {_rows(not_numeric, obs[LINE])} (e.g. "
+                f"'{text[not_numeric].iloc[0]}'); list it under `categorical` to test its levels against the "
+                "first, or write numbers there."
+            )
+            continue
         elif present.any() and not not_numeric.any():
             obs[name] = numeric.astype(float)
             distinct = obs[name].dropna().unique()
@@ -336,8 +364,8 @@ def _covariates(
             obs[name] = text
         if obs.loc[present, name].nunique() < 2:
             problems.add(
-                f"{path}: covariate '{name}' has the same value for every sample; it cannot be "
-                "estimated: remove it from `covariates`."
+                f"{path}: {role} '{name}' has the same value for every sample; it cannot be "
+                f"estimated: remove it from `{role}s`."
             )
     return obs, dropped, warnings
 
@@ -414,6 +442,15 @@ def build_obs(
         "covariate_warnings": warnings,
     }
     n_design = len(problems.problems)
+    if study.get("design") == "association":
+        from .validate_association import check_association
+
+        record["levels"] = check_association(obs, study, path, problems, check_rank=covariates_ok)
+        return obs, record
+    from .validate_association import conflicting_keys
+
+    for message in conflicting_keys(study):  # association keys in a trial
+        problems.add(message)
     record["levels"] = _check_design(obs, study, names, path, problems)
     if study.get("outcomes") or study.get("dose"):
         from .validate_outcomes import type_outcomes
@@ -882,6 +919,8 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         {v for v in (study.get("columns") or {"sample": "sample"}).values() if v}
         | {"sample", "participant", "arm", "time"}
         | set(study.get("covariates", []))
+        | set(study.get("predictors", []))
+        | ({study["time"]} if study.get("time") else set())
         | set(study.get("outcomes") or [])
         | ({study["dose"]} if study.get("dose") else set())
         if same_file

@@ -1061,11 +1061,107 @@ def disk_full(w):
 
 
 # ----------------------------------------------------------------------------------------------
+# Association studies (design: association): one draw per participant, predictors
+# ----------------------------------------------------------------------------------------------
+
+
+SLOW = [pytest.mark.slow]  # the default suite runs three association cases (works, VIF, trial key); the rest here
+
+
+def _association_cohort(w, edit: Callable[[pd.DataFrame], None] | None = None, **study) -> None:
+    """The cohort's baseline draws as a one-draw association study of a numeric predictor."""
+    counts, sheet = base_cohort()
+    sheet = sheet[sheet["time"] == "pre"].drop(columns=["arm", "time"]).reset_index(drop=True)
+    rng = np.random.default_rng(13)
+    sheet["loneliness"] = np.round(rng.uniform(1, 3, len(sheet)), 2).astype(str)
+    sheet["mood"] = rng.choice(["low", "mid", "high"], len(sheet))
+    if edit:
+        edit(sheet)
+    w.write_cohort(counts[sheet["sample"].tolist()], sheet)
+    block = w.studies["s"]
+    for key in ("baseline", "control"):
+        block.pop(key)
+    block["columns"] = {"sample": "sample", "participant": "participant"}
+    block.update({"design": "association", "predictors": ["loneliness"], **study})
+
+
+def _association_ok(w, result):
+    adata = ad.read_h5ad(w.results / "s" / "validated.h5ad")
+    assert adata.n_obs == 24 and adata.obs["loneliness"].dtype == float and "arm" not in adata.obs
+
+
+@case([], ok=True, check=_association_ok)
+def association_study_works(w):
+    _association_cohort(w)
+
+
+@case(["s_samples.tsv", "'lonely' (predictor)"], marks=SLOW)
+def association_unknown_predictor(w):
+    _association_cohort(w, predictors=["lonely"])
+
+
+@case(["s_samples.tsv", "predictor 'loneliness' has the same value for every sample"], marks=SLOW)
+def association_constant_predictor(w):
+    _association_cohort(w, edit=lambda sheet: sheet.__setitem__("loneliness", "2"))
+
+
+def _collinear(sheet: pd.DataFrame) -> None:
+    noise = np.random.default_rng(2).normal(0, 0.01, len(sheet))
+    sheet["loneliness"] = (sheet["age"].astype(float) / 20 + noise).round(4).astype(str)
+
+
+@case(["s_samples.tsv", "predictor column 'loneliness' is collinear with 'age'", "variance inflation factor"])
+def association_predictor_collinear_with_covariate(w):
+    _association_cohort(w, edit=_collinear)
+
+
+@case(["s_samples.tsv", "predictor 'mood' is not numeric", "`categorical`"], marks=SLOW)
+def association_text_predictor_not_declared(w):
+    _association_cohort(w, predictors=["mood"])
+
+
+@case([], ok=True, marks=SLOW)
+def association_categorical_predictor_works(w):
+    _association_cohort(w, predictors=["mood"], categorical=["mood"])
+
+
+@case(["config", "`control` is a key of trials", "design: association"])
+def association_with_control(w):
+    _association_cohort(w, control="control")
+
+
+@case(["config", "`baseline` is a key of trials"], marks=SLOW)
+def association_with_baseline(w):
+    _association_cohort(w, baseline="pre")
+
+
+@case(["config", "`predictors` is a key of association studies", "design: trial"], marks=SLOW)
+def trial_with_predictors(w):
+    w.write_cohort()
+    w.studies["s"]["predictors"] = ["age"]
+
+
+@case(["config", "'age' is listed in both `predictors` and `covariates`"], marks=SLOW)
+def association_predictor_also_covariate(w):
+    _association_cohort(w, predictors=["age"])
+
+
+@case(["config", "`primary: term: mood` is not one of the `predictors`"], runner="snakemake", marks=SLOW)
+def association_primary_term_not_a_predictor(w):
+    _association_cohort(w, primary={"term": "mood"})
+
+
+@case(["s_samples.tsv", "predictor 'loneliness' is missing", "drop_incomplete_samples"], marks=SLOW)
+def association_missing_predictor(w):
+    _association_cohort(w, edit=lambda sheet: sheet.__setitem__("loneliness", ["", *sheet["loneliness"][1:]]))
+
+
+# ----------------------------------------------------------------------------------------------
 # The test
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=CASES[name].marks) for name in CASES])
 def test_bad_input(name, tmp_path):
     spec = CASES[name]
     if spec.needs and (reason := spec.needs()):

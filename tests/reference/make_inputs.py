@@ -65,7 +65,12 @@ CASES = ("example", "real", "unbalanced", "crossover")
 STUDY = {"example": "reference_example", "real": "real", "unbalanced": "unbalanced"}  # case -> study (results/)
 NORMALIZATION = "vst_subset"  # R's vst(); the model fixtures' scores (test_reference_agreement.FIXTURE_NORMALIZATION)
 CROSSOVER_SEED = 20241
-CROSSOVER_STUDY = {"covariates": ["age"], "adjust_for_cell_markers": True}
+CROSSOVER_STUDY = {
+    "design": "trial",
+    "standardize_predictors": False,
+    "covariates": ["age"],
+    "adjust_for_cell_markers": True,
+}
 TEXT = {
     c: str
     for c in (

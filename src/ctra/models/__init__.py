@@ -5,7 +5,10 @@
 * ``gls``: GLS with the variance components held fixed (whitening by participant block), for the
   safeguards' thousands of closed-form refits;
 * ``gee``: the gene-level GEE (``gee_genes``);
-* ``sensitivity``: the main model without covariates and/or markers.
+* ``sensitivity``: the main model without covariates and/or markers;
+* ``per_gene_t``: the as-published per-gene regressions with a one-sample t over genes
+  (anti-conservative, shown beside the honest tests);
+* ``association``: the design of association studies (predictors, one draw or several per participant).
 
 ``OTHER_MODELS`` lists the models whose rows follow the main model's in contrasts.tsv, in that order:
 its name (the ``model`` column), its fit (``adata, scores, usage, DesignSettings -> contrast rows``,
@@ -22,7 +25,7 @@ from typing import Callable
 import pandas as pd
 
 from ..config import DesignSettings
-from . import gee, sensitivity
+from . import gee, per_gene_t, sensitivity
 
 MAIN_MODEL = "lmm"
 
@@ -41,6 +44,9 @@ OTHER_MODELS = (
         for (name, covariates, markers), label in zip(
             sensitivity.VARIANTS, ("Without covariates", "Without cell markers", "Without covariates or markers")
         )
+    ),
+    Model(
+        "per_gene_t", per_gene_t.fit, "Per-gene regressions, one-sample t over genes (as published; anti-conservative)"
     ),
 )
 

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.special import stdtr, stdtrit  # Student t cdf and quantile (scipy.stats costs ~1 s to import)
 
 from ..config import DesignSettings, ModelSettings
-from ..endpoints import primary_endpoint
+from ..endpoints import association_endpoint, primary_endpoint
 from ..errors import InputError
 from ..genesets import SCORE_NAMES, marker_genes as used_markers, set_genes
 
@@ -51,6 +51,9 @@ class Design:
     arm_of_sample: np.ndarray = field(default_factory=lambda: np.array([]))
     time_of_sample: np.ndarray = field(default_factory=lambda: np.array([]))
     period_of_sample: np.ndarray | None = None
+    kind: str = "trial"  # or "association" (ctra.models.association): its contrasts are its terms
+    terms: list[tuple[str, str]] = field(default_factory=list)  # association: (predictor, design column)
+    scales: dict[str, float] = field(default_factory=dict)  # association: SD a standardized predictor was divided by
 
 
 def arm_column(arm: str) -> str:
@@ -118,19 +121,7 @@ def build_design(
                     columns[period_column(period)] * columns[time_column(time)]
                 )
         terms.append("period + period:time")
-    for name in covariates:
-        values = obs[name]
-        if pd.api.types.is_numeric_dtype(values):
-            columns[name] = values.to_numpy(np.float64) - values.mean()
-            terms.append(name)
-        else:
-            for level in list(dict.fromkeys(values))[1:]:
-                columns[f"{name}[T.{level}]"] = _indicator(values.to_numpy(str), level)
-            terms.append(f"C({name})")
-    if extra is not None:
-        for name in extra.columns:
-            columns[name] = extra[name].to_numpy(np.float64) - extra[name].mean()
-            terms.append(name)
+    add_covariate_columns(obs, covariates, columns, terms, extra)
     participant = pd.factorize(obs["participant"], sort=True)[0]
     components, names = [participant], ["participant"]
     if has_period:
@@ -154,6 +145,26 @@ def build_design(
         time_of_sample=time_values,
         period_of_sample=obs["period"].to_numpy(str) if has_period else None,
     )
+
+
+def add_covariate_columns(
+    obs: pd.DataFrame, covariates: list[str], columns: dict, terms: list[str], extra: pd.DataFrame | None = None
+) -> None:
+    """Add each covariate's columns (numeric: centered; text: treatment-coded, first level the
+    reference) and the extra numeric columns (centered) to ``columns``, and their formula terms to ``terms``."""
+    for name in covariates:
+        values = obs[name]
+        if pd.api.types.is_numeric_dtype(values):
+            columns[name] = values.to_numpy(np.float64) - values.mean()
+            terms.append(name)
+        else:
+            for level in list(dict.fromkeys(values))[1:]:
+                columns[f"{name}[T.{level}]"] = _indicator(values.to_numpy(str), level)
+            terms.append(f"C({name})")
+    if extra is not None:
+        for name in extra.columns:
+            columns[name] = extra[name].to_numpy(np.float64) - extra[name].mean()
+            terms.append(name)
 
 
 def without_arm_terms(design: Design, arms: list[str] | None = None) -> Design:
@@ -212,8 +223,8 @@ class BlockStructure:
         single random intercept, H_i^-1 = I - w J with w = gamma / (1 + m gamma), so only block sums are
         needed; nested components go through a batched Cholesky per block size.
         """
-        if len(gamma) == 1:
-            return self._intercept_crossprods(float(gamma[0]), X, Y)
+        if len(gamma) <= 1:  # no random effect (one draw per participant): ordinary least squares
+            return self._intercept_crossprods(float(gamma[0]) if len(gamma) else 0.0, X, Y)
         logdet, xhx = 0.0, np.zeros((self.p, self.p))
         xhy, yhy = np.zeros((self.p, Y.shape[1])), np.zeros(Y.shape[1])
         for index, same in self.groups:
@@ -325,6 +336,8 @@ def relative_sds(design: Design, Y: np.ndarray, structure: BlockStructure | None
     structure = structure or BlockStructure(design)
     Y = np.asarray(Y, dtype=float)
     m = Y.shape[1]
+    if not design.components:  # one draw per participant: no random effect, ordinary least squares
+        return np.zeros((m, 0))
     if len(design.components) == 1:
         sums = _InterceptSums(structure, design.X, Y)
         return _grid_golden_log_theta(lambda values: sums.deviance(values[:, None]), m)[:, None]
@@ -343,6 +356,8 @@ def fit_reml_batch(
     structure = structure or BlockStructure(design)
     Y = np.asarray(Y, dtype=float)
     theta = relative_sds(design, Y, structure)
+    if not design.components:  # ordinary least squares: one random intercept of variance 0
+        return _InterceptSums(structure, design.X, Y).estimates(np.zeros((Y.shape[1], 1)))
     sums = (
         _InterceptSums(structure, design.X, Y)
         if len(design.components) == 1
@@ -565,6 +580,8 @@ def satterthwaite_df(fit: Fit, contrasts: np.ndarray) -> np.ndarray:
     Variance parameters on the boundary (a component estimated at 0) are held fixed, which is what
     the theta parametrisation implies there (the deviance is flat in that direction).
     """
+    if not len(fit.component_variances):  # ordinary least squares: exactly n - p
+        return np.full(len(contrasts), float(fit.structure.n - fit.structure.p))
     full = np.concatenate([[fit.sigma2], fit.component_variances])
     free = np.flatnonzero(full > 1e-10 * fit.sigma2)
     steps = 1e-4 * full[free]
@@ -614,12 +631,18 @@ class ContrastSpec:
     time: str
     vector: np.ndarray
     samples: np.ndarray
+    term: str = ""  # association studies: the design column (predictor, or predictor[T.level]) tested
 
 
 def contrast_specs(design: Design) -> list[ContrastSpec]:
     """Each non-control arm x non-baseline time (vs control's change), then each arm's own change
     (in a crossover averaged over periods with equal weight: with period x time in the model the time
-    coefficient alone is the change in the first period)."""
+    coefficient alone is the change in the first period). An association design's contrasts are its
+    predictor terms (``ctra.models.association.association_specs``)."""
+    if design.kind == "association":
+        from .association import association_specs
+
+        return association_specs(design)
     index = {c: i for i, c in enumerate(design.columns)}
     control, baseline = design.arms[0], design.times[0]
     specs = []
@@ -671,11 +694,13 @@ def contrast_rows(
     with np.errstate(invalid="ignore"):
         p_value = 2 * stdtr(df, -np.abs(estimate / se))
     participants = np.asarray(design.participant)
+    terms = {"term": [s.term for s in specs]} if any(s.term for s in specs) else {}
     return pd.DataFrame(
         {
             "contrast": [s.contrast for s in specs],
             "arm": [s.arm for s in specs],
             "time": [s.time for s in specs],
+            **terms,
             "estimate": estimate,
             "se": se,
             "ci_low": estimate - t_crit * se,
@@ -724,7 +749,7 @@ def marker_decision(adata, usage: pd.DataFrame, settings: DesignSettings) -> tup
     if setting is False or not markers:
         return [], ""
     if setting == "auto":
-        without = build_design(adata.obs, adata.uns["levels"], list(settings.covariates))
+        without = settings_design(adata.obs, adata.uns["levels"], settings, list(settings.covariates))
         residual = adata.n_obs - without.X.shape[1] - len(markers)
         if residual < MIN_MARKER_RESIDUAL_DF:
             return [], (
@@ -732,6 +757,24 @@ def marker_decision(adata, usage: pd.DataFrame, settings: DesignSettings) -> tup
                 f"{residual} residual df, fewer than {MIN_MARKER_RESIDUAL_DF}; set it to true to force them"
             )
     return markers, ""
+
+
+def settings_design(
+    obs: pd.DataFrame,
+    levels: dict,
+    settings: DesignSettings,
+    covariates: list[str],
+    extra: pd.DataFrame | None = None,
+) -> Design:
+    """``build_design`` for a trial, ``ctra.models.association.build_association_design`` for an
+    association study (its predictors and time from ``settings``)."""
+    if not settings.association:
+        return build_design(obs, levels, covariates, extra)
+    from .association import build_association_design
+
+    return build_association_design(
+        obs, list(settings.predictors), covariates, settings.time, settings.standardize_predictors, extra
+    )
 
 
 def study_design(
@@ -743,7 +786,9 @@ def study_design(
     extra = None
     if marker_genes:
         extra = pd.DataFrame(adata[:, marker_genes].layers["vst"], columns=marker_genes, index=adata.obs_names)
-    design = build_design(adata.obs, adata.uns["levels"], list(settings.covariates) if covariates else [], extra)
+    design = settings_design(
+        adata.obs, adata.uns["levels"], settings, list(settings.covariates) if covariates else [], extra
+    )
     check_full_rank(design.X, design.columns, settings.source)
     return design, marker_genes
 
@@ -797,9 +842,8 @@ def fit_genes(design: Design, adata, usage: pd.DataFrame) -> pd.DataFrame:
         table.insert(2, "direction", int(record.direction))
         tables.append(table)
     genes = pd.concat(tables, ignore_index=True)
-    genes["fdr"] = genes.groupby(["contrast", "arm", "time"], sort=False)["p_value"].transform(
-        lambda p: benjamini_hochberg(p.to_numpy())
-    )
+    keys = ["contrast", "arm", "time"] + (["term"] if "term" in genes else [])
+    genes["fdr"] = genes.groupby(keys, sort=False)["p_value"].transform(lambda p: benjamini_hochberg(p.to_numpy()))
     return genes.drop(columns=["n_participants"])
 
 
@@ -816,7 +860,11 @@ def fit_study(
         "formula": design.formula,
         "coefficients": design.columns,
         "df_method": DF_METHOD,
-        "primary": primary_endpoint(settings.primary, len(design.arms) > 1),
+        "primary": (
+            association_endpoint(settings.primary, design.terms)
+            if design.kind == "association"
+            else primary_endpoint(settings.primary, len(design.arms) > 1)
+        ),
         "adjustment": {
             "columns": design.X.shape[1] - base.X.shape[1],
             "residual_df_without": int(len(design.X) - base.X.shape[1]),
@@ -826,8 +874,20 @@ def fit_study(
         "markers_note": marker_decision(adata, usage, settings.design)[1],
         "covariates": list(settings.design.covariates),
         "markers_used": marker_genes,
-        "reference_levels": {"arm": design.arms[0], "time": design.times[0]},
-        "levels": {"arm": design.arms, "time": design.times},
+        **(
+            {
+                "design": "association",
+                "predictors": list(settings.design.predictors),
+                "terms": [column for _, column in design.terms],
+                "predictor_scales": design.scales,
+                "random_intercept": bool(design.components),
+            }
+            if design.kind == "association"
+            else {
+                "reference_levels": {"arm": design.arms[0], "time": design.times[0]},
+                "levels": {"arm": design.arms, "time": design.times},
+            }
+        ),
         "normalization": adata.uns.get("normalization", {}),
         "relative_variances": gammas,
         "variance_components": design.component_names,
