@@ -55,6 +55,16 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "null": (*_DESIGN, "robustness.permutations", "robustness.gene_sets", "robustness.seed", "robustness.chunks"),
     "robustness": (*_DESIGN, "robustness.gene_sets", "robustness.seed"),
     "report": (*REPORTED_PARAMETERS, "expression_filter", "show_participant_ids"),
+    # the fitted primary endpoint's summary for planning and synthesis (work/primary_effect.json)
+    "effect": (*_DESIGN, "input"),
+    "power": (
+        "power.effects",
+        "power.alpha",
+        "power.targets",
+        "power.attrition",
+        "power.max_per_arm",
+        "power.arms",
+    ),
 }
 
 
@@ -194,3 +204,53 @@ class ReportSettings:
             show_participant_ids=bool(study["show_participant_ids"]),
             parameters={key: study[key] for key in REPORTED_PARAMETERS},
         )
+
+
+@dataclass(frozen=True)
+class EffectSettings:
+    """The primary endpoint's summary for power and synthesis: the design (to refit the primary score's main
+    model for its variance components) and the input kind (which the synthesis reports per study)."""
+
+    design: DesignSettings
+    input: str
+
+    @classmethod
+    def from_study(cls, study: dict) -> EffectSettings:
+        return cls(design=DesignSettings.from_study(study), input=study["input"])
+
+
+@dataclass(frozen=True)
+class PowerSettings:
+    """Power and sample size of the planned trial (``ctra.power``); effects in score-SD units."""
+
+    effects: tuple[float, ...]
+    alpha: float
+    targets: tuple[float, ...]
+    attrition: float
+    max_per_arm: int
+    arms: int
+
+    @classmethod
+    def from_study(cls, study: dict) -> PowerSettings:
+        block = study["power"]
+        return cls(
+            effects=tuple(float(e) for e in block["effects"]),
+            alpha=float(block["alpha"]),
+            targets=tuple(float(t) for t in block["targets"]),
+            attrition=float(block["attrition"]),
+            max_per_arm=int(block["max_per_arm"]),
+            arms=int(block["arms"]),
+        )
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """The synthesis across studies (``ctra.synthesis``): which primary row of each study is pooled.
+
+    ``studies``: (study, arm, time) with arm and time None where the study's one primary row is meant."""
+
+    studies: tuple[tuple[str, str | None, str | None], ...]
+
+    @classmethod
+    def from_config(cls, block: dict) -> SynthesisSettings:
+        return cls(studies=tuple((s["study"], s.get("arm"), s.get("time")) for s in block["studies"]))
