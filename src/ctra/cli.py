@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         "genes": "per-gene contrasts TSV to write (genes.tsv)",
         "model": "model.json: formula, reference levels, variance components (model writes it, the others read it)",
         "contrasts": "contrasts.tsv to write, with the robustness columns",
+        "effect": "work/primary_effect.json: the primary endpoint's fitted summary (the effect command writes it)",
+        "meta": "meta.tsv to write: the studies, the pooled estimates and leave-one-out",
+        "power": "power.tsv (optional): the report's Power section",
         "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV or report.html)",
     }
     parser = argparse.ArgumentParser(
@@ -67,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--log", help="also write messages to this file")
         for option in options:
             p.add_argument(
-                f"--{option}", required=option not in ("samples-schema", "threads"), help=option_help[option]
+                f"--{option}", required=option not in ("samples-schema", "threads", "power"), help=option_help[option]
             )
         return p
 
@@ -150,6 +153,40 @@ def _parser() -> argparse.ArgumentParser:
         "genes",
         "model",
         "out",
+        "power",
+    )
+    stage(
+        "effect",
+        stages.effect,
+        "the primary endpoint's fitted summary for power and synthesis; write work/primary_effect.json",
+        "study-config",
+        "input",
+        "scores",
+        "genes-used",
+        "contrasts",
+        "model",
+        "out",
+    )
+    stage(
+        "power",
+        stages.power,
+        "power curves and sample sizes for the next trial; write power.tsv",
+        "study-config",
+        "effect",
+        "out",
+    )
+    stage(
+        "synthesis",
+        stages.synthesis,
+        "random-effects meta-analysis of the studies' primary contrasts; write meta.tsv and the synthesis report",
+        "study-config",
+        "meta",
+        "out",
+    ).add_argument(
+        "--effects",
+        nargs="+",
+        required=True,
+        help="each pooled study's work/primary_effect.json, in the order of synthesis: studies",
     )
     example = sub.add_parser(
         "example",

@@ -252,5 +252,5 @@ class SynthesisSettings:
     studies: tuple[tuple[str, str | None, str | None], ...]
 
     @classmethod
-    def from_config(cls, block: dict) -> SynthesisSettings:
+    def from_study(cls, block: dict) -> SynthesisSettings:  # the synthesis block (the name every stage uses)
         return cls(studies=tuple((s["study"], s.get("arm"), s.get("time")) for s in block["studies"]))

@@ -15,11 +15,12 @@ Power is that of the two-sided t test with the design's within-participant df,
 
     df(n) = arms * n * sum_p share_p (m_p - 1) - arms (T - 1) - q_within,
 
-(q_within: the fixed effects that vary within participant, such as the leukocyte markers), under a
+(q_within: the fixed effects that vary within participant, such as the leukocyte markers while ``auto`` keeps
+them at that n), under a
 non-central t with non-centrality delta / sqrt(Var(n)): exact for complete balanced data; otherwise checked
 against Monte-Carlo fits of whole simulated cohorts through ctra's own REML and Satterthwaite code
-(``simulate_power``; tests/test_power.py). Effects are in score-SD units, the SD of the primary score at the
-baseline draws of the fitted study. Everything is a closed form in n, so a grid of 10,000 participants per
+(``simulate_power``; tests/test_power.py). Effects are in score units: the score is a mean of per-gene z-scores,
+so one unit is one SD of a gene's expression in the study (the "SD" of ctra's reports). Everything is a closed form in n, so a grid of 10,000 participants per
 arm is one vectorised call.
 """
 
@@ -44,13 +45,14 @@ POWER_COLUMNS = (
     "arm",
     "time",
     "effect",
-    "effect_score",
     "target",
     "per_arm",
     "enrolled_per_arm",
     "power",
     "df",
     "alpha",
+    "attrition",
+    "planned_arms",
     "method",
     "note",
 )
@@ -65,8 +67,10 @@ class PlannedDesign:
     shares: tuple[float, ...]  # share of participants with each pattern (sums to 1)
     gamma: float  # participant variance / residual variance
     sigma2: float  # residual variance (score units^2)
-    score_sd: float  # SD of the score at baseline (score units): the effect unit
-    q_within: int  # fixed effects varying within participant besides time and arm x time
+    q_within: int  # fixed effects varying within participant besides time, arm x time and the markers
+    markers: int  # leukocyte marker columns of the fitted model
+    marker_rule: bool | str  # adjust_for_cell_markers: true, false or "auto"
+    p_between: int  # participant-level fixed effects besides arm (intercept, covariates)
     arms: int  # arms of the planned trial, control included (1: a single-arm study)
 
     @classmethod
@@ -77,8 +81,10 @@ class PlannedDesign:
             shares=tuple(effect["pattern_shares"]),
             gamma=float(effect["gamma"]),
             sigma2=float(effect["sigma2"]),
-            score_sd=float(effect["score_sd"]),
             q_within=int(effect["q_within"]),
+            markers=len(effect["markers_used"]),
+            marker_rule=effect["marker_rule"],
+            p_between=int(effect["p_between"]),
             arms=arms,
         )
 
@@ -106,22 +112,39 @@ def unit_variance(design: PlannedDesign, time: str) -> float:
     return per_arm * (2 if design.arms > 1 else 1)
 
 
+def markers_kept(design: PlannedDesign, per_arm: np.ndarray) -> np.ndarray:
+    """Whether the planned trial's model keeps the markers: ``adjust_for_cell_markers`` as fitted, with ``auto``
+    applied to the planned trial (at least ``MIN_MARKER_RESIDUAL_DF`` residual df with them, as the model does)."""
+    from .models.mixed import MIN_MARKER_RESIDUAL_DF
+
+    per_arm = np.asarray(per_arm, dtype=float)
+    if design.markers == 0 or design.marker_rule is False:
+        return np.zeros(per_arm.shape, dtype=bool)
+    if design.marker_rule is True:
+        return np.ones(per_arm.shape, dtype=bool)
+    draws = sum(share * len(p) for p, share in zip(design.patterns, design.shares))
+    columns = design.arms * len(design.times) + design.p_between - 1 + design.q_within  # intercept is in arms x T
+    return design.arms * per_arm * draws - columns - design.markers >= MIN_MARKER_RESIDUAL_DF
+
+
 def design_df(design: PlannedDesign, per_arm: np.ndarray) -> np.ndarray:
     """The planned design's within-participant residual df for ``per_arm`` participants per arm."""
+    per_arm = np.asarray(per_arm, dtype=float)
     within = sum(share * (len(p) - 1) for p, share in zip(design.patterns, design.shares))
     T = len(design.times)
-    return design.arms * np.asarray(per_arm, dtype=float) * within - design.arms * (T - 1) - design.q_within
+    q = design.q_within + design.markers * markers_kept(design, per_arm)
+    return design.arms * per_arm * within - design.arms * (T - 1) - q
 
 
 def power(design: PlannedDesign, time: str, effect_sd: np.ndarray, per_arm: np.ndarray, alpha: float) -> np.ndarray:
-    """Power of the two-sided level-``alpha`` test for effects (score-SD units) x participants per arm
+    """Power of the two-sided level-``alpha`` test for effects (score units) x participants per arm
     (broadcast against each other). NaN where the design has no residual df."""
     from scipy import stats
 
     effect_sd, per_arm = np.broadcast_arrays(np.abs(np.asarray(effect_sd, float)), np.asarray(per_arm, float))
     df = design_df(design, per_arm)
     se = np.sqrt(design.sigma2 * unit_variance(design, time) / per_arm)
-    noncentrality = effect_sd * design.score_sd / se
+    noncentrality = effect_sd / se
     out = np.full(df.shape, np.nan)
     ok = df >= 1
     crit = stats.t.ppf(1 - alpha / 2, df[ok])
@@ -161,17 +184,16 @@ def planning_effects(effect: dict, user_effects: list[float]) -> list[dict]:
     """The effects to plan for: each primary row's observed effect and its CI bound nearer zero (a
     magnitude; zero when the CI covers zero), then the user's effects at each follow-up time."""
     rows = []
-    sd = float(effect["score_sd"])
     for row in effect["primary_rows"]:
         estimate, low, high = row["estimate"], row["ci_low"], row["ci_high"]
         bound = 0.0 if (low <= 0 <= high) else min(abs(low), abs(high))
-        rows.append({"effect_label": "observed", "arm": row["arm"], "time": row["time"], "effect": estimate / sd})
+        rows.append({"effect_label": "observed", "arm": row["arm"], "time": row["time"], "effect": estimate})
         rows.append(
             {
                 "effect_label": "ci_bound",
                 "arm": row["arm"],
                 "time": row["time"],
-                "effect": math.copysign(bound, estimate) / sd,
+                "effect": math.copysign(bound, estimate),
             }
         )
     times = list(dict.fromkeys(row["time"] for row in effect["primary_rows"])) or list(effect["times"][1:])
@@ -192,8 +214,9 @@ def power_table(effect: dict, settings) -> pd.DataFrame:
     for plan in planning_effects(effect, list(settings.effects)):
         common = {
             **plan,
-            "effect_score": plan["effect"] * design.score_sd,
             "alpha": settings.alpha,
+            "attrition": settings.attrition,
+            "planned_arms": design.arms,
             "method": ANALYTIC,
         }
         for target in settings.targets:
@@ -295,7 +318,8 @@ def primary_effect(
         if np.all(pd.Series(design.X[:, j]).groupby(design.participant).nunique().to_numpy() == 1)
     ]
     interaction_or_time = [j for j, c in enumerate(design.columns) if c.startswith("time[") or ":time[" in c]
-    q_within = design.X.shape[1] - len(participant_level) - len(interaction_or_time)
+    q_within = design.X.shape[1] - len(participant_level) - len(interaction_or_time) - len(markers)
+    p_between = len(participant_level) - (len(arms) - 1)
     component_variances = [float(v) for v in fit.component_variances]
     unsupported = "" if len(design.components) == 1 else "crossover designs: power is planned for parallel designs only"
     return {
@@ -316,6 +340,8 @@ def primary_effect(
         "pattern_shares": [float(counts[p] / n_people) for p in patterns],
         "n_participants": n_people,
         "q_within": int(q_within),
+        "p_between": int(p_between),
+        "marker_rule": settings.design.adjust_for_cell_markers,
         "primary_rows": primary_rows,
         "unsupported": unsupported,
     }
@@ -364,7 +390,7 @@ def simulate_power(
     y = u + rng.normal(0, sigma, (len(sheet), cohorts))
     active = arms[-1]
     moved = ((sheet["arm"] == active) & (sheet["time"] == time)).to_numpy()
-    y[moved] += effect_sd * design.score_sd
+    y[moved] += effect_sd
     specs = [
         s
         for s in contrast_specs(fixed)

@@ -1,8 +1,9 @@
 """Synthesis across studies: random-effects meta-analysis of the studies' primary contrasts.
 
-Each study contributes its primary arm x time estimate on the standardized score scale, y_i = estimate /
-SD_i with v_i = (se / SD_i)^2 (SD_i: the SD of the score at the study's baseline draws, so studies on RNA-seq
-counts and on microarray log2 values are pooled in the same unit; the SD's own sampling error is ignored).
+Each study contributes its primary arm x time estimate y_i with v_i = se_i^2 on the standardized score scale:
+every gene is z-scored within its own study before the score averages them, so one score unit is one SD of a
+gene's expression in that study whatever the platform (RNA-seq counts through the VST, microarray log2), and
+studies on different platforms are pooled in the same unit.
 
 * REML tau^2 (Fisher scoring, truncated at 0, as metafor's ``rma(method = "REML")``), the pooled mean
   mu = sum w_i y_i / sum w_i with w_i = 1 / (v_i + tau^2), and the Hartung-Knapp(-Sidik-Jonkman) CI and p:
@@ -183,7 +184,7 @@ class StudyEffect:
     time: str
     input: str
     n_participants: int
-    estimate: float  # score-SD units
+    estimate: float  # score units (per-gene SDs of the study)
     se: float
     ci_low: float
     ci_high: float
@@ -286,12 +287,11 @@ def study_effect(name: str, effect: dict, arm: str | None, time: str | None) -> 
             f"as {{study: {name}, arm: ..., time: ...}}"
         )
     row = rows[0]
-    sd = effect["score_sd"]
-    values = [row["estimate"], row["se"], sd]
-    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in values) or row["se"] <= 0 or sd <= 0:
+    values = [row["estimate"], row["se"]]
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in values) or row["se"] <= 0:
         raise InputError(
-            f"synthesis: study '{name}' has no usable primary estimate (estimate {row['estimate']}, se {row['se']}, "
-            f"baseline SD {sd}): its model fit failed; see results/{name}/logs/"
+            f"synthesis: study '{name}' has no usable primary estimate (estimate {row['estimate']}, se {row['se']}): "
+            f"its model fit failed; see results/{name}/logs/"
         )
     return StudyEffect(
         study=name,
@@ -300,10 +300,10 @@ def study_effect(name: str, effect: dict, arm: str | None, time: str | None) -> 
         time=row["time"],
         input=effect["input"],
         n_participants=int(row["n_participants"]),
-        estimate=row["estimate"] / sd,
-        se=row["se"] / sd,
-        ci_low=row["ci_low"] / sd,
-        ci_high=row["ci_high"] / sd,
+        estimate=row["estimate"],
+        se=row["se"],
+        ci_low=row["ci_low"],
+        ci_high=row["ci_high"],
     )
 
 

@@ -161,7 +161,13 @@ def _check_targets():
     if MODULE is not None:
         return
     for name, token in _requested_studies():
-        if name not in config["studies"]:
+        if name == "synthesis" and not config.get("synthesis"):
+            raise WorkflowError(
+                f"the requested target '{token}' is the synthesis across studies, which this config does not ask "
+                "for: add `synthesis: true` (every trial study with the same primary score) or "
+                "`synthesis: {studies: [...]}` to the config."
+            )
+        if name not in config["studies"] and name != "synthesis":
             raise WorkflowError(_unknown_study(name, f" in the requested target '{token}'"))
 
 
@@ -218,7 +224,8 @@ os.environ.update(CTRA_PYTHON=sys.executable)
 
 
 wildcard_constraints:
-    study=STUDY_NAME,
+    # results/synthesis/ is the synthesis across studies (synthesis.smk), never a study
+    study=f"(?!synthesis/){STUDY_NAME}",
     chunk="[0-9]+",
 
 

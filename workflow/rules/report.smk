@@ -7,6 +7,7 @@ rule report:
         contrasts="results/{study}/contrasts.tsv",
         genes="results/{study}/genes.tsv",
         model="results/{study}/model.json",
+        power=power_file,
     output:
         report(
             "results/{study}/report.html",
@@ -21,8 +22,9 @@ rule report:
     localrule: True
     params:
         settings=stage_json("report"),
+        power=power_option,
     shell:
         '"$CTRA_PYTHON" -m ctra.cli report --study {wildcards.study:q} --study-config {params.settings:q}'
         " --input {input.normalized:q} --scores {input.scores:q} --genes-used {input.genes_used:q}"
         " --contrasts {input.contrasts:q} --genes {input.genes:q} --model {input.model:q}"
-        " --out {output:q} --log {log:q}"
+        " {params.power} --out {output:q} --log {log:q}"

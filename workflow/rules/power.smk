@@ -1,0 +1,56 @@
+# Power and sample size for the next trial, from the study's fitted main model (README "Power and sample size").
+import shlex
+
+
+def power_file(wildcards):
+    """The study's power.tsv when `power: enabled` (the report's Power section reads it), else nothing."""
+    return [f"results/{wildcards.study}/power.tsv"] if study_config(wildcards)["power"]["enabled"] else []
+
+
+def power_option(wildcards, input):
+    """The report command's `--power power.tsv` when the study has one."""
+    return " ".join(f"--power {shlex.quote(path)}" for path in input.power)
+
+
+rule effect:
+    """The primary endpoint's fitted summary: variance components, baseline SD, draw patterns, primary rows."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        scores="results/{study}/scores.tsv",
+        genes_used="results/{study}/genes_used.tsv",
+        contrasts="results/{study}/contrasts.tsv",
+        model="results/{study}/model.json",
+    output:
+        "results/{study}/work/primary_effect.json",
+    log:
+        "results/{study}/logs/effect.log",
+    # one REML fit of one score: seconds
+    localrule: True
+    params:
+        settings=stage_json("effect"),
+    shell:
+        '"$CTRA_PYTHON" -m ctra.cli effect --study-config {params.settings:q} --input {input.normalized:q}'
+        " --scores {input.scores:q} --genes-used {input.genes_used:q} --contrasts {input.contrasts:q}"
+        " --model {input.model:q} --out {output:q} --log {log:q}"
+
+
+rule power:
+    """Power curves and participants per arm for each target (closed form: seconds even at 10,000 per arm)."""
+    input:
+        effect="results/{study}/work/primary_effect.json",
+    output:
+        report(
+            "results/{study}/power.tsv",
+            caption="../report/power.rst",
+            category="{study}",
+            subcategory="Tables",
+            labels={"study": "{study}", "table": "power.tsv (next trial)"},
+        ),
+    log:
+        "results/{study}/logs/power.log",
+    localrule: True
+    params:
+        settings=stage_json("power"),
+    shell:
+        '"$CTRA_PYTHON" -m ctra.cli power --study-config {params.settings:q} --effect {input.effect:q}'
+        " --out {output:q} --log {log:q}"
