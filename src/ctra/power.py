@@ -149,7 +149,10 @@ def power(design: PlannedDesign, time: str, effect_sd: np.ndarray, per_arm: np.n
     ok = df >= 1
     crit = stats.t.ppf(1 - alpha / 2, df[ok])
     nc = noncentrality[ok]
-    out[ok] = stats.nct.sf(crit, df[ok], nc) + stats.nct.cdf(-crit, df[ok], nc)
+    upper, lower = stats.nct.sf(crit, df[ok], nc), stats.nct.cdf(-crit, df[ok], nc)
+    # scipy's non-central t returns NaN for some far tails (the lower tail beyond 1e-10 once nc > ~8): 0 and 1 there
+    far = nc > 8
+    out[ok] = np.where(np.isnan(upper) & far, 1.0, upper) + np.where(np.isnan(lower) & far, 0.0, lower)
     return np.clip(out, 0.0, 1.0)
 
 
