@@ -7,8 +7,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -165,30 +163,25 @@ def test_meta_calibration_table():
 
 
 def test_synthesis_stage_end_to_end_from_primary_effect_files(tmp_path):
-    """`ctra synthesis` as the rule calls it, on three studies' primary_effect.json files."""
+    """The synthesis stage on three studies' primary_effect.json files (in-process; the CLI and the rule run in
+    the slow workflow test), twice: byte-identical meta.tsv."""
+    from ctra import stages
+    from ctra.config import SynthesisSettings
+
     paths = []
     for i, estimate in enumerate((-0.7, -0.5, -0.2)):
         effect = {**_effect(estimate=estimate), "input": ["counts", "log2_expression", "counts"][i]}
         path = tmp_path / f"s{i}.json"
         path.write_text(json.dumps(effect))
         paths.append(str(path))
-    settings = {"studies": [{"study": f"s{i}", "arm": None, "time": None} for i in range(3)]}
-    command = [sys.executable, "-m", "ctra.cli", "synthesis", "--study-config", json.dumps(settings)]
-    command += ["--meta", str(tmp_path / "meta.tsv"), "--out", str(tmp_path / "report.html"), "--effects", *paths]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    settings = SynthesisSettings.from_study({"studies": [{"study": f"s{i}"} for i in range(3)]})
+    for name in ("meta.tsv", "again.tsv"):
+        stages.synthesis(settings, effects=paths, meta=str(tmp_path / name), out=str(tmp_path / "report.html"))
+    assert (tmp_path / "again.tsv").read_bytes() == (tmp_path / "meta.tsv").read_bytes()
     meta = pd.read_csv(tmp_path / "meta.tsv", sep="\t")
     assert meta.loc[meta["analysis"] == "study", "input"].tolist() == ["counts", "log2_expression", "counts"]
     report = (tmp_path / "report.html").read_text()
     assert "log2 expression (microarray, log2 TPM)" in report and "RNA-seq counts" in report
-    from ctra import stages
-    from ctra.config import SynthesisSettings
-
-    again = tmp_path / "again.tsv"
-    stages.synthesis(
-        SynthesisSettings.from_study(settings), effects=paths, meta=str(again), out=str(tmp_path / "r2.html")
-    )
-    assert again.read_bytes() == (tmp_path / "meta.tsv").read_bytes()  # byte-identical rerun
 
 
 @pytest.mark.slow
@@ -200,7 +193,7 @@ def test_workflow_synthesis_of_the_example_and_seed_copies_reproduces_the_fixtur
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.run(tmp_path)
+    module.run(tmp_path)  # `snakemake results/synthesis/report.html`: the rules and the CLI
     produced = (tmp_path / "results" / "synthesis" / "meta.tsv").read_bytes()
     assert produced == (FIXTURES / "example_seeds_ctra_meta.tsv").read_bytes()
     report = (tmp_path / "results" / "synthesis" / "report.html").read_text()

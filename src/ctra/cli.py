@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "models": "work/model_contrasts.tsv: every model's contrasts before the resampling checks (model writes it)",
         "genes": "per-gene contrasts TSV to write (genes.tsv)",
         "model": "model.json: formula, reference levels, variance components (model writes it, the others read it)",
-        "contrasts": "contrasts.tsv to write, with the robustness columns",
+        "contrasts": "contrasts.tsv to write, with the robustness columns (effect: the model stage's contrasts to read)",
         "effect": "work/primary_effect.json: the primary endpoint's fitted summary (the effect command writes it)",
         "meta": "meta.tsv to write: the studies, the pooled estimates and leave-one-out",
         "power": "power.tsv (optional): the report's Power section",

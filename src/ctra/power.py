@@ -290,7 +290,11 @@ def primary_effect(
     ordered = scores.set_index("sample").loc[adata.obs_names]
     design, markers = study_design(adata, usage, settings.design)
     fit = fit_reml(design, ordered[score].to_numpy(float))
-    main = contrasts[(contrasts["model"] == "lmm") & (contrasts["role"] == "primary")]
+    # the model stage's rows (work/model_contrasts.tsv): the main model's rows of the primary score and contrast
+    # are contrasts.tsv's primary rows (robustness adds columns, not estimates), so this runs beside the null draws
+    main = contrasts[
+        (contrasts["model"] == "lmm") & (contrasts["score"] == score) & (contrasts["contrast"] == endpoint["contrast"])
+    ]
     primary_rows = [
         {
             key: (str(row[key]) if key in ("arm", "time", "contrast") else float(row[key]))

@@ -18,7 +18,8 @@ rule effect:
         normalized="results/{study}/normalized.h5ad",
         scores="results/{study}/scores.tsv",
         genes_used="results/{study}/genes_used.tsv",
-        contrasts="results/{study}/contrasts.tsv",
+        # the model stage's contrasts (the same estimates as contrasts.tsv): runs beside the null draws
+        contrasts="results/{study}/work/model_contrasts.tsv",
         model="results/{study}/model.json",
     output:
         "results/{study}/work/primary_effect.json",
