@@ -235,6 +235,7 @@ def _synthesis_sentences(main: pd.Series, dl: pd.Series, studies: pd.DataFrame) 
         f"{int(main['q_df'])} df (p = {_fmt_p(main['q_p'])}); a new study's true effect would lie between "
         f"{main['pi_low']:+.2f} and {main['pi_high']:+.2f} SD (95 % prediction interval).",
         f"DerSimonian-Laird (sensitivity): {_ci(dl)}.",
+        *([f"Note: {main['note']}."] if main["note"] else []),
     ]
 
 

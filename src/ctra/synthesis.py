@@ -337,7 +337,16 @@ def meta_table(effects: list[StudyEffect]) -> pd.DataFrame:
         )
     summary = {"score": score, "n_participants": sum(e.n_participants for e in effects), "k": k}
     scalar = {key: float(value) for key, value in main.items() if key != "weights"}
-    rows.append({"analysis": "random_effects_reml_hk", "study": "pooled", **summary, **scalar, "weight": 100.0})
+    wald_se = float(np.sqrt(1 / (1 / (v + main["tau2"])).sum()))
+    note = (
+        f"the Hartung-Knapp se ({scalar['se']:.3g}) is below the Wald se ({wald_se:.3g}): the studies agree more "
+        "closely than their standard errors imply, which makes this CI narrower than the DerSimonian-Laird one"
+        if scalar["se"] < wald_se
+        else ""
+    )
+    rows.append(
+        {"analysis": "random_effects_reml_hk", "study": "pooled", **summary, **scalar, "weight": 100.0, "note": note}
+    )
     dl_scalar = {key: float(value) for key, value in dl.items() if key not in ("weights", "p_value", "df")}
     rows.append(
         {
