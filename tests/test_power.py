@@ -57,6 +57,13 @@ def test_complete_two_draw_design_is_the_two_sample_t_test_on_changes():
     assert pw.power(design, "post", delta, n, 0.05) == pytest.approx(textbook, rel=1e-12)
 
 
+def test_single_arm_plans_the_change_from_baseline():
+    """No control (arms = 1): the change's variance 2 sigma^2 / n, df n - 1 for complete pre/post."""
+    design = planned(arms=1)
+    assert pw.unit_variance(design, "post") == pytest.approx(2.0)
+    assert pw.design_df(design, np.array([10])).tolist() == [9]
+
+
 @pytest.mark.parametrize(
     "times, patterns, shares, per_arm",
     [

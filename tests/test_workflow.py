@@ -111,12 +111,13 @@ def test_example_power_plans_from_the_observed_effect_and_the_cautious_bound(exa
 
 
 def test_synthesis_joins_the_dag_when_configured(example_run, tmp_path):
-    """`synthesis: true` with two trial studies adds the synthesis (and each study's primary summary) to `all`."""
+    """`synthesis: true` with two trial studies adds the synthesis (and each study's primary summary) to `all`;
+    `power: enabled: false` leaves that study's power out (its summary is still made for the synthesis)."""
     config = yaml.safe_load((example_run.parents[1] / "config.yaml").read_text())
     study = config["studies"]["example"]
-    config = {"studies": {"example": study, "copy": dict(study)}, "synthesis": True}
+    config = {"studies": {"example": study, "copy": {**study, "power": {"enabled": False}}}, "synthesis": True}
     jobs = dry_run_jobs(tmp_path, config)
-    assert jobs["synthesis"] == 1 and jobs["effect"] == 2 and jobs["report"] == 2
+    assert jobs["synthesis"] == 1 and jobs["effect"] == 2 and jobs["power"] == 1 and jobs["report"] == 2
 
 
 def dry_run_jobs(workdir: Path, config: dict) -> dict[str, int]:

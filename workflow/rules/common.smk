@@ -8,6 +8,7 @@ import difflib
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.sourcecache import LocalSourceFile
 
 from ctra.config import stage_settings
+from ctra.errors import InputError
+from ctra.synthesis import synthesis_studies
 
 # Files shipped with ctra (schemas, gene sets) are found relative to this file (ctra's workflow/rules/), never
 # through workflow.basedir: that is the main Snakefile's directory, the user's own one when ctra is a module.
@@ -272,3 +275,27 @@ def null_chunk_files(wildcards):
     """The study's null-draw chunks, in chunk order (so gathering is deterministic)."""
     chunks = study_config(wildcards)["robustness"]["chunks"]
     return [f"results/{wildcards.study}/work/null_{k}.tsv" for k in range(chunks)]
+
+
+# ---------------------------------------------------------------- power (power.smk) and synthesis (synthesis.smk)
+
+
+def power_file(wildcards):
+    """The study's power.tsv when `power: enabled` (the report's Power section reads it), else nothing."""
+    return [f"results/{wildcards.study}/power.tsv"] if study_config(wildcards)["power"]["enabled"] else []
+
+
+def power_option(wildcards, input):
+    """The report command's `--power power.tsv` when the study has one."""
+    return " ".join(f"--power {shlex.quote(path)}" for path in input.power)
+
+
+def _synthesis_plan():
+    try:
+        return synthesis_studies(config)
+    except InputError as error:
+        listed = "\n".join(f"  - {p}." for p in error.problems)
+        raise WorkflowError(f"{_config_files()}: the synthesis cannot run:\n{listed}")
+
+
+SYNTHESIS = _synthesis_plan()

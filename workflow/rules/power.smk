@@ -1,15 +1,4 @@
 # Power and sample size for the next trial, from the study's fitted main model (README "Power and sample size").
-import shlex
-
-
-def power_file(wildcards):
-    """The study's power.tsv when `power: enabled` (the report's Power section reads it), else nothing."""
-    return [f"results/{wildcards.study}/power.tsv"] if study_config(wildcards)["power"]["enabled"] else []
-
-
-def power_option(wildcards, input):
-    """The report command's `--power power.tsv` when the study has one."""
-    return " ".join(f"--power {shlex.quote(path)}" for path in input.power)
 
 
 rule effect:

@@ -1,22 +1,7 @@
 # Synthesis across studies: random-effects meta-analysis of the primary contrasts (README "Synthesis across
 # studies"). The studies to pool are checked when the workflow is parsed (ctra.synthesis.synthesis_studies:
 # unknown, not a trial, another primary score, fewer than two), so a bad `synthesis:` block stops the run with
-# one message per study before any job starts.
-from ctra.errors import InputError
-from ctra.synthesis import synthesis_studies
-
-
-def _synthesis_plan():
-    try:
-        return synthesis_studies(config)
-    except InputError as error:
-        listed = "\n".join(f"  - {p}." for p in error.problems)
-        raise WorkflowError(f"{_config_files()}: the synthesis cannot run:\n{listed}")
-
-
-SYNTHESIS = _synthesis_plan()
-
-
+# one message per study before any job starts (common.smk: SYNTHESIS).
 if SYNTHESIS:
 
     rule synthesis:
