@@ -65,6 +65,14 @@ def test_meta_table_rows_and_p_value_only_where_calibrated():
     assert table["p_value"].notna().tolist() == (table["analysis"] == "random_effects_reml_hk").tolist()
     two = syn.meta_table(effects[:2])
     assert "leave_one_out" not in set(two["analysis"])
+    assert table["note"].iloc[5] == ""  # heterogeneous: the Hartung-Knapp CI is the wider one
+    seeds = pd.read_csv(FIXTURES / "example_seeds_input.tsv", sep="\t")
+    close = [
+        syn.StudyEffect(s, "ctra", "a", "post", "counts", 60, y, np.sqrt(v), y, y)
+        for s, y, v in zip(seeds["study"], seeds["yi"], seeds["vi"])
+    ]
+    pooled = syn.meta_table(close).query("analysis == 'random_effects_reml_hk'").iloc[0]
+    assert pooled["note"].startswith("the Hartung-Knapp CI is narrower than the DerSimonian-Laird Wald CI")
 
 
 def _config(**studies) -> dict:

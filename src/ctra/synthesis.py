@@ -338,10 +338,11 @@ def meta_table(effects: list[StudyEffect]) -> pd.DataFrame:
     summary = {"score": score, "n_participants": sum(e.n_participants for e in effects), "k": k}
     scalar = {key: float(value) for key, value in main.items() if key != "weights"}
     wald_se = float(np.sqrt(1 / (1 / (v + main["tau2"])).sum()))
+    narrower = scalar["ci_high"] - scalar["ci_low"] < float(dl["ci_high"] - dl["ci_low"])
     note = (
-        f"the Hartung-Knapp se ({scalar['se']:.3g}) is below the Wald se ({wald_se:.3g}): the studies agree more "
-        "closely than their standard errors imply, which makes this CI narrower than the DerSimonian-Laird one"
-        if scalar["se"] < wald_se
+        f"the Hartung-Knapp CI is narrower than the DerSimonian-Laird Wald CI: the studies agree more closely than "
+        f"their standard errors imply (Hartung-Knapp se {scalar['se']:.3g}, Wald se {wald_se:.3g})"
+        if narrower
         else ""
     )
     rows.append(
