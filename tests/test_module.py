@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow  # two full Snakemake runs (~45 s): in the slow su
 
 FAST = {"permutations": 200, "gene_sets": 50}
 PARENT_TARGETS = ("results/example/report.html", "results/notes/hello.txt")
-LOCAL_RULES = ["ctra_report", "ctra_score", "ctra_validate"]
+LOCAL_RULES = ["ctra_effect", "ctra_power", "ctra_report", "ctra_score", "ctra_validate"]
 
 PARENT_SNAKEFILE = """\
 configfile: "config/config.yaml"
