@@ -138,6 +138,8 @@ def _power_figure(curves: pd.DataFrame, sizes: pd.DataFrame) -> Figure | None:
     data = []
     keys = list(dict.fromkeys(zip(curves["effect_label"], curves["arm"], curves["time"], curves["effect"])))
     for i, (label, arm, time, effect) in enumerate(keys):
+        if effect == 0:  # a CI bound at zero: power = alpha at every n (the table says so)
+            continue
         sub = curves[
             (curves["effect_label"] == label)
             & (curves["arm"] == arm)
@@ -171,18 +173,27 @@ def _power_figure(curves: pd.DataFrame, sizes: pd.DataFrame) -> Figure | None:
         "legend": {"orientation": "h", "y": -0.25},
     }
     return _figure(
-        "power-curves", data, layout, "Power of the primary contrast by participants per arm (dashed: targets)."
+        "fig-power-curves", data, layout, "Power of the primary contrast by participants per arm (dashed: targets)."
     )
 
 
 def _power_note(power: pd.DataFrame) -> str:
     row = power.iloc[0]
+    curve = power[power["kind"] == "curve"].drop_duplicates("per_arm").sort_values("per_arm")
+    drops = curve["per_arm"].to_numpy()[1:][np.diff(curve["df"].to_numpy()) < 0]
+    markers = (
+        f" From {int(drops[0])} per arm the planned model would add the leukocyte markers "
+        "(adjust_for_cell_markers: auto keeps them from 20 residual df), which costs their df: hence the small dip "
+        "in the curves there."
+        if len(drops)
+        else ""
+    )
     return (
         f"Analytic power (method '{row['method']}'): the variance of the GLS arm x time contrast for the planned design "
         "with this study's fitted variance components and share of missed draws, a non-central t with the design's "
         "within-participant df; effects in score units (per-gene SDs, as every estimate in this report). Participants per arm are those "
         "analysed; 'to enrol' adds the attrition. Exact for complete balanced designs; checked against Monte-Carlo "
-        "fits of simulated cohorts (README, Power)."
+        "fits of simulated cohorts (README, Calibration)." + markers
     )
 
 
@@ -312,7 +323,7 @@ def _synthesis_forest(studies: pd.DataFrame, main: pd.Series) -> Figure:
         "showlegend": False,
     }
     return _figure(
-        "synthesis-forest",
+        "fig-synthesis-forest",
         data,
         layout,
         "Each study's primary contrast with its 95 % CI (square size: REML weight), the pooled estimate (diamond: "
