@@ -948,12 +948,6 @@ def synthesis_studies_that_cannot_be_pooled(w):
     w.write_config({"studies": w.studies, "synthesis": {"studies": ["s", "nosuch", "one_arm", "other"]}})
 
 
-@case(["study named 'synthesis'", "results/synthesis/"], runner="snakemake", targets=())
-def study_named_synthesis(w):
-    """results/synthesis/ is the synthesis's directory: a study of that name is refused."""
-    w.write_cohort(name="synthesis")
-
-
 def _no_side_effect(w, result):
     assert not (w.root / "PWNED").exists()
 
