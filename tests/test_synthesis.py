@@ -15,6 +15,7 @@ import yaml
 
 from conftest import REPO
 from ctra import synthesis as syn
+from ctra.config import synthesis_studies
 from ctra.errors import InputError
 from ctra.planning_report import render_synthesis
 
@@ -83,11 +84,11 @@ def _config(**studies) -> dict:
 def test_synthesis_true_pools_every_trial_study_with_the_same_score():
     config = _config(a={}, b={}, single={"control": None})
     config["synthesis"] = True
-    assert [s["study"] for s in syn.synthesis_studies(config)] == ["a", "b"]
+    assert [s["study"] for s in synthesis_studies(config)] == ["a", "b"]
     config["studies"]["b"]["primary"] = {"score": "antiviral", "contrast": "arm_x_time"}
     with pytest.raises(InputError, match="different ones: 'a' \\(ctra\\), 'b' \\(antiviral\\)"):
-        syn.synthesis_studies(config)
-    assert syn.synthesis_studies(_config(a={})) == []  # no synthesis block: nothing to pool
+        synthesis_studies(config)
+    assert synthesis_studies(_config(a={})) == []  # no synthesis block: nothing to pool
 
 
 @pytest.mark.parametrize(
@@ -106,14 +107,14 @@ def test_a_study_that_cannot_be_pooled_is_named(listed, expected):
     )
     config["synthesis"] = {"studies": listed}
     with pytest.raises(InputError) as error:
-        syn.synthesis_studies(config)
+        synthesis_studies(config)
     assert any(expected in p for p in error.value.problems), error.value.problems
     assert len(error.value.problems) == 1
 
 
 def test_a_study_named_synthesis_is_refused():
     with pytest.raises(InputError, match="study named 'synthesis'"):
-        syn.synthesis_studies(_config(synthesis={}))
+        synthesis_studies(_config(synthesis={}))
 
 
 def _effect(**row) -> dict:

@@ -254,3 +254,79 @@ class SynthesisSettings:
     @classmethod
     def from_study(cls, block: dict) -> SynthesisSettings:  # the synthesis block (the name every stage uses)
         return cls(studies=tuple((s["study"], s.get("arm"), s.get("time")) for s in block["studies"]))
+
+
+def synthesis_studies(config: dict) -> list[dict]:
+    """The studies the ``synthesis:`` block pools, as ``{study, arm, time}`` (arm and time None: the study's
+    one primary row), or an InputError naming each study that cannot be pooled and why. Reads only the
+    config (schema-checked, defaults filled): it runs when the workflow is parsed."""
+    from .errors import InputError
+
+    block = config.get("synthesis")
+    studies = config["studies"]
+    problems = []
+    if "synthesis" in studies:
+        problems.append(
+            "studies: a study named 'synthesis' would write to results/synthesis/, where the synthesis across "
+            "studies writes: rename the study"
+        )
+    if not block:
+        if problems:
+            raise InputError(problems)
+        return []
+
+    def is_trial(name: str) -> bool:
+        return studies[name].get("control") is not None
+
+    if block is True:
+        chosen = [{"study": name, "arm": None, "time": None} for name in sorted(studies) if is_trial(name)]
+        scores = {studies[c["study"]]["primary"]["score"] for c in chosen}
+        if len(scores) > 1:
+            listed = ", ".join(f"'{c['study']}' ({studies[c['study']]['primary']['score']})" for c in chosen)
+            problems.append(
+                f"synthesis: true pools every trial study with the same primary score, but the trial studies have "
+                f"different ones: {listed}; list the studies to pool under synthesis: studies"
+            )
+    else:
+        chosen = [
+            {"study": s, "arm": None, "time": None} if isinstance(s, str) else {"arm": None, "time": None, **s}
+            for s in block["studies"]
+        ]
+        for item in chosen:
+            name = item["study"]
+            if name not in studies:
+                defined = ", ".join(f"'{s}'" for s in sorted(studies))
+                problems.append(f"synthesis: study '{name}' is not defined under studies: (defined: {defined})")
+            elif not is_trial(name):
+                problems.append(
+                    f"synthesis: study '{name}' is not a trial (no control arm): it has no arm x time contrast to pool"
+                )
+            elif studies[name]["primary"]["contrast"] != "arm_x_time":
+                problems.append(
+                    f"synthesis: study '{name}' has primary contrast '{studies[name]['primary']['contrast']}'; "
+                    "the synthesis pools arm x time contrasts"
+                )
+        known = [c for c in chosen if c["study"] in studies and is_trial(c["study"])]
+        scores: dict[str, list[str]] = {}
+        for item in known:
+            scores.setdefault(studies[item["study"]]["primary"]["score"], []).append(item["study"])
+        if len(scores) > 1:
+            first = studies[known[0]["study"]]["primary"]["score"]
+            for item in known:
+                score = studies[item["study"]]["primary"]["score"]
+                if score != first:
+                    problems.append(
+                        f"synthesis: study '{item['study']}' has primary score '{score}', but '{known[0]['study']}' "
+                        f"has '{first}': only studies with the same primary score can be pooled"
+                    )
+        names = [c["study"] for c in chosen]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"synthesis: study '{name}' is listed more than once")
+    if not problems and len(chosen) < 2:
+        which = f" (only '{chosen[0]['study']}')" if chosen else ""
+        problems.append(
+            f"synthesis: a meta-analysis needs two or more trial studies with the same primary score{which}"
+        )
+    if problems:
+        raise InputError(problems)
+    return chosen

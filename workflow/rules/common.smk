@@ -16,9 +16,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.sourcecache import LocalSourceFile
 
-from ctra.config import stage_settings
+from ctra.config import stage_settings, synthesis_studies
 from ctra.errors import InputError
-from ctra.synthesis import synthesis_studies
 
 # Files shipped with ctra (schemas, gene sets) are found relative to this file (ctra's workflow/rules/), never
 # through workflow.basedir: that is the main Snakefile's directory, the user's own one when ctra is a module.

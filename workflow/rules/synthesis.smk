@@ -1,5 +1,5 @@
 # Synthesis across studies: random-effects meta-analysis of the primary contrasts (README "Synthesis across
-# studies"). The studies to pool are checked when the workflow is parsed (ctra.synthesis.synthesis_studies:
+# studies"). The studies to pool are checked when the workflow is parsed (ctra.config.synthesis_studies:
 # unknown, not a trial, another primary score, fewer than two), so a bad `synthesis:` block stops the run with
 # one message per study before any job starts (common.smk: SYNTHESIS).
 if SYNTHESIS:
