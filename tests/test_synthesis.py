@@ -94,16 +94,24 @@ def test_synthesis_true_pools_every_trial_study_with_the_same_score():
 @pytest.mark.parametrize(
     "listed, expected",
     [
-        (["a", "nosuch"], "study 'nosuch' is not defined under studies: (defined: 'a', 'b', 'one_arm', 'other')"),
+        (
+            ["a", "nosuch"],
+            "study 'nosuch' is not defined under studies: (defined: 'a', 'b', 'one_arm', 'other', 'three')",
+        ),
         (["a", "one_arm"], "study 'one_arm' is not a trial (no control arm)"),
         (["a", "other"], "study 'other' has primary score 'antibody', but 'a' has 'ctra'"),
         (["a"], "needs two or more trial studies with the same primary score (only 'a')"),
         (["a", "a"], "study 'a' is listed more than once"),
+        (["a", "three"], "study 'three' has 2 active arms (arm_levels): name the one to pool"),
     ],
 )
 def test_a_study_that_cannot_be_pooled_is_named(listed, expected):
     config = _config(
-        a={}, b={}, one_arm={"control": None}, other={"primary": {"score": "antibody", "contrast": "arm_x_time"}}
+        a={},
+        b={},
+        one_arm={"control": None},
+        other={"primary": {"score": "antibody", "contrast": "arm_x_time"}},
+        three={"arm_levels": ["control", "x", "y"]},
     )
     config["synthesis"] = {"studies": listed}
     with pytest.raises(InputError) as error:

@@ -322,6 +322,13 @@ def synthesis_studies(config: dict) -> list[dict]:
         names = [c["study"] for c in chosen]
         for name in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"synthesis: study '{name}' is listed more than once")
+    for item in chosen:  # several active arms, known from the config: ask now rather than after the studies ran
+        levels = studies.get(item["study"], {}).get("arm_levels") or []
+        if item["arm"] is None and len(levels) > 2 and is_trial(item["study"]):
+            problems.append(
+                f"synthesis: study '{item['study']}' has {len(levels) - 1} active arms (arm_levels): name the one "
+                f"to pool as {{study: {item['study']}, arm: ...}}"
+            )
     if not problems and len(chosen) < 2:
         which = f" (only '{chosen[0]['study']}')" if chosen else ""
         problems.append(

@@ -102,9 +102,17 @@ def _power_sentences(sizes: pd.DataFrame) -> list[str]:
             if np.isfinite(attrition) and attrition > 0
             else ""
         )
+        covers = sizes[
+            (sizes["effect_label"] == "ci_bound") & (sizes["arm"] == row["arm"]) & (sizes["time"] == row["time"])
+        ]
+        caution = (
+            " Its 95 % CI covers zero, so this estimate is no evidence of an effect: plan on an effect that matters."
+            if len(covers) and (covers["effect"] == 0).all()
+            else ""
+        )
         out.append(
             f"To detect the observed {_effect_text(row)} ({_who(row)}) with {_pct(target)} power at {level}, "
-            f"a {_n_arms(row)} trial needs {int(row['per_arm'])} participants per arm{extra}."
+            f"a {_n_arms(row)} trial needs {int(row['per_arm'])} participants per arm{extra}.{caution}"
         )
     return out
 
