@@ -9,8 +9,8 @@ from scipy import stats
 
 from conftest import GENE_SETS
 from ctra.errors import InputError
-from ctra.genesets import id_kind, load_gene_set, match_genes, strip_version
-from ctra.scoring import compute_scores, zscore
+from ctra.genesets import SCORE_NAMES, id_kind, load_gene_set, match_genes, strip_version
+from ctra.scoring import compute_scores, score_terms, zscore
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_gencode_par_y_ids_are_ensembl_but_not_the_chrx_gene():
     assert strip_version("ENSG00000002586_PAR_Y") == "ENSG00000002586_PAR_Y"
 
 
-def test_the_null_scores_the_real_set_as_scores_tsv():
+def test_the_null_scores_the_real_set_as_scores_tsv(register_toy_method):
     """The random-gene-set null scores a set by the same function as the score stage: given the real
     set's own genes it reproduces the score stage's table (scores.tsv) exactly."""
     import anndata as ad
@@ -150,7 +150,34 @@ def test_the_null_scores_the_real_set_as_scores_tsv():
     )
     used = set_genes(usage)
     picks = adata.var_names.get_indexer(used["gene"])[None, :]
-    null = random_set_scores(adata, picks, used.reset_index(drop=True))
-    table = score_study(adata, usage)
-    for score in SCORE_COLUMNS:
-        np.testing.assert_array_equal(null[score][:, 0], table[score].to_numpy())
+    for method in ("mean_z", "median_z"):  # the shipped method, and one registered here
+        null = random_set_scores(adata, picks, used.reset_index(drop=True), method)
+        table = score_study(adata, usage, method)
+        for score in SCORE_COLUMNS:
+            np.testing.assert_array_equal(null[score][:, 0], table[score].to_numpy())
+    assert not np.allclose(table["ctra"], score_study(adata, usage)["ctra"])  # the registered method was used
+
+
+def median_z(vst, directions, groups):
+    """The README's example of a new score method (Developing ctra), registered by the fixture below."""
+    z = zscore(vst)
+    return {score: np.median(score_terms(z, directions, groups, score), axis=1) for score in SCORE_NAMES}
+
+
+@pytest.fixture
+def register_toy_method(monkeypatch):
+    from ctra import scoring
+
+    monkeypatch.setitem(scoring.SCORE_METHODS, "median_z", median_z)
+
+
+def test_schema_offers_exactly_the_registered_score_methods():
+    import yaml
+
+    from conftest import REPO
+    from ctra.scoring import DEFAULT_SCORE_METHOD, SCORE_METHODS
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    study = schema["properties"]["studies"]["additionalProperties"]["properties"]
+    assert study["score_method"]["enum"] == list(SCORE_METHODS)
+    assert study["score_method"]["default"] == DEFAULT_SCORE_METHOD

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -34,6 +32,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import run_snakemake
 from bad_inputs.cohort import (
     CONFIG_SCHEMA,
     REPO,
@@ -92,20 +91,7 @@ def run(tmp_path_factory) -> Path:
     for study in studies.values():
         study["robustness"] = dict(FAST)
     (root / "config.yaml").write_text(yaml.safe_dump({"studies": studies}, sort_keys=False))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(root),
-        "--configfile",
-        str(root / "config.yaml"),
-        "--cores",
-        "2",
-    ]
-    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1500)
+    result = run_snakemake(root, "--cores", "2", timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
     return root / "results"
 

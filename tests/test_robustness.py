@@ -199,6 +199,7 @@ def test_null_draws_gathered_from_chunks_equal_one_chunk():
         "samples": "samples.tsv",
         "covariates": [],
         "adjust_for_cell_markers": False,
+        "score_method": "mean_z",
         "expression_filter": {"min_count": 1, "min_fraction": 0.5},
         "robustness": {"permutations": 30, "gene_sets": 20, "seed": 11, "chunks": 1},
     }

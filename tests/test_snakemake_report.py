@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, run_snakemake
+
 MARKED = ("report.html", "scores.tsv", "genes_used.tsv", "contrasts.tsv", "genes.tsv")
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
 def test_snakemake_report_zip_has_study_report_and_tables_with_captions(tmp_path):
@@ -36,9 +18,9 @@ def test_snakemake_report_zip_has_study_report_and_tables_with_captions(tmp_path
         example[key] = str((REPO / example[key]).resolve())
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"studies": {"example": example}}))
 
-    run = snakemake(tmp_path, "--cores", "2")
+    run = run_snakemake(tmp_path, "--cores", "2")
     assert run.returncode == 0, run.stderr[-4000:]
-    made = snakemake(tmp_path, "--report", "report.zip")
+    made = run_snakemake(tmp_path, "--report", "report.zip")
     assert made.returncode == 0, made.stderr[-4000:]
 
     with zipfile.ZipFile(tmp_path / "report.zip") as archive:

@@ -5,35 +5,21 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REAL_COHORT, REPO, requires_real_cohort
+from conftest import REAL_COHORT, REPO, requires_real_cohort, run_snakemake
 
 TABLES = ("scores.tsv", "genes_used.tsv", "contrasts.tsv", "genes.tsv")
 
 
-def run_snakemake(workdir: Path, config: dict, *targets: str) -> subprocess.CompletedProcess:
+def run_example(workdir: Path, config: dict, *targets: str) -> subprocess.CompletedProcess:
+    """The workflow on ``config`` (written to ``workdir/config.yaml``) with 2 cores."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *targets,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return run_snakemake(workdir, "--cores", "2", *targets)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +29,7 @@ def example_run(tmp_path_factory) -> Path:
     study = config["studies"]["example"]
     study["counts"] = str(REPO / study["counts"])
     study["samples"] = str(REPO / study["samples"])
-    result = run_snakemake(workdir, config)
+    result = run_example(workdir, config)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir / "results" / "example"
 
@@ -122,7 +108,7 @@ def test_synthesis_joins_the_dag_when_configured(example_run, tmp_path):
 
 def dry_run_jobs(workdir: Path, config: dict) -> dict[str, int]:
     """{rule: jobs} that `snakemake -n` would run with this config (its "Job stats" table), `all` left out."""
-    result = run_snakemake(workdir, config, "--dry-run")
+    result = run_example(workdir, config, "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     if "Job stats:" not in result.stdout:
         assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
@@ -143,7 +129,7 @@ def test_a_setting_reruns_only_the_stages_that_read_it(example_run, tmp_path):
     chunked = {"studies": {"example": {**study, "robustness": {"chunks": 2}}}}
     assert dry_run_jobs(workdir, chunked) == {"null_chunk": 2, "robustness": 1, "report": 1}
     before = {name: (workdir / "results" / "example" / name).read_bytes() for name in TABLES}
-    result = run_snakemake(workdir, chunked)
+    result = run_example(workdir, chunked)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in TABLES:
         assert (workdir / "results" / "example" / name).read_bytes() == before[name], name
@@ -168,7 +154,7 @@ def test_real_whole_blood_cohort_end_to_end(tmp_path):
             }
         }
     }
-    result = run_snakemake(tmp_path, config)
+    result = run_example(tmp_path, config)
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "results" / "lemay2019"
     used = pd.read_csv(out / "genes_used.tsv", sep="\t", keep_default_na=False).set_index("gene")

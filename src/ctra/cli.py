@@ -47,14 +47,16 @@ def _parser() -> argparse.ArgumentParser:
         "input": "the previous stage's .h5ad (validated.h5ad for normalize, else normalized.h5ad)",
         "scores": "scores.tsv (written by score, read by the later stages)",
         "genes-used": "genes_used.tsv (written by score, read by the later stages)",
-        "models": "work/model_contrasts.tsv: every model's contrasts before the resampling checks (model writes it)",
+        "model-contrasts": "work/model_contrasts.tsv: every model's contrasts before the resampling checks "
+        "(model writes it, robustness and effect read it)",
         "genes": "per-gene contrasts TSV to write (genes.tsv)",
-        "model": "model.json: formula, reference levels, variance components (model writes it, the others read it)",
-        "contrasts": "contrasts.tsv to write, with the robustness columns (effect: the model stage's contrasts to read)",
+        "model-info": "model.json: formula, reference levels, variance components (model writes it, the others "
+        "read it)",
+        "contrasts": "contrasts.tsv to write, with the robustness columns",
         "effect": "work/primary_effect.json: the primary endpoint's fitted summary (the effect command writes it)",
         "meta": "meta.tsv to write: the studies, the pooled estimates and leave-one-out",
-        "power": "power.tsv (optional): the report's Power section",
-        "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV or report.html)",
+        "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV, work/outcome_contrasts.tsv, "
+        "mediation.tsv or report.html)",
     }
     parser = argparse.ArgumentParser(
         prog="ctra",
@@ -70,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--log", help="also write messages to this file")
         for option in options:
             p.add_argument(
-                f"--{option}", required=option not in ("samples-schema", "threads", "power"), help=option_help[option]
+                f"--{option}", required=option not in ("samples-schema", "threads"), help=option_help[option]
             )
         return p
 
@@ -112,9 +114,9 @@ def _parser() -> argparse.ArgumentParser:
         "input",
         "scores",
         "genes-used",
-        "models",
+        "model-contrasts",
         "genes",
-        "model",
+        "model-info",
     )
     stage(
         "null",
@@ -128,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     ).add_argument(
         "--chunk", type=int, default=0, help="which chunk of the draws (0 to robustness: chunks - 1; default 0)"
     )
-    stage(
+    robustness = stage(
         "robustness",
         stages.robustness,
         "turn the null draws into p-values, add leave-one-out; write contrasts.tsv",
@@ -136,11 +138,41 @@ def _parser() -> argparse.ArgumentParser:
         "input",
         "scores",
         "genes-used",
-        "model",
-        "models",
+        "model-info",
+        "model-contrasts",
         "contrasts",
-    ).add_argument("--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)")
+    )
+    robustness.add_argument(
+        "--nulls", nargs="+", required=True, help="every chunk's null draws (the null command's outputs)"
+    )
+    robustness.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        help="further contrast rows to append (work/outcome_contrasts.tsv, for studies with `outcomes:` or `dose:`)",
+    )
     stage(
+        "outcomes",
+        stages.outcomes,
+        "trials with `outcomes:` / `dose:`: each outcome's arm x time model, within/between associations, dose "
+        "moderation; write work/outcome_contrasts.tsv",
+        "study-config",
+        "input",
+        "scores",
+        "genes-used",
+        "out",
+    )
+    stage(
+        "mediation",
+        stages.mediation,
+        "trials with `mediation:`: the arm effect on each score's change split by each outcome's change (seeded "
+        "bootstrap); write mediation.tsv",
+        "study-config",
+        "input",
+        "scores",
+        "out",
+    )
+    report = stage(
         "report",
         stages.report,
         "write the self-contained HTML report",
@@ -151,9 +183,14 @@ def _parser() -> argparse.ArgumentParser:
         "genes-used",
         "contrasts",
         "genes",
-        "model",
+        "model-info",
         "out",
-        "power",
+    )
+    report.add_argument(
+        "--mediation", nargs="*", default=[], help="mediation.tsv (studies with `mediation:`), for its report section"
+    )
+    report.add_argument(
+        "--power", nargs="*", default=[], help="power.tsv (studies with `power: enabled`), for its Power section"
     )
     stage(
         "effect",
@@ -163,8 +200,8 @@ def _parser() -> argparse.ArgumentParser:
         "input",
         "scores",
         "genes-used",
-        "contrasts",
-        "model",
+        "model-contrasts",
+        "model-info",
         "out",
     )
     stage(

@@ -7,7 +7,7 @@ the jobs a change affects: ``show_participant_ids`` reruns the report alone, ``r
 the null draws and what gathers them, and a covariate every model fit but not normalization.
 
 ``STAGE_KEYS`` is the one list of which setting each stage reads; a key ``"a.b"`` is the setting
-``b`` inside ``a`` (``robustness.seed``). This module imports nothing heavy: the workflow imports it
+``b`` inside ``a`` (``robustness.seed``), and ``"a?"`` only whether ``a`` is given (``True``, or left out). This module imports nothing heavy: the workflow imports it
 while it is parsed.
 """
 
@@ -47,12 +47,22 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
         "layout",
         "sheet",
         "non_integer_counts",
+        "outcomes",
+        "dose",
+        "mediation?",  # only whether it is set (its bootstrap settings rerun the mediation rule alone)
     ),
     "normalize": ("input", "normalization", "expression_filter"),
-    "score": ("counts", "expression_filter"),
+    "score": ("counts", "expression_filter", "score_method"),
     "model": (*_DESIGN, "primary"),
     # robustness.chunks: how the draws are split, which decides each chunk's share (not any number)
-    "null": (*_DESIGN, "robustness.permutations", "robustness.gene_sets", "robustness.seed", "robustness.chunks"),
+    "null": (
+        *_DESIGN,
+        "score_method",  # the random gene sets are scored as the real set
+        "robustness.permutations",
+        "robustness.gene_sets",
+        "robustness.seed",
+        "robustness.chunks",
+    ),
     "robustness": (*_DESIGN, "robustness.gene_sets", "robustness.seed"),
     "report": (*REPORTED_PARAMETERS, "expression_filter", "show_participant_ids"),
     # the fitted primary endpoint's summary for planning and synthesis (work/primary_effect.json)
@@ -65,6 +75,10 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
         "power.max_per_arm",
         "power.arms",
     ),
+    # trials with `outcomes:` / `dose:` (ctra.models.outcomes) and `mediation:` (ctra.mediation); the rules run
+    # only for studies that set them, and the keys are optional (no default), so other studies' params are unchanged
+    "outcomes": (*_DESIGN, "outcomes", "dose"),
+    "mediation": ("samples", "covariates", "outcomes", "mediation.bootstrap", "mediation.seed"),
 }
 
 
@@ -73,12 +87,18 @@ def stage_settings(study: dict, stage: str) -> dict:
     config. Optional settings without a default (``time_levels``) are left out when not given."""
     out: dict = {}
     for key in STAGE_KEYS[stage]:
+        if key.endswith("?"):  # whether the setting is given, not its value
+            if study.get(key[:-1]) is not None:
+                out[key[:-1]] = True
+            continue
         *parents, name = key.split(".")
         source, target = study, out
         for parent in parents:
-            source = source.get(parent, {})
+            source = source.get(parent)
+            if source is None:  # an optional group not given (``mediation``): left out, as a plain key is
+                break
             target = target.setdefault(parent, {})
-        if name in source:
+        if source is not None and name in source:
             target[name] = source[name]
     return out
 
@@ -140,10 +160,15 @@ class NormalizeSettings:
 class ScoreSettings:
     counts: str  # named in the error when no gene of the set is used
     expression_filter: ExpressionFilter
+    score_method: str  # a name in ctra.scoring.SCORE_METHODS
 
     @classmethod
     def from_study(cls, study: dict) -> ScoreSettings:
-        return cls(counts=study["counts"], expression_filter=ExpressionFilter.from_study(study))
+        return cls(
+            counts=study["counts"],
+            expression_filter=ExpressionFilter.from_study(study),
+            score_method=study["score_method"],
+        )
 
 
 @dataclass(frozen=True)
@@ -176,6 +201,7 @@ class NullSettings(RobustnessSettings):
 
     permutations: int = field(kw_only=True)
     chunks: int = field(kw_only=True)
+    score_method: str = field(kw_only=True)  # the random gene sets are scored as the real set
 
     @classmethod
     def from_study(cls, study: dict) -> NullSettings:
@@ -186,6 +212,7 @@ class NullSettings(RobustnessSettings):
             seed=draws["seed"],
             permutations=draws["permutations"],
             chunks=draws["chunks"],
+            score_method=study["score_method"],
         )
 
 
@@ -240,6 +267,25 @@ class PowerSettings:
             attrition=float(block["attrition"]),
             max_per_arm=int(block["max_per_arm"]),
             arms=int(block["arms"]),
+        )
+
+
+@dataclass(frozen=True)
+class OutcomeSettings:
+    """The outcome and dose models: the study's design (markers apply to the scores, never to an outcome),
+    the outcome columns (may be empty) and the dose column (None: no dose model)."""
+
+    design: DesignSettings
+    outcomes: tuple[str, ...]
+    dose: str | None
+
+    @classmethod
+    def from_study(cls, study: dict) -> OutcomeSettings:
+        # optional keys without a default: absent means none
+        return cls(
+            design=DesignSettings.from_study(study),
+            outcomes=tuple(study.get("outcomes", ())),
+            dose=study.get("dose"),
         )
 
 
@@ -337,3 +383,25 @@ def synthesis_studies(config: dict) -> list[dict]:
     if problems:
         raise InputError(problems)
     return chosen
+
+
+@dataclass(frozen=True)
+class MediationSettings:
+    """Mediation of the arm effect on the score change by each outcome's change: the bootstrap's size and seed."""
+
+    source: str  # the sample sheet, named in errors
+    covariates: tuple[str, ...]
+    outcomes: tuple[str, ...]
+    bootstrap: int
+    seed: int
+
+    @classmethod
+    def from_study(cls, study: dict) -> MediationSettings:
+        draws = study["mediation"]
+        return cls(
+            source=study["samples"],
+            covariates=tuple(study["covariates"]),
+            outcomes=tuple(study["outcomes"]),
+            bootstrap=draws["bootstrap"],
+            seed=draws["seed"],
+        )

@@ -52,3 +52,16 @@ def mark_endpoints(contrasts: pd.DataFrame, endpoint: dict[str, str]) -> pd.Data
     notes = out.pop("note").fillna("") if "note" in out else pd.Series("", index=out.index)
     out["note"] = notes
     return out
+
+
+def append_rows(contrasts: pd.DataFrame, extra: list[pd.DataFrame]) -> pd.DataFrame:
+    """contrasts.tsv with further rows (outcome and dose rows, their ``role`` set) after its own; a ``term``
+    column (the outcome or dose a row is about) follows ``time`` (where the association design puts its
+    predictor), empty on the score rows."""
+    out = pd.concat([contrasts, *extra], ignore_index=True)
+    if "term" in out:
+        term = out.pop("term").fillna("")
+        out.insert(out.columns.get_loc("time") + 1, "term", term)
+    notes = out.pop("note").fillna("")
+    out["note"] = notes
+    return out

@@ -142,8 +142,16 @@ def render_report(
     methods: dict,
     show_participant_ids: bool = False,
     power: pd.DataFrame | None = None,
+    mediation: pd.DataFrame | None = None,
 ) -> str:
     """Return the report as one HTML string (see the module docstring for what it guarantees)."""
+    from .report_outcomes import split_rows
+
+    contrasts, outcome_contrasts = split_rows(contrasts)  # outcome and dose rows: their own section
+    # within/between rows have no arm or time: empty, not "nan"
+    outcome_contrasts = _as_text(
+        outcome_contrasts.fillna({c: "" for c in KEY_COLUMNS if c in outcome_contrasts}), KEY_COLUMNS
+    )
     scores, contrasts, genes = (_as_text(frame, KEY_COLUMNS) for frame in (scores, contrasts, genes))
     levels = _levels(adata, scores)
     participants = _participant_labels(_participant_ids(adata, scores, contrasts), show_participant_ids)
@@ -160,17 +168,20 @@ def render_report(
         participants=participants,
         samples=samples,
         power=power,
+        outcome_contrasts=outcome_contrasts,
+        mediation=None if mediation is None else _as_text(mediation, KEY_COLUMNS),
     )
     context = {
         "study": study,
         "summary": _summary_sentences(contrasts, levels),
         "set_description": _set_description(genes_used),
-        "sections": SECTIONS,
         "plotly_js": plotly.offline.get_plotlyjs(),
         "plot_config": json.dumps(PLOT_CONFIG, sort_keys=True),
     }
     for section in SECTIONS:
         context.update(section.build(inputs))
+    # an optional section is shown only when its builder found something to show
+    context["sections"] = tuple(s for s in SECTIONS if not s.optional or context[s.id])
     return _environment().get_template("report.html.j2").render(**context)
 
 
@@ -188,6 +199,8 @@ class ReportInputs:
     participants: dict[str, str]  # id -> label shown
     samples: list[str]  # per-sample labels shown
     power: pd.DataFrame | None = None  # power.tsv (None: not computed)
+    outcome_contrasts: pd.DataFrame | None = None  # the outcome and dose rows (ctra.report_outcomes)
+    mediation: pd.DataFrame | None = None  # mediation.tsv, for studies with `mediation:`
 
 
 @dataclass(frozen=True)
@@ -198,6 +211,7 @@ class Section:
     id: str
     title: str
     build: Callable[[ReportInputs], dict]
+    optional: bool = False  # shown only when the builder's variable of the section's id is truthy
 
 
 def _trajectories(inputs: ReportInputs) -> dict:
@@ -208,6 +222,12 @@ def _trajectories(inputs: ReportInputs) -> dict:
             _trajectory_figure(score, units, inputs.levels, inputs.participants) for score in trajectory_scores
         ]
     }
+
+
+def _outcome_section(inputs: ReportInputs) -> dict:
+    from .report_outcomes import outcome_context
+
+    return outcome_context(inputs)
 
 
 SECTIONS = (
@@ -223,6 +243,7 @@ SECTIONS = (
     ),
     Section("trajectories", "Score trajectories", _trajectories),
     Section("forest", "Contrasts (forest plot)", lambda d: {"forest": _forest_figure(d.contrasts, d.levels)}),
+    Section("outcomes", "Psychological outcomes and mediation", _outcome_section, optional=True),
     Section("genes", "Per-gene effects", lambda d: {"heatmap": _heatmap_figure(d.genes, d.levels)}),
     Section(
         "robustness",
@@ -233,7 +254,7 @@ SECTIONS = (
             "adjustment": _adjustment_sentences(d.methods),
         },
     ),
-    Section("power", "Power for the next trial", lambda d: _power_section(d.power)),
+    Section("power", "Power for the next trial", lambda d: _power_section(d.power), optional=True),
     Section("methods", "Methods", lambda d: {"methods": _methods_context(d.methods)}),
     Section("contrasts", "All contrasts", lambda d: {"contrasts": _contrasts_table(d.contrasts, d.participants)}),
 )

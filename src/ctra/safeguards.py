@@ -9,7 +9,7 @@
   and every permuted statistic are the same function of the data and the test is exact. All distinct
   allocations are enumerated when there are at most ``permutations`` of them.
 * random-gene-set null: gene sets of the same group sizes, each gene replaced by a random expressed
-  gene of the same mean-expression decile, scored by ``ctra.scoring.set_scores`` (as the real set)
+  gene of the same mean-expression decile, scored by the study's score method (``ctra.scoring.SCORE_METHODS``, as the real set)
   and fitted by REML with their own variance components; where the real set's t falls among theirs
   answers "would any 53 genes do?".
 * leave-one-participant-out: the largest change of each estimate when one participant is dropped,
@@ -46,7 +46,7 @@ from .models.mixed import (
     without_arm_terms,
 )
 from .genesets import set_genes
-from .scoring import set_scores
+from .scoring import DEFAULT_SCORE_METHOD, SCORE_METHODS
 
 PERMUTATION_STREAM, GENE_SET_STREAM = 0, 1
 BATCH = 250
@@ -325,15 +325,18 @@ def gene_set_draws(
     return out, used, ""
 
 
-def random_set_scores(adata, picks: np.ndarray, used: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Scores (samples x draws) of each random set, by ``ctra.scoring.set_scores`` (the real set's
-    groups and directions, the random set's genes)."""
+def random_set_scores(
+    adata, picks: np.ndarray, used: pd.DataFrame, method: str = DEFAULT_SCORE_METHOD
+) -> dict[str, np.ndarray]:
+    """Scores (samples x draws) of each random set, by the study's score method (``ctra.scoring.SCORE_METHODS``:
+    the real set's groups and directions, the random set's genes)."""
+    score_set = SCORE_METHODS[method]
     vst = adata.layers["vst"]
     directions = used["direction"].to_numpy(float)
     groups = used["group"].to_numpy()
     out = {score: np.empty((adata.n_obs, len(picks))) for score in SCORES}
     for row, genes in enumerate(picks):
-        for score, values in set_scores(np.asarray(vst[:, genes], dtype=float), directions, groups).items():
+        for score, values in score_set(np.asarray(vst[:, genes], dtype=float), directions, groups).items():
             out[score][:, row] = values
     return out
 
@@ -431,6 +434,7 @@ def gene_set_null(
     seed: int,
     chunk: int,
     n_chunks: int,
+    score_method: str = DEFAULT_SCORE_METHOD,
 ) -> tuple[list[pd.DataFrame], str]:
     """Tidy t of this chunk's random gene sets (each set's own REML fit), and why there are none."""
     specs = contrast_specs(design)
@@ -438,7 +442,7 @@ def gene_set_null(
     picks, used, reason = gene_set_draws(adata.var, usage, seed, draws)
     if picks is None or not len(draws):
         return [], reason
-    random_scores = random_set_scores(adata, picks, used)
+    random_scores = random_set_scores(adata, picks, used, score_method)
     L = np.array([s.vector for s in specs])
     return [
         _tidy(reml_t(design, random_scores[score], L), "gene_set", score, specs, draws)
@@ -458,7 +462,9 @@ def null_draws(
     n_chunks = settings.chunks if n_chunks is None else n_chunks
     design, _ = study_design(adata, usage, settings.design)
     frames = permutation_draws(design, scores, settings.permutations, settings.seed, chunk, n_chunks)
-    gene_sets, _ = gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, chunk, n_chunks)
+    gene_sets, _ = gene_set_null(
+        adata, usage, design, scores, settings.gene_sets, settings.seed, chunk, n_chunks, settings.score_method
+    )
     frames += gene_sets
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=NULL_COLUMNS)
 

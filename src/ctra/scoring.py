@@ -10,7 +10,7 @@ group, so a rise in ``antiviral`` lowers ``ctra``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -124,19 +124,32 @@ def set_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) -> d
     return scores
 
 
-def compute_scores(vst: np.ndarray, directions: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
-    """``set_scores`` as a table, with the number of genes scored."""
-    frame = pd.DataFrame(set_scores(vst, directions, groups))
+# The config's `score_method` choices (workflow/schemas/config.schema.yaml lists the same names): each scores
+# the VST of a gene set (samples x genes) from its directions and groups, one array per score name. The score
+# stage and the random-gene-set null both look the study's method up here, so they always score alike.
+ScoreMethod = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
+SCORE_METHODS: dict[str, ScoreMethod] = {"mean_z": set_scores}
+DEFAULT_SCORE_METHOD = "mean_z"
+
+
+def compute_scores(
+    vst: np.ndarray, directions: np.ndarray, groups: np.ndarray, method: str = DEFAULT_SCORE_METHOD
+) -> pd.DataFrame:
+    """The scores of ``method`` as a table, with the number of genes scored."""
+    frame = pd.DataFrame(SCORE_METHODS[method](vst, directions, groups))
     frame["n_genes"] = vst.shape[1]
     return frame
 
 
-def score_study(adata: ad.AnnData, usage: pd.DataFrame) -> pd.DataFrame:
+def score_study(adata: ad.AnnData, usage: pd.DataFrame, method: str = DEFAULT_SCORE_METHOD) -> pd.DataFrame:
     """The scores.tsv table: sample, participant, arm, time, [period], scores, n_genes."""
     used = set_genes(usage)
     vst = adata[:, used["gene"].tolist()].layers["vst"]
     scores = compute_scores(
-        np.asarray(vst, dtype=np.float64), used["direction"].to_numpy(dtype=float), used["group"].to_numpy()
+        np.asarray(vst, dtype=np.float64),
+        used["direction"].to_numpy(dtype=float),
+        used["group"].to_numpy(),
+        method,
     )
     design = ["participant", "arm", "time", *(["period"] if "period" in adata.obs else [])]
     table = adata.obs[design].reset_index(names="sample")

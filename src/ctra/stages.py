@@ -2,7 +2,9 @@
 
 Data flows counts -> ``validate`` (validated.h5ad) -> ``normalize`` (normalized.h5ad) -> ``score``
 (scores.tsv, genes_used.tsv) -> ``model`` (every model fit) and ``null`` (the safeguards' draws, in
-chunks) -> ``robustness`` (contrasts.tsv) -> ``report``. ``ctra.cli`` parses a command line into
+chunks) -> ``robustness`` (contrasts.tsv) -> ``report``; trials with ``outcomes:`` / ``dose:`` add ``outcomes``
+(work/outcome_contrasts.tsv, appended by ``robustness``) and with ``mediation:`` ``mediation`` (mediation.tsv,
+read by ``report``). ``ctra.cli`` parses a command line into
 one of these calls; each function takes the stage's settings (``ctra.config``) and its files by the
 names of the command's options, and imports only what its stage needs (start-up time is most of a
 small study's run time).
@@ -21,9 +23,11 @@ import pandas as pd
 
 from .config import (
     EffectSettings,
+    MediationSettings,
     ModelSettings,
     NormalizeSettings,
     NullSettings,
+    OutcomeSettings,
     PowerSettings,
     ReportSettings,
     RobustnessSettings,
@@ -101,7 +105,7 @@ def score(settings: ScoreSettings, *, input: str, gene_set: str, markers: str, s
     used = set_genes(usage)
     if len(used) == 0:
         raise InputError(f"{settings.counts}: no gene of the gene set passes the expression rule; see genes_used.tsv.")
-    table = score_study(adata, usage)
+    table = score_study(adata, usage, settings.score_method)
     log.info(
         "scored %d samples with %d genes (%d of the set not used)",
         len(table),
@@ -113,7 +117,14 @@ def score(settings: ScoreSettings, *, input: str, gene_set: str, markers: str, s
 
 
 def model(
-    settings: ModelSettings, *, input: str, scores: str, genes_used: str, models: str, genes: str, model: str
+    settings: ModelSettings,
+    *,
+    input: str,
+    scores: str,
+    genes_used: str,
+    model_contrasts: str,
+    genes: str,
+    model_info: str,
 ) -> None:
     """Every model fit: the main mixed model (per score and per gene), the gene-level GEE and the
     sensitivity refits; the resampling checks come after, in ``robustness``."""
@@ -121,13 +132,11 @@ def model(
     from .models.mixed import fit_study
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used)
-    contrasts, gene_table, model_info = fit_study(
-        adata, score_table.rename_axis("sample").reset_index(), usage, settings
-    )
+    contrasts, gene_table, info = fit_study(adata, score_table.rename_axis("sample").reset_index(), usage, settings)
     contrasts = pd.concat([contrasts, fit_other_models(adata, score_table, usage, settings.design)], ignore_index=True)
     write_tsv(gene_table, genes)
-    write_json(model_info, model)
-    write_tsv(contrasts, models)
+    write_json(info, model_info)
+    write_tsv(contrasts, model_contrasts)
 
 
 def _set_and_used_genes(usage: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
@@ -160,30 +169,58 @@ def robustness(
     input: str,
     scores: str,
     genes_used: str,
-    model: str,
-    models: str,
+    model_info: str,
+    model_contrasts: str,
     nulls: list[str],
     contrasts: str,
+    extra: list[str] | None = None,
 ) -> None:
-    from .endpoints import mark_endpoints
+    from .endpoints import append_rows, mark_endpoints
     from .safeguards import robustness_table
 
     adata, score_table, usage = _model_inputs(input, scores, genes_used)
-    model_info = read_json(model)
+    info = read_json(model_info)
     draws = pd.concat([read_table(path) for path in nulls], ignore_index=True)
     table = robustness_table(
         adata,
         score_table,
         usage,
         settings,
-        read_table(models),
-        model_info["relative_variances"],
+        read_table(model_contrasts),
+        info["relative_variances"],
         draws,
         var=read_var(input),
     )
-    table = mark_endpoints(table, model_info["primary"])
+    table = mark_endpoints(table, info["primary"])
+    if extra:  # the outcome and dose rows (ctra.models.outcomes), exploratory, after every score's
+        table = append_rows(table, [read_table(path) for path in extra])
     log.info("contrasts: %d rows over models %s", len(table), sorted(set(table["model"])))
     write_tsv(table, contrasts)
+
+
+def outcomes(settings: OutcomeSettings, *, input: str, scores: str, genes_used: str, out: str) -> None:
+    """The rows `outcomes:` and `dose:` add to contrasts.tsv (each outcome's arm x time model, within/between
+    associations, dose moderation); the robustness stage appends them."""
+    from .models.outcomes import fit_outcomes
+
+    adata, score_table, usage = _model_inputs(input, scores, genes_used)
+    for note in adata.uns.get("outcome_notes", []):
+        log.info("%s", note)
+    table = fit_outcomes(adata, score_table, usage, settings)
+    log.info("outcome and dose rows: %d (%s)", len(table), ", ".join(sorted(set(table["contrast"]))))
+    write_tsv(table, out)
+
+
+def mediation(settings: MediationSettings, *, input: str, scores: str, out: str) -> None:
+    """mediation.tsv: the arm effect on each score's change split by each outcome's change (both orderings)."""
+    from .mediation import mediation_table
+
+    adata = read_normalized(input, lambda var: np.zeros(len(var), dtype=bool))
+    obs, levels = adata.obs, adata.uns["levels"]
+    score_table = read_table(scores).set_index("sample").loc[obs.index]
+    table = mediation_table(obs, levels, score_table, settings)
+    log.info("mediation: %d rows, %d bootstrap resamples, seed %d", len(table), settings.bootstrap, settings.seed)
+    write_tsv(table, out)
 
 
 def report(
@@ -195,19 +232,20 @@ def report(
     genes_used: str,
     contrasts: str,
     genes: str,
-    model: str,
+    model_info: str,
     out: str,
-    power: str | None = None,
+    power: list[str] | None = None,
+    mediation: list[str] | None = None,
 ) -> None:
     from .report import PCA_GENES, normalization_text, parameter_text, write_report
     from .versions import package_versions
 
     used = _set_and_used_genes(read_table(genes_used))
     adata = read_normalized(input, lambda var: used(var) | _most_variable(var, PCA_GENES))
-    model_info = read_json(model)
+    info = read_json(model_info)
     methods = {
-        **model_info,
-        "normalization": normalization_text(model_info["normalization"], settings),
+        **info,
+        "normalization": normalization_text(info["normalization"], settings),
         "parameters": parameter_text(settings),
         "package_versions": package_versions(),
         "input_checksums": {Path(k).name: v for k, v in json.loads(adata.uns["input_checksums"]).items()},
@@ -223,7 +261,8 @@ def report(
         genes_used=read_table(genes_used),
         methods=methods,
         show_participant_ids=settings.show_participant_ids,
-        power=read_table(power) if power else None,
+        power=read_table(power[0]) if power else None,
+        mediation=read_table(mediation[0]) if mediation else None,
     )
 
 
@@ -236,13 +275,22 @@ def _most_variable(var: pd.DataFrame, n: int) -> np.ndarray:
 
 
 def effect(
-    settings: EffectSettings, *, input: str, scores: str, genes_used: str, contrasts: str, model: str, out: str
+    settings: EffectSettings,
+    *,
+    input: str,
+    scores: str,
+    genes_used: str,
+    model_contrasts: str,
+    model_info: str,
+    out: str,
 ) -> None:
     """The primary endpoint's summary for planning and synthesis (work/primary_effect.json)."""
     from .power import primary_effect
 
     adata, _, usage = _model_inputs(input, scores, genes_used)
-    summary = primary_effect(adata, read_table(scores), usage, read_table(contrasts), read_json(model), settings)
+    summary = primary_effect(
+        adata, read_table(scores), usage, read_table(model_contrasts), read_json(model_info), settings
+    )
     log.info(
         "primary score %s: sigma^2 %.4g, participant variance %.4g, baseline SD %.4g, %d primary row(s)",
         summary["score"],
@@ -314,4 +362,6 @@ SETTINGS: dict[str, type | None] = {
     "effect": EffectSettings,
     "power": PowerSettings,
     "synthesis": SynthesisSettings,
+    "outcomes": OutcomeSettings,
+    "mediation": MediationSettings,
 }

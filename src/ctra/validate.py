@@ -163,6 +163,12 @@ def rename_sheet_columns(
             )
     missing = [(name, f"for {roles[name][0]}") for name in roles if name not in sheet.columns]
     missing += [(c, "covariate") for c in dict.fromkeys(covariates) if c not in sheet.columns and c not in roles]
+    from .validate_outcomes import config_problems, sheet_roles
+
+    trial_columns = sheet_roles(study)
+    for problem in config_problems(study, names):
+        problems.add(problem)
+    missing += [(c, role) for c, role in trial_columns if c not in sheet.columns and c not in roles]
     if missing:
         described = []
         for name, role in missing:
@@ -171,11 +177,13 @@ def rename_sheet_columns(
         problems.add(
             f"{path}: sample sheet lacks column(s) {', '.join(described)}; it has "
             f"{_listing([str(c) for c in sheet.columns], 12)}. Fix the sheet or the config's "
-            "`columns`/`covariates`."
+            "`columns`/`covariates`"
+            + ("/`outcomes`/`dose`." if any(role in ("outcome", "dose") for _, role in missing) else ".")
         )
     if len(problems.problems) > n_before:
         return None, names
     keep = [*names.values(), *[c for c in dict.fromkeys(covariates)]]
+    keep += [c for c, _ in trial_columns if c not in keep]
     return sheet[keep].rename(columns={name: key for key, name in names.items()}), names
 
 
@@ -407,6 +415,12 @@ def build_obs(
     }
     n_design = len(problems.problems)
     record["levels"] = _check_design(obs, study, names, path, problems)
+    if study.get("outcomes") or study.get("dose"):
+        from .validate_outcomes import type_outcomes
+
+        obs, record["outcome_notes"] = type_outcomes(
+            obs, study, record["levels"], path, lambda mask: _rows(mask, obs[LINE]), problems.add
+        )
     if covariates_ok and len(problems.problems) == n_design:
         _check_rank(obs, record["levels"], list(dict.fromkeys(study.get("covariates", []))), path, problems)
     return obs, record
@@ -868,6 +882,8 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         {v for v in (study.get("columns") or {"sample": "sample"}).values() if v}
         | {"sample", "participant", "arm", "time"}
         | set(study.get("covariates", []))
+        | set(study.get("outcomes") or [])
+        | ({study["dose"]} if study.get("dose") else set())
         if same_file
         else None
     )
@@ -924,6 +940,10 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     adata.uns["excluded_samples"] = record["excluded_samples"]
     adata.uns["dropped_incomplete"] = record["dropped_incomplete"]
     adata.uns["covariate_warnings"] = record["covariate_warnings"]
+    if "outcome_notes" in record:  # trials with `outcomes:` / `dose:` only (other studies' uns unchanged)
+        adata.uns["outcome_notes"] = record["outcome_notes"]
+        for note in record["outcome_notes"]:
+            log.info("%s", note)
     adata.uns["merged_genes"] = json.dumps({g: ids for g, ids in zip(var.index, var["input_ids"]) if ";" in ids})
     # stored as JSON text: h5py would read '/' in dict keys (file paths) as nested groups
     adata.uns["input_checksums"] = json.dumps(

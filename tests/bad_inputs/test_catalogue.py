@@ -894,6 +894,66 @@ def every_problem_listed_at_once(w):
 
 
 # ----------------------------------------------------------------------------------------------
+# Trials with `outcomes:`, `dose:` and `mediation:` (issue 13)
+# ----------------------------------------------------------------------------------------------
+
+
+def _trial_sheet() -> pd.DataFrame:
+    """The base sheet with an outcome at every draw and a per-participant dose in the treated arm."""
+    _, sheet = base_cohort()
+    rng = np.random.default_rng(13)
+    sheet["wellbeing"] = [f"{v:.2f}" for v in rng.normal(3, 1, len(sheet))]
+    acts = {p: str(int(rng.integers(0, 20))) for p in sheet["participant"]}
+    sheet["acts"] = [acts[p] if arm == "treat" else "" for p, arm in zip(sheet["participant"], sheet["arm"])]
+    return sheet
+
+
+@case(["s_samples.tsv", "lacks column(s) 'wellbeng' (outcome)", "'actsx' (dose)", "`outcomes`/`dose`"])
+def outcome_and_dose_unknown_columns(w):
+    w.write_cohort(sheet=_trial_sheet(), outcomes=["wellbeng"], dose="actsx")
+
+
+@case(["s_samples.tsv", "outcome 'wellbeing' is not numeric", "lines 4 and 9", "'high'"])
+def outcome_not_numeric(w):
+    sheet = _trial_sheet()
+    sheet.loc[[2, 7], "wellbeing"] = "high"
+    w.write_cohort(sheet=sheet, outcomes=["wellbeing"])
+
+
+@case(
+    [
+        "s_samples.tsv",
+        "dose column 'acts' differs between the draws of participant(s) 'P13'",
+        "one value per participant",
+    ]
+)
+def dose_not_constant_within_participant(w):
+    sheet = _trial_sheet()
+    sheet.loc[sheet["sample"] == "P13_post", "acts"] = "99"
+    w.write_cohort(sheet=sheet, dose="acts")
+
+
+@case(["config", "`mediation` is set but `outcomes` is not"])
+def mediation_without_outcomes(w):
+    w.write_cohort(sheet=_trial_sheet(), mediation={"bootstrap": 500})
+
+
+def _outcome_gap_noted(w, result):
+    log = (w.results / "s" / "logs" / "validate.log").read_text()
+    assert "outcome 'wellbeing': missing at 2 of 48 draws (lines 4 and 9)" in log and "46 draws used" in log
+    obs = ad.read_h5ad(w.results / "s" / "validated.h5ad").obs
+    assert obs["wellbeing"].isna().sum() == 2 and pd.api.types.is_float_dtype(obs["wellbeing"])
+    assert obs.loc["P13_pre", "acts"] == obs.loc["P13_post", "acts"] and obs["acts"].isna().sum() == 24
+
+
+@case([], ok=True, check=_outcome_gap_noted)
+def outcome_missing_at_some_draws_works(w):
+    sheet = _trial_sheet()
+    sheet.loc[[2, 7], "wellbeing"] = ""
+    w.write_cohort(sheet=sheet, outcomes=["wellbeing"], dose="acts", mediation={})
+
+
+# ----------------------------------------------------------------------------------------------
 # Cases that need Snakemake (config, CLI targets, whole-workflow checks, file system)
 # ----------------------------------------------------------------------------------------------
 

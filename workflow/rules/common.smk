@@ -8,7 +8,6 @@ import difflib
 import json
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -276,17 +275,31 @@ def null_chunk_files(wildcards):
     return [f"results/{wildcards.study}/work/null_{k}.tsv" for k in range(chunks)]
 
 
+def has_outcome_rows(study):
+    """Trials with `outcomes:` or `dose:` get the outcomes rule's rows in contrasts.tsv."""
+    return bool(study.get("outcomes") or study.get("dose"))
+
+
+def outcome_contrast_files(wildcards):
+    """work/outcome_contrasts.tsv for a study with `outcomes:` or `dose:`, else nothing (the rule does not run)."""
+    if has_outcome_rows(study_config(wildcards)):
+        return [f"results/{wildcards.study}/work/outcome_contrasts.tsv"]
+    return []
+
+
+def mediation_files(wildcards):
+    """mediation.tsv for a study with `mediation:` (the report shows it), else nothing."""
+    if study_config(wildcards).get("mediation") is not None:
+        return [f"results/{wildcards.study}/mediation.tsv"]
+    return []
+
+
 # ---------------------------------------------------------------- power (power.smk) and synthesis (synthesis.smk)
 
 
 def power_file(wildcards):
     """The study's power.tsv when `power: enabled` (the report's Power section reads it), else nothing."""
     return [f"results/{wildcards.study}/power.tsv"] if study_config(wildcards)["power"]["enabled"] else []
-
-
-def power_option(wildcards, input):
-    """The report command's `--power power.tsv` when the study has one."""
-    return " ".join(f"--power {shlex.quote(path)}" for path in input.power)
 
 
 def _synthesis_plan():

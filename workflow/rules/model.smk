@@ -5,7 +5,7 @@ rule model:
         scores="results/{study}/scores.tsv",
         genes_used="results/{study}/genes_used.tsv",
     output:
-        models="results/{study}/work/model_contrasts.tsv",
+        model_contrasts="results/{study}/work/model_contrasts.tsv",
         genes=report(
             "results/{study}/genes.tsv",
             caption="../report/genes.rst",
@@ -13,7 +13,7 @@ rule model:
             subcategory="Tables",
             labels={"study": "{study}", "table": "genes.tsv (per-gene contrasts)"},
         ),
-        model="results/{study}/model.json",
+        model_info="results/{study}/model.json",
     log:
         "results/{study}/logs/model.log",
     threads: 1
@@ -25,8 +25,8 @@ rule model:
         settings=stage_json("model"),
     shell:
         '"$CTRA_PYTHON" -m ctra.cli model --study-config {params.settings:q} --input {input.normalized:q}'
-        " --scores {input.scores:q} --genes-used {input.genes_used:q}"
-        " --models {output.models:q} --genes {output.genes:q} --model {output.model:q} --log {log:q}"
+        " --scores {input.scores:q} --genes-used {input.genes_used:q} --model-contrasts {output.model_contrasts:q}"
+        " --genes {output.genes:q} --model-info {output.model_info:q} --log {log:q}"
 
 
 rule null_chunk:
@@ -58,9 +58,10 @@ rule robustness:
         normalized="results/{study}/normalized.h5ad",
         scores="results/{study}/scores.tsv",
         genes_used="results/{study}/genes_used.tsv",
-        model="results/{study}/model.json",
-        models="results/{study}/work/model_contrasts.tsv",
+        model_info="results/{study}/model.json",
+        model_contrasts="results/{study}/work/model_contrasts.tsv",
         nulls=null_chunk_files,
+        extra=outcome_contrast_files,
     output:
         contrasts=report(
             "results/{study}/contrasts.tsv",
@@ -79,5 +80,49 @@ rule robustness:
         settings=stage_json("robustness"),
     shell:
         '"$CTRA_PYTHON" -m ctra.cli robustness --study-config {params.settings:q} --input {input.normalized:q}'
-        " --scores {input.scores:q} --genes-used {input.genes_used:q} --model {input.model:q}"
-        " --models {input.models:q} --nulls {input.nulls:q} --contrasts {output.contrasts:q} --log {log:q}"
+        " --scores {input.scores:q} --genes-used {input.genes_used:q} --model-info {input.model_info:q}"
+        " --model-contrasts {input.model_contrasts:q} --nulls {input.nulls:q} --extra {input.extra:q}"
+        " --contrasts {output.contrasts:q} --log {log:q}"
+
+
+rule outcomes:
+    """Trials with `outcomes:` / `dose:`: each outcome's arm x time model, within/between associations, dose moderation."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        scores="results/{study}/scores.tsv",
+        genes_used="results/{study}/genes_used.tsv",
+    output:
+        "results/{study}/work/outcome_contrasts.tsv",
+    log:
+        "results/{study}/logs/outcomes.log",
+    # a few REML fits on the scores: seconds, not worth a cluster job
+    localrule: True
+    params:
+        settings=stage_json("outcomes"),
+    shell:
+        '"$CTRA_PYTHON" -m ctra.cli outcomes --study-config {params.settings:q} --input {input.normalized:q}'
+        " --scores {input.scores:q} --genes-used {input.genes_used:q} --out {output:q} --log {log:q}"
+
+
+rule mediation:
+    """Trials with `mediation:`: the arm effect on each score's change split by each outcome's change (bootstrap CI)."""
+    input:
+        normalized="results/{study}/normalized.h5ad",
+        scores="results/{study}/scores.tsv",
+    output:
+        report(
+            "results/{study}/mediation.tsv",
+            caption="../report/mediation.rst",
+            category="{study}",
+            subcategory="Tables",
+            labels={"study": "{study}", "table": "mediation.tsv (arm -> outcome -> score)"},
+        ),
+    log:
+        "results/{study}/logs/mediation.log",
+    # participant-level least squares, the bootstrap vectorized: seconds, not worth a cluster job
+    localrule: True
+    params:
+        settings=stage_json("mediation"),
+    shell:
+        '"$CTRA_PYTHON" -m ctra.cli mediation --study-config {params.settings:q} --input {input.normalized:q}'
+        " --scores {input.scores:q} --out {output:q} --log {log:q}"

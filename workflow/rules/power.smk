@@ -8,8 +8,8 @@ rule effect:
         scores="results/{study}/scores.tsv",
         genes_used="results/{study}/genes_used.tsv",
         # the model stage's contrasts (the same estimates as contrasts.tsv): runs beside the null draws
-        contrasts="results/{study}/work/model_contrasts.tsv",
-        model="results/{study}/model.json",
+        model_contrasts="results/{study}/work/model_contrasts.tsv",
+        model_info="results/{study}/model.json",
     output:
         "results/{study}/work/primary_effect.json",
     log:
@@ -20,8 +20,8 @@ rule effect:
         settings=stage_json("effect"),
     shell:
         '"$CTRA_PYTHON" -m ctra.cli effect --study-config {params.settings:q} --input {input.normalized:q}'
-        " --scores {input.scores:q} --genes-used {input.genes_used:q} --contrasts {input.contrasts:q}"
-        " --model {input.model:q} --out {output:q} --log {log:q}"
+        " --scores {input.scores:q} --genes-used {input.genes_used:q}"
+        " --model-contrasts {input.model_contrasts:q} --model-info {input.model_info:q} --out {output:q} --log {log:q}"
 
 
 rule power:

@@ -6,7 +6,8 @@ rule report:
         genes_used="results/{study}/genes_used.tsv",
         contrasts="results/{study}/contrasts.tsv",
         genes="results/{study}/genes.tsv",
-        model="results/{study}/model.json",
+        model_info="results/{study}/model.json",
+        mediation=mediation_files,
         power=power_file,
     output:
         report(
@@ -22,9 +23,8 @@ rule report:
     localrule: True
     params:
         settings=stage_json("report"),
-        power=power_option,
     shell:
         '"$CTRA_PYTHON" -m ctra.cli report --study {wildcards.study:q} --study-config {params.settings:q}'
         " --input {input.normalized:q} --scores {input.scores:q} --genes-used {input.genes_used:q}"
-        " --contrasts {input.contrasts:q} --genes {input.genes:q} --model {input.model:q}"
-        " {params.power} --out {output:q} --log {log:q}"
+        " --contrasts {input.contrasts:q} --genes {input.genes:q} --model-info {input.model_info:q}"
+        " --mediation {input.mediation:q} --power {input.power:q} --out {output:q} --log {log:q}"
