@@ -71,6 +71,20 @@ grep -q 'data/counts.tsv.gz' "$PROJECT/my_config.yaml" || { : >"$OUT"; fail "the
     "steps (100%) done")
 [ -s "$PROJECT/results/example/report.html" ] || fail "run from another directory (no $PROJECT/results/example/report.html)"
 run "snakemake --unlock" "Unlocked working directory"
+# --- Synthesis across studies (README Configuration and Methods): the example twice, pooling its kind_others arm
+# --- (two active arms: `synthesis: true` would ask which); the
+# --- power table the run writes and the two planning scripts.
+python - <<'EOF'
+import yaml
+config = yaml.safe_load(open("config/config.yaml"))
+config["studies"]["example_copy"] = dict(config["studies"]["example"])
+config["synthesis"] = {"studies": [{"study": s, "arm": "kind_others"} for s in ("example", "example_copy")]}
+yaml.safe_dump(config, open("synthesis_config.yaml", "w"))
+EOF
+run "snakemake --cores 2 results/synthesis/report.html --configfile synthesis_config.yaml" "steps (100%) done"
+[ -s results/synthesis/meta.tsv ] && [ -s results/example/power.tsv ] || fail "synthesis run (no meta.tsv or power.tsv)"
+run "python benchmarks/meta_calibration.py --quick" "Hartung-Knapp"
+run "python benchmarks/power_check.py --help" "usage:"
 
 # --- Performance: the benchmark's scripts start (the benchmark itself takes 5-15 minutes).
 run "python benchmarks/make_cohort.py --help" "usage:"

@@ -15,6 +15,8 @@ TYPED = {
     "null": cfg.NullSettings,
     "robustness": cfg.RobustnessSettings,
     "report": cfg.ReportSettings,
+    "effect": cfg.EffectSettings,
+    "power": cfg.PowerSettings,
 }
 
 

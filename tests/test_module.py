@@ -21,13 +21,21 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_workflow import TABLES, run_snakemake
+from test_workflow import TABLES, run_example
 
 pytestmark = pytest.mark.slow  # two full Snakemake runs (~45 s): in the slow suite, which CI runs
 
 FAST = {"permutations": 200, "gene_sets": 50}
 PARENT_TARGETS = ("results/example/report.html", "results/notes/hello.txt")
-LOCAL_RULES = ["ctra_report", "ctra_score", "ctra_validate"]
+LOCAL_RULES = [
+    "ctra_effect",
+    "ctra_mediation",
+    "ctra_outcomes",
+    "ctra_power",
+    "ctra_report",
+    "ctra_score",
+    "ctra_validate",
+]
 
 PARENT_SNAKEFILE = """\
 configfile: "config/config.yaml"
@@ -91,7 +99,7 @@ def parent_snakemake(parent: Path, *args: str, timeout: float = 900) -> subproce
 def runs(tmp_path_factory) -> dict:
     config = example_config()
     direct = tmp_path_factory.mktemp("direct")
-    result = run_snakemake(direct, config)
+    result = run_example(direct, config)
     assert result.returncode == 0, result.stderr[-3000:]
 
     parent = tmp_path_factory.mktemp("parent")

@@ -54,8 +54,57 @@ def hostile_report(tmp_path_factory) -> Path:
         participant_prefix=PWN_SCRIPT,
         study="Trial " + PWN_IMG,
     )
-    write_report(path, **inputs)
+    write_report(path, **inputs, power=_hostile_power())
     return path
+
+
+def _hostile_power():
+    """power.tsv rows for a primary row whose arm is a hostile name (the report's Power section and its curves)."""
+    from ctra.config import PowerSettings
+    from ctra.power import power_table
+
+    effect = {
+        "has_control": True,
+        "times": ["pre", PWN_IMG],
+        "patterns": [[0, 1]],
+        "pattern_shares": [1.0],
+        "gamma": 2.0,
+        "sigma2": 0.07,
+        "q_within": 0,
+        "markers_used": [],
+        "marker_rule": "auto",
+        "p_between": 1,
+        "primary_rows": [
+            {
+                "contrast": "arm_x_time",
+                "arm": PWN_SCRIPT,
+                "time": PWN_IMG,
+                "estimate": -0.5,
+                "ci_low": -0.8,
+                "ci_high": -0.2,
+            }
+        ],
+    }
+    settings = PowerSettings(effects=(0.3,), alpha=0.05, targets=(0.9,), attrition=0.1, max_per_arm=300, arms=2)
+    return power_table(effect, settings)
+
+
+def test_synthesis_report_renders_and_hostile_study_names_do_not_run(tmp_path):
+    from ctra.planning_report import write_synthesis_report
+    from ctra.synthesis import StudyEffect, meta_table
+
+    effects = [
+        StudyEffect(name, "ctra", PWN_IMG, "post", "counts", 40, y, 0.15, y - 0.3, y + 0.3)
+        for name, y in ((PWN_SCRIPT, -0.6), (PWN_IMG, -0.2), ("plain", -0.4))
+    ]
+    path = tmp_path / "synthesis.html"
+    write_synthesis_report(path, table=meta_table(effects), versions={"ctra": "0"}, generated="now")
+    result = chromium(path.as_uri(), tmp_path / "profile", "--dump-dom")
+    dom = result.stdout
+    start = dom.index('id="fig-synthesis-forest"')
+    assert 'class="main-svg"' in dom[start : start + 20000]
+    assert [line for line in result.stderr.splitlines() if "CONSOLE" in line] == []
+    assert "PWNED" not in re.search(r"<title>(.*?)</title>", dom, flags=re.S).group(1)
 
 
 def test_every_plot_renders_without_console_errors(hostile_report, tmp_path):

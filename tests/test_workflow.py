@@ -71,6 +71,41 @@ def test_example_records_alias_and_unused_genes(example_run):
     assert len(used) == 53 + 8
 
 
+def test_example_power_plans_from_the_observed_effect_and_the_cautious_bound(example_run):
+    """power.tsv and the report's Power section: the observed primary estimate and the CI bound nearer zero,
+    participants per arm for 80 % and 90 %, and the plain sentence with the attrition."""
+    contrasts = pd.read_csv(example_run / "contrasts.tsv", sep="\t")
+    primary = contrasts[(contrasts["role"] == "primary") & (contrasts["arm"] == "kind_others")].iloc[0]
+    power = pd.read_csv(example_run / "power.tsv", sep="\t", keep_default_na=False, na_values=[""])
+    sizes = power[(power["kind"] == "sample_size") & (power["arm"] == "kind_others")].set_index(
+        ["effect_label", "target"]
+    )
+    assert sizes.loc[("observed", 0.9), "effect"] == pytest.approx(primary["estimate"], abs=1e-9)
+    assert abs(sizes.loc[("ci_bound", 0.9), "effect"]) == pytest.approx(abs(primary["ci_high"]), abs=1e-9)
+    n = int(sizes.loc[("observed", 0.9), "per_arm"])
+    assert n < int(sizes.loc[("ci_bound", 0.9), "per_arm"])
+    report = (example_run / "report.html").read_text()
+    assert (
+        f"To detect the observed {primary['estimate']:+.2f} SD (kind_others vs control at post) with 90 % power"
+        in report
+    )
+    assert (
+        f"needs {n} participants per arm; with 10 % attrition, {int(sizes.loc[('observed', 0.9), 'enrolled_per_arm'])}"
+        in report
+    )
+    assert "winner&#39;s curse" in report
+
+
+def test_synthesis_joins_the_dag_when_configured(example_run, tmp_path):
+    """`synthesis: true` with two trial studies adds the synthesis (and each study's primary summary) to `all`;
+    `power: enabled: false` leaves that study's power out (its summary is still made for the synthesis)."""
+    config = yaml.safe_load((example_run.parents[1] / "config.yaml").read_text())
+    study = config["studies"]["example"]
+    config = {"studies": {"example": study, "copy": {**study, "power": {"enabled": False}}}, "synthesis": True}
+    jobs = dry_run_jobs(tmp_path, config)
+    assert jobs["synthesis"] == 1 and jobs["effect"] == 2 and jobs["power"] == 1 and jobs["report"] == 2
+
+
 def dry_run_jobs(workdir: Path, config: dict) -> dict[str, int]:
     """{rule: jobs} that `snakemake -n` would run with this config (its "Job stats" table), `all` left out."""
     result = run_example(workdir, config, "--dry-run")

@@ -48,11 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         "scores": "scores.tsv (written by score, read by the later stages)",
         "genes-used": "genes_used.tsv (written by score, read by the later stages)",
         "model-contrasts": "work/model_contrasts.tsv: every model's contrasts before the resampling checks "
-        "(model writes it, robustness reads it)",
+        "(model writes it, robustness and effect read it)",
         "genes": "per-gene contrasts TSV to write (genes.tsv)",
         "model-info": "model.json: formula, reference levels, variance components (model writes it, the others "
         "read it)",
         "contrasts": "contrasts.tsv to write, with the robustness columns",
+        "effect": "work/primary_effect.json: the primary endpoint's fitted summary (the effect command writes it)",
+        "meta": "meta.tsv to write: the studies, the pooled estimates and leave-one-out",
         "out": "the file to write (validated.h5ad, normalized.h5ad, a null chunk's TSV, work/outcome_contrasts.tsv, "
         "mediation.tsv or report.html)",
     }
@@ -170,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         "scores",
         "out",
     )
-    stage(
+    report = stage(
         "report",
         stages.report,
         "write the self-contained HTML report",
@@ -183,8 +185,45 @@ def _parser() -> argparse.ArgumentParser:
         "genes",
         "model-info",
         "out",
-    ).add_argument(
+    )
+    report.add_argument(
         "--mediation", nargs="*", default=[], help="mediation.tsv (studies with `mediation:`), for its report section"
+    )
+    report.add_argument(
+        "--power", nargs="*", default=[], help="power.tsv (studies with `power: enabled`), for its Power section"
+    )
+    stage(
+        "effect",
+        stages.effect,
+        "the primary endpoint's fitted summary for power and synthesis; write work/primary_effect.json",
+        "study-config",
+        "input",
+        "scores",
+        "genes-used",
+        "model-contrasts",
+        "model-info",
+        "out",
+    )
+    stage(
+        "power",
+        stages.power,
+        "power curves and sample sizes for the next trial; write power.tsv",
+        "study-config",
+        "effect",
+        "out",
+    )
+    stage(
+        "synthesis",
+        stages.synthesis,
+        "random-effects meta-analysis of the studies' primary contrasts; write meta.tsv and the synthesis report",
+        "study-config",
+        "meta",
+        "out",
+    ).add_argument(
+        "--effects",
+        nargs="+",
+        required=True,
+        help="each pooled study's work/primary_effect.json, in the order of synthesis: studies",
     )
     example = sub.add_parser(
         "example",

@@ -82,6 +82,16 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "robustness": (*_DESIGN, "robustness.gene_sets", "robustness.seed"),
     "report": (*REPORTED_PARAMETERS, "expression_filter", "show_participant_ids"),
+    # the fitted primary endpoint's summary for planning and synthesis (work/primary_effect.json)
+    "effect": (*_DESIGN, "input"),
+    "power": (
+        "power.effects",
+        "power.alpha",
+        "power.targets",
+        "power.attrition",
+        "power.max_per_arm",
+        "power.arms",
+    ),
     # trials with `outcomes:` / `dose:` (ctra.models.outcomes) and `mediation:` (ctra.mediation); the rules run
     # only for studies that set them, and the keys are optional (no default), so other studies' params are unchanged
     "outcomes": (*_DESIGN, "outcomes", "dose"),
@@ -254,6 +264,43 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class EffectSettings:
+    """The primary endpoint's summary for power and synthesis: the design (to refit the primary score's main
+    model for its variance components) and the input kind (which the synthesis reports per study)."""
+
+    design: DesignSettings
+    input: str
+
+    @classmethod
+    def from_study(cls, study: dict) -> EffectSettings:
+        return cls(design=DesignSettings.from_study(study), input=study["input"])
+
+
+@dataclass(frozen=True)
+class PowerSettings:
+    """Power and sample size of the planned trial (``ctra.power``); effects in score-SD units."""
+
+    effects: tuple[float, ...]
+    alpha: float
+    targets: tuple[float, ...]
+    attrition: float
+    max_per_arm: int
+    arms: int
+
+    @classmethod
+    def from_study(cls, study: dict) -> PowerSettings:
+        block = study["power"]
+        return cls(
+            effects=tuple(float(e) for e in block["effects"]),
+            alpha=float(block["alpha"]),
+            targets=tuple(float(t) for t in block["targets"]),
+            attrition=float(block["attrition"]),
+            max_per_arm=int(block["max_per_arm"]),
+            arms=int(block["arms"]),
+        )
+
+
+@dataclass(frozen=True)
 class OutcomeSettings:
     """The outcome and dose models: the study's design (markers apply to the scores, never to an outcome),
     the outcome columns (may be empty) and the dose column (None: no dose model)."""
@@ -270,6 +317,102 @@ class OutcomeSettings:
             outcomes=tuple(study.get("outcomes", ())),
             dose=study.get("dose"),
         )
+
+
+@dataclass(frozen=True)
+class SynthesisSettings:
+    """The synthesis across studies (``ctra.synthesis``): which primary row of each study is pooled.
+
+    ``studies``: (study, arm, time) with arm and time None where the study's one primary row is meant."""
+
+    studies: tuple[tuple[str, str | None, str | None], ...]
+
+    @classmethod
+    def from_study(cls, block: dict) -> SynthesisSettings:  # the synthesis block (the name every stage uses)
+        return cls(studies=tuple((s["study"], s.get("arm"), s.get("time")) for s in block["studies"]))
+
+
+def synthesis_studies(config: dict) -> list[dict]:
+    """The studies the ``synthesis:`` block pools, as ``{study, arm, time}`` (arm and time None: the study's
+    one primary row), or an InputError naming each study that cannot be pooled and why. Reads only the
+    config (schema-checked, defaults filled): it runs when the workflow is parsed."""
+    from .errors import InputError
+
+    block = config.get("synthesis")
+    studies = config["studies"]
+    problems = []
+    if "synthesis" in studies:
+        problems.append(
+            "studies: a study named 'synthesis' would write to results/synthesis/, where the synthesis across "
+            "studies writes: rename the study"
+        )
+    if not block:
+        if problems:
+            raise InputError(problems)
+        return []
+
+    def is_trial(name: str) -> bool:
+        return studies[name].get("control") is not None
+
+    if block is True:
+        chosen = [{"study": name, "arm": None, "time": None} for name in sorted(studies) if is_trial(name)]
+        scores = {studies[c["study"]]["primary"]["score"] for c in chosen}
+        if len(scores) > 1:
+            listed = ", ".join(f"'{c['study']}' ({studies[c['study']]['primary']['score']})" for c in chosen)
+            problems.append(
+                f"synthesis: true pools every trial study with the same primary score, but the trial studies have "
+                f"different ones: {listed}; list the studies to pool under synthesis: studies"
+            )
+    else:
+        chosen = [
+            {"study": s, "arm": None, "time": None} if isinstance(s, str) else {"arm": None, "time": None, **s}
+            for s in block["studies"]
+        ]
+        for item in chosen:
+            name = item["study"]
+            if name not in studies:
+                defined = ", ".join(f"'{s}'" for s in sorted(studies))
+                problems.append(f"synthesis: study '{name}' is not defined under studies: (defined: {defined})")
+            elif not is_trial(name):
+                problems.append(
+                    f"synthesis: study '{name}' is not a trial (no control arm): it has no arm x time contrast to pool"
+                )
+            elif studies[name]["primary"]["contrast"] != "arm_x_time":
+                problems.append(
+                    f"synthesis: study '{name}' has primary contrast '{studies[name]['primary']['contrast']}'; "
+                    "the synthesis pools arm x time contrasts"
+                )
+        known = [c for c in chosen if c["study"] in studies and is_trial(c["study"])]
+        scores: dict[str, list[str]] = {}
+        for item in known:
+            scores.setdefault(studies[item["study"]]["primary"]["score"], []).append(item["study"])
+        if len(scores) > 1:
+            first = studies[known[0]["study"]]["primary"]["score"]
+            for item in known:
+                score = studies[item["study"]]["primary"]["score"]
+                if score != first:
+                    problems.append(
+                        f"synthesis: study '{item['study']}' has primary score '{score}', but '{known[0]['study']}' "
+                        f"has '{first}': only studies with the same primary score can be pooled"
+                    )
+        names = [c["study"] for c in chosen]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"synthesis: study '{name}' is listed more than once")
+    for item in chosen:  # several active arms, known from the config: ask now rather than after the studies ran
+        levels = studies.get(item["study"], {}).get("arm_levels") or []
+        if item["arm"] is None and len(levels) > 2 and is_trial(item["study"]):
+            problems.append(
+                f"synthesis: study '{item['study']}' has {len(levels) - 1} active arms (arm_levels): name the one "
+                f"to pool as {{study: {item['study']}, arm: ...}}"
+            )
+    if not problems and len(chosen) < 2:
+        which = f" (only '{chosen[0]['study']}')" if chosen else ""
+        problems.append(
+            f"synthesis: a meta-analysis needs two or more trial studies with the same primary score{which}"
+        )
+    if problems:
+        raise InputError(problems)
+    return chosen
 
 
 @dataclass(frozen=True)

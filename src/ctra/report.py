@@ -148,6 +148,7 @@ def render_report(
     genes_used: pd.DataFrame,
     methods: dict,
     show_participant_ids: bool = False,
+    power: pd.DataFrame | None = None,
     mediation: pd.DataFrame | None = None,
 ) -> str:
     """Return the report as one HTML string (see the module docstring for what it guarantees)."""
@@ -176,6 +177,7 @@ def render_report(
         levels=levels,
         participants=participants,
         samples=samples,
+        power=power,
         outcome_contrasts=outcome_contrasts,
         mediation=None if mediation is None else _as_text(mediation, KEY_COLUMNS),
     )
@@ -207,6 +209,7 @@ class ReportInputs:
     levels: Levels
     participants: dict[str, str]  # id -> label shown
     samples: list[str]  # per-sample labels shown
+    power: pd.DataFrame | None = None  # power.tsv (None: not computed)
     outcome_contrasts: pd.DataFrame | None = None  # the outcome and dose rows (ctra.report_outcomes)
     mediation: pd.DataFrame | None = None  # mediation.tsv, for studies with `mediation:`
 
@@ -269,9 +272,16 @@ SECTIONS = (
             "adjustment": _adjustment_sentences(d.methods),
         },
     ),
+    Section("power", "Power for the next trial", lambda d: _power_section(d.power), optional=True),
     Section("methods", "Methods", lambda d: {"methods": _methods_context(d.methods)}),
     Section("contrasts", "All contrasts", lambda d: {"contrasts": _contrasts_table(d.contrasts, d.participants)}),
 )
+
+
+def _power_section(power: pd.DataFrame | None) -> dict:
+    from .planning_report import power_section  # it builds on this module's machinery
+
+    return power_section(power)
 
 
 def write_report(path: str | Path, **kwargs: Any) -> None:

@@ -22,14 +22,17 @@ import numpy as np
 import pandas as pd
 
 from .config import (
+    EffectSettings,
     MediationSettings,
     ModelSettings,
     NormalizeSettings,
     NullSettings,
     OutcomeSettings,
+    PowerSettings,
     ReportSettings,
     RobustnessSettings,
     ScoreSettings,
+    SynthesisSettings,
 )
 from .errors import InputError
 from .results import read_json, read_normalized, read_table, read_var, write_h5ad, write_json, write_tsv
@@ -231,6 +234,7 @@ def report(
     genes: str,
     model_info: str,
     out: str,
+    power: list[str] | None = None,
     mediation: list[str] | None = None,
 ) -> None:
     from .report import PCA_GENES, normalization_text, parameter_text, write_report
@@ -257,6 +261,7 @@ def report(
         genes_used=read_table(genes_used),
         methods=methods,
         show_participant_ids=settings.show_participant_ids,
+        power=read_table(power[0]) if power else None,
         mediation=read_table(mediation[0]) if mediation else None,
     )
 
@@ -267,6 +272,76 @@ def _most_variable(var: pd.DataFrame, n: int) -> np.ndarray:
     mask = np.zeros(len(var), dtype=bool)
     mask[order[:n]] = True
     return mask
+
+
+def effect(
+    settings: EffectSettings,
+    *,
+    input: str,
+    scores: str,
+    genes_used: str,
+    model_contrasts: str,
+    model_info: str,
+    out: str,
+) -> None:
+    """The primary endpoint's summary for planning and synthesis (work/primary_effect.json)."""
+    from .power import primary_effect
+
+    adata, _, usage = _model_inputs(input, scores, genes_used)
+    summary = primary_effect(
+        adata, read_table(scores), usage, read_table(model_contrasts), read_json(model_info), settings
+    )
+    log.info(
+        "primary score %s: sigma^2 %.4g, participant variance %.4g, baseline SD %.4g, %d primary row(s)",
+        summary["score"],
+        summary["sigma2"],
+        summary["sigma2_participant"],
+        summary["score_sd"],
+        len(summary["primary_rows"]),
+    )
+    write_json(summary, out)
+
+
+def power(settings: PowerSettings, *, effect: str, out: str) -> None:
+    """power.tsv: power curves and sample sizes for the next trial (ctra.power)."""
+    from .power import power_table
+
+    summary = read_json(effect)
+    table = power_table(summary, settings)
+    if summary.get("unsupported"):
+        log.warning("power not computed: %s", summary["unsupported"])
+    log.info("power: %d rows", len(table))
+    write_tsv(table, out)
+
+
+def synthesis(settings: SynthesisSettings, *, effects: list[str], meta: str, out: str) -> None:
+    """meta.tsv and the synthesis report across studies (ctra.synthesis)."""
+    from .synthesis import meta_table, study_effect
+    from .planning_report import write_synthesis_report
+    from .versions import package_versions
+
+    if len(effects) != len(settings.studies):
+        raise InputError(f"synthesis: {len(settings.studies)} studies configured but {len(effects)} effect files given")
+    rows = [
+        study_effect(name, read_json(path), arm, time) for (name, arm, time), path in zip(settings.studies, effects)
+    ]
+    table = meta_table(rows)
+    pooled = table[table["analysis"] == "random_effects_reml_hk"].iloc[0]
+    log.info(
+        "synthesis of %d studies: %.4g SD (%.4g to %.4g), tau^2 %.4g",
+        len(rows),
+        pooled["estimate"],
+        pooled["ci_low"],
+        pooled["ci_high"],
+        pooled["tau2"],
+    )
+    write_tsv(table, meta)
+    write_synthesis_report(
+        out,
+        table=table,
+        versions=package_versions(),
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
 
 
 def example(*, out: str, seed: int) -> None:
@@ -284,6 +359,9 @@ SETTINGS: dict[str, type | None] = {
     "null": NullSettings,
     "robustness": RobustnessSettings,
     "report": ReportSettings,
+    "effect": EffectSettings,
+    "power": PowerSettings,
+    "synthesis": SynthesisSettings,
     "outcomes": OutcomeSettings,
     "mediation": MediationSettings,
 }

@@ -977,6 +977,37 @@ def config_study_name_escapes_results(w):
     w.studies = {"../x": study}
 
 
+@case(
+    [
+        "studies -> s -> power -> alpha",
+        "studies -> s -> power -> effects -> 0",
+        "studies -> s -> power -> targets -> 1",
+    ],
+    runner="snakemake",
+)
+def config_power_out_of_range(w):
+    """alpha outside (0, 1), a negative planning effect (a magnitude is meant), a power target of 1.2: the schema
+    names each key."""
+    w.write_cohort(power={"alpha": 1.5, "effects": [-0.2, 0.3], "targets": [0.8, 1.2]})
+
+
+@case(
+    [
+        "synthesis cannot run",
+        "study 'nosuch' is not defined",
+        "study 'one_arm' is not a trial",
+        "study 'other' has primary score 'antibody'",
+    ],
+    runner="snakemake",
+)
+def synthesis_studies_that_cannot_be_pooled(w):
+    """An unknown study, a single-arm one and one with another primary score, named each in one message."""
+    w.write_cohort()
+    w.write_cohort(name="one_arm", control=None)
+    w.write_cohort(name="other", primary={"score": "antibody"})
+    w.write_config({"studies": w.studies, "synthesis": {"studies": ["s", "nosuch", "one_arm", "other"]}})
+
+
 def _no_side_effect(w, result):
     assert not (w.root / "PWNED").exists()
 

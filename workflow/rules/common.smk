@@ -15,7 +15,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.sourcecache import LocalSourceFile
 
-from ctra.config import stage_settings
+from ctra.config import stage_settings, synthesis_studies
+from ctra.errors import InputError
 
 # Files shipped with ctra (schemas, gene sets) are found relative to this file (ctra's workflow/rules/), never
 # through workflow.basedir: that is the main Snakefile's directory, the user's own one when ctra is a module.
@@ -161,7 +162,13 @@ def _check_targets():
     if MODULE is not None:
         return
     for name, token in _requested_studies():
-        if name not in config["studies"]:
+        if name == "synthesis" and not config.get("synthesis"):
+            raise WorkflowError(
+                f"the requested target '{token}' is the synthesis across studies, which this config does not ask "
+                "for: add `synthesis: true` (every trial study with the same primary score) or "
+                "`synthesis: {studies: [...]}` to the config."
+            )
+        if name not in config["studies"] and name != "synthesis":
             raise WorkflowError(_unknown_study(name, f" in the requested target '{token}'"))
 
 
@@ -218,7 +225,8 @@ os.environ.update(CTRA_PYTHON=sys.executable)
 
 
 wildcard_constraints:
-    study=STUDY_NAME,
+    # results/synthesis/ is the synthesis across studies (synthesis.smk), never a study
+    study=f"(?!synthesis/){STUDY_NAME}",
     chunk="[0-9]+",
 
 
@@ -284,3 +292,22 @@ def mediation_files(wildcards):
     if study_config(wildcards).get("mediation") is not None:
         return [f"results/{wildcards.study}/mediation.tsv"]
     return []
+
+
+# ---------------------------------------------------------------- power (power.smk) and synthesis (synthesis.smk)
+
+
+def power_file(wildcards):
+    """The study's power.tsv when `power: enabled` (the report's Power section reads it), else nothing."""
+    return [f"results/{wildcards.study}/power.tsv"] if study_config(wildcards)["power"]["enabled"] else []
+
+
+def _synthesis_plan():
+    try:
+        return synthesis_studies(config)
+    except InputError as error:
+        listed = "\n".join(f"  - {p}." for p in error.problems)
+        raise WorkflowError(f"{_config_files()}: the synthesis cannot run:\n{listed}")
+
+
+SYNTHESIS = _synthesis_plan()

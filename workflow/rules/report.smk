@@ -8,6 +8,7 @@ rule report:
         genes="results/{study}/genes.tsv",
         model_info="results/{study}/model.json",
         mediation=mediation_files,
+        power=power_file,
     output:
         report(
             "results/{study}/report.html",
@@ -26,4 +27,4 @@ rule report:
         '"$CTRA_PYTHON" -m ctra.cli report --study {wildcards.study:q} --study-config {params.settings:q}'
         " --input {input.normalized:q} --scores {input.scores:q} --genes-used {input.genes_used:q}"
         " --contrasts {input.contrasts:q} --genes {input.genes:q} --model-info {input.model_info:q}"
-        " --mediation {input.mediation:q} --out {output:q} --log {log:q}"
+        " --mediation {input.mediation:q} --power {input.power:q} --out {output:q} --log {log:q}"
