@@ -51,7 +51,7 @@ def main() -> None:
         p_between=1,
         arms=2,
     )
-    print("| per arm | effect | analytic power | Monte-Carlo (95 % CI) | difference / simulation SE |")
+    print("| per arm | effect (score units) | analytic power | Monte-Carlo (95 % CI) | difference / simulation SE |")
     print("|---|---|---|---|---|")
     for per_arm, effect in GRID:
         analytic = float(pw.power(design, "post", effect, per_arm, 0.05))

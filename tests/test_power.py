@@ -118,6 +118,7 @@ def test_power_table_rows_and_labels():
         "markers_used": [],
         "marker_rule": "auto",
         "p_between": 4,
+        "score_sd": 0.6,
         "primary_rows": [
             {"contrast": "arm_x_time", "arm": "a", "time": "post", "estimate": -0.7, "ci_low": -0.95, "ci_high": -0.45}
         ],
@@ -139,6 +140,39 @@ def test_power_table_rows_and_labels():
     curves = table[table["kind"] == "curve"]
     assert curves["per_arm"].max() == 500
     assert (curves.groupby(["effect_label", "effect"])["power"].apply(lambda p: np.all(np.diff(p) >= -1e-12))).all()
+
+
+def test_user_effects_are_in_baseline_sd_and_planned_in_score_units():
+    """power.effects are multiples of the baseline SD of the score: with score_sd 2, a 0.5 planning effect is 1.0
+    score unit, and its sample size is that of a 1.0 score-unit effect (not of 0.5)."""
+    effect = {
+        "has_control": True,
+        "times": ["pre", "post"],
+        "patterns": [[0, 1]],
+        "pattern_shares": [1.0],
+        "gamma": 1.0,
+        "sigma2": 1.0,
+        "q_within": 0,
+        "markers_used": [],
+        "marker_rule": False,
+        "p_between": 1,
+        "score_sd": 2.0,
+        "primary_rows": [
+            {"contrast": "arm_x_time", "arm": "a", "time": "post", "estimate": -3.0, "ci_low": -5.0, "ci_high": -1.0}
+        ],
+    }
+    settings = PowerSettings(effects=(0.5,), alpha=0.05, targets=(0.9,), attrition=0.0, max_per_arm=2000, arms=2)
+    table = pw.power_table(effect, settings)
+    sizes = table[table["kind"] == "sample_size"].set_index("effect_label")
+    assert sizes.loc["user", "effect"] == pytest.approx(1.0)
+    assert sizes.loc["user", "effect_baseline_sd"] == pytest.approx(0.5)
+    assert sizes.loc["observed", "effect"] == pytest.approx(-3.0)
+    assert sizes.loc["observed", "effect_baseline_sd"] == pytest.approx(-1.5)
+    design = pw.PlannedDesign.from_effect(effect, 2)
+    assert sizes.loc["user", "per_arm"] == pw.sample_size(design, "post", 1.0, 0.9, 0.05, 2000)[0]
+    assert sizes.loc["user", "per_arm"] < pw.sample_size(design, "post", 0.5, 0.9, 0.05, 2000)[0]
+    with pytest.raises(ValueError, match="baseline SD"):
+        pw.power_table({**effect, "score_sd": float("nan")}, settings)
 
 
 def test_analytic_power_agrees_with_monte_carlo_fits_of_whole_cohorts():

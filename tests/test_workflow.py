@@ -86,7 +86,9 @@ def test_example_power_plans_from_the_observed_effect_and_the_cautious_bound(exa
     assert n < int(sizes.loc[("ci_bound", 0.9), "per_arm"])
     report = (example_run / "report.html").read_text()
     assert (
-        f"To detect the observed {primary['estimate']:+.2f} SD (kind_others vs control at post) with 90 % power"
+        f"To detect the observed {primary['estimate']:+.2f} (score units; "
+        f"{sizes.loc[('observed', 0.9), 'effect_baseline_sd']:+.2f} baseline SD) (kind_others vs control at post) "
+        "with 90 % power"
         in report
     )
     assert (

@@ -278,7 +278,8 @@ class EffectSettings:
 
 @dataclass(frozen=True)
 class PowerSettings:
-    """Power and sample size of the planned trial (``ctra.power``); effects in score-SD units."""
+    """Power and sample size of the planned trial (``ctra.power``); effects in baseline SD (the SD of the
+    primary score over the fitted study's baseline draws; ``ctra.power.planning_effects`` puts them in score units)."""
 
     effects: tuple[float, ...]
     alpha: float

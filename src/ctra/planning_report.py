@@ -46,7 +46,8 @@ def _pct(value: float) -> str:
 
 
 def _effect_text(row: pd.Series) -> str:
-    return f"{row['effect']:+.2f} SD"
+    """The effect in score units and in baseline SD (the SD of the primary score over the baseline draws)."""
+    return f"{row['effect']:+.2f} (score units; {row['effect_baseline_sd']:+.2f} baseline SD)"
 
 
 def _who(row: pd.Series) -> str:
@@ -124,7 +125,7 @@ def _n_arms(row: pd.Series) -> str:
 
 
 def _sample_size_table(sizes: pd.DataFrame) -> Table:
-    columns = ["effect", "contrast", "effect (SD)", "power target", "participants per arm", "to enrol per arm", "note"]
+    columns = ["effect", "contrast", "effect (score units; baseline SD)", "power target", "participants per arm", "to enrol per arm", "note"]
     rows = [
         [
             LABELS[row["effect_label"]],
@@ -154,7 +155,7 @@ def _power_figure(curves: pd.DataFrame, sizes: pd.DataFrame) -> Figure | None:
             & (curves["time"] == time)
             & (curves["effect"] == effect)
         ]
-        name = f"{LABELS[label]}: {effect:+.2f} SD" + (f" ({arm}, {time})" if arm else "")
+        name = f"{LABELS[label]}: {effect:+.2f} score units" + (f" ({arm}, {time})" if arm else "")
         data.append(
             {
                 "type": "scatter",
@@ -199,7 +200,9 @@ def _power_note(power: pd.DataFrame) -> str:
     return (
         f"Analytic power (method '{row['method']}'): the variance of the GLS arm x time contrast for the planned design "
         "with this study's fitted variance components and share of missed draws, a non-central t with the design's "
-        "within-participant df; effects in score units (per-gene SDs, as every estimate in this report). Participants per arm are those "
+        "within-participant df. Effects in score units (mean per-gene z, as every estimate in this report) and in "
+        "baseline SD (divided by the SD of the primary score over the participants' baseline draws); the configured "
+        "planning effects are given in baseline SD. Participants per arm are those "
         "analysed; 'to enrol' adds the attrition. Exact for complete balanced designs; checked against Monte-Carlo "
         "fits of simulated cohorts (README, Calibration)." + markers
     )

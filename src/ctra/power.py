@@ -19,9 +19,13 @@ Power is that of the two-sided t test with the design's within-participant df,
 them at that n), under a
 non-central t with non-centrality delta / sqrt(Var(n)): exact for complete balanced data; otherwise checked
 against Monte-Carlo fits of whole simulated cohorts through ctra's own REML and Satterthwaite code
-(``simulate_power``; tests/test_power.py). Effects are in score units: the score is a mean of per-gene z-scores,
-so one unit is one SD of a gene's expression in the study (the "SD" of ctra's reports). Everything is a closed form in n, so a grid of 10,000 participants per
-arm is one vectorised call.
+(``simulate_power``; tests/test_power.py). Two effect scales: *score units* (the score is a mean of per-gene
+z-scores; every estimate, the observed effect and its CI bound included, is in them) and *baseline SD*: the SD
+(ddof 1) of the primary score over the participants' baseline draws (``score_sd`` of primary_effect.json, one
+draw per participant at the first time point). The user's planning effects (``power.effects``) are in baseline
+SD and are multiplied by ``score_sd`` into score units before the power is computed; power.tsv carries both
+(``effect``: score units, ``effect_baseline_sd``). Everything is a closed form in n, so a grid of 10,000
+participants per arm is one vectorised call.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ POWER_COLUMNS = (
     "arm",
     "time",
     "effect",
+    "effect_baseline_sd",
     "target",
     "per_arm",
     "enrolled_per_arm",
@@ -184,8 +189,15 @@ def enrolled(per_arm: int, attrition: float) -> int:
 
 
 def planning_effects(effect: dict, user_effects: list[float]) -> list[dict]:
-    """The effects to plan for: each primary row's observed effect and its CI bound nearer zero (a
-    magnitude; zero when the CI covers zero), then the user's effects at each follow-up time."""
+    """The effects to plan for, in score units (``effect``) and in baseline SD (``effect_baseline_sd``): each
+    primary row's observed effect and its CI bound nearer zero (a magnitude; zero when the CI covers zero),
+    then the user's effects (given in baseline SD, times ``score_sd`` in score units) at each follow-up time."""
+    score_sd = float(effect.get("score_sd", math.nan))
+    if not (np.isfinite(score_sd) and score_sd > 0):
+        raise ValueError(
+            f"the baseline SD of the primary score is {score_sd}: the planning effects (in baseline SD) "
+            "cannot be put in score units"
+        )
     rows = []
     for row in effect["primary_rows"]:
         estimate, low, high = row["estimate"], row["ci_low"], row["ci_high"]
@@ -202,7 +214,9 @@ def planning_effects(effect: dict, user_effects: list[float]) -> list[dict]:
     times = list(dict.fromkeys(row["time"] for row in effect["primary_rows"])) or list(effect["times"][1:])
     for time in times:
         for value in user_effects:
-            rows.append({"effect_label": "user", "arm": "", "time": time, "effect": float(value)})
+            rows.append({"effect_label": "user", "arm": "", "time": time, "effect": float(value) * score_sd})
+    for row in rows:
+        row["effect_baseline_sd"] = row["effect"] / score_sd
     return rows
 
 
