@@ -106,6 +106,33 @@ def test_auto_markers_leave_the_small_planned_trial_as_the_model_would():
     assert pw.design_df(design, np.array([7, 8])).tolist() == [12, 14 - 8]
 
 
+def test_below_the_marker_threshold_power_uses_the_fit_without_markers():
+    """`auto` leaves 8 markers out below n = 8 per arm: there the variance components are the no-marker fit's
+    (larger residual variance), from n = 8 on the fit with markers."""
+    with_markers = pw.PlannedDesign(
+        times=("pre", "post"),
+        patterns=((0, 1),),
+        shares=(1.0,),
+        gamma=2.0,
+        sigma2=0.05,
+        q_within=0,
+        markers=8,
+        marker_rule="auto",
+        p_between=1,
+        arms=2,
+        gamma_no_markers=1.5,
+        sigma2_no_markers=0.10,
+    )
+    n = np.array([5, 7, 8, 30])
+    got = pw.power(with_markers, "post", 0.4, n, 0.05)
+    plain = pw.power(planned(gamma=1.5, sigma2=0.10), "post", 0.4, n[:2], 0.05)
+    kept = pw.power(planned(gamma=2.0, sigma2=0.05, markers=8, rule=True), "post", 0.4, n[2:], 0.05)
+    np.testing.assert_allclose(got, np.concatenate([plain, kept]), rtol=1e-12)
+    assert got[1] < float(pw.power(planned(gamma=2.0, sigma2=0.05), "post", 0.4, 7, 0.05))  # the optimistic old value
+    assert "fit without markers" in pw.without_markers_note(with_markers, 7)
+    assert pw.without_markers_note(with_markers, 8) == ""
+
+
 def test_power_table_rows_and_labels():
     effect = {
         "has_control": True,

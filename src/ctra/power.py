@@ -16,7 +16,8 @@ Power is that of the two-sided t test with the design's within-participant df,
     df(n) = arms * n * sum_p share_p (m_p - 1) - arms (T - 1) - q_within,
 
 (q_within: the fixed effects that vary within participant, such as the leukocyte markers while ``auto`` keeps
-them at that n), under a
+them at that n; where it leaves them out, sigma^2 and gamma are those of the main model refitted without the
+markers, ``sigma2_no_markers`` and ``gamma_no_markers`` of primary_effect.json), under a
 non-central t with non-centrality delta / sqrt(Var(n)): exact for complete balanced data; otherwise checked
 against Monte-Carlo fits of whole simulated cohorts through ctra's own REML and Satterthwaite code
 (``simulate_power``; tests/test_power.py). Two effect scales: *score units* (the score is a mean of per-gene
@@ -31,7 +32,7 @@ participants per arm is one vectorised call.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,10 @@ class PlannedDesign:
     marker_rule: bool | str  # adjust_for_cell_markers: true, false or "auto"
     p_between: int  # participant-level fixed effects besides arm (intercept, covariates)
     arms: int  # arms of the planned trial, control included (1: a single-arm study)
+    # the variance components of the main model refitted without the markers: used at every n where the planned
+    # model leaves them out (``auto`` below its residual-df threshold); None: the same as gamma and sigma2
+    gamma_no_markers: float | None = None
+    sigma2_no_markers: float | None = None
 
     @classmethod
     def from_effect(cls, effect: dict, arms: int) -> PlannedDesign:
@@ -91,7 +96,19 @@ class PlannedDesign:
             marker_rule=effect["marker_rule"],
             p_between=int(effect["p_between"]),
             arms=arms,
+            gamma_no_markers=_optional(effect.get("gamma_no_markers")),
+            sigma2_no_markers=_optional(effect.get("sigma2_no_markers")),
         )
+
+    def without_markers(self) -> PlannedDesign:
+        """The same design with the variance components of the model without markers (itself when not recorded)."""
+        if self.sigma2_no_markers is None or self.gamma_no_markers is None:
+            return self
+        return replace(self, gamma=self.gamma_no_markers, sigma2=self.sigma2_no_markers)
+
+
+def _optional(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def information_per_participant(design: PlannedDesign) -> np.ndarray:
@@ -148,7 +165,13 @@ def power(design: PlannedDesign, time: str, effect_sd: np.ndarray, per_arm: np.n
 
     effect_sd, per_arm = np.broadcast_arrays(np.abs(np.asarray(effect_sd, float)), np.asarray(per_arm, float))
     df = design_df(design, per_arm)
-    se = np.sqrt(design.sigma2 * unit_variance(design, time) / per_arm)
+    # where the planned model leaves the markers out, the variance components are those fitted without them
+    plain = design.without_markers()
+    kept = markers_kept(design, per_arm) | (design.markers == 0)
+    variance = np.where(
+        kept, design.sigma2 * unit_variance(design, time), plain.sigma2 * unit_variance(plain, time)
+    )
+    se = np.sqrt(variance / per_arm)
     noncentrality = effect_sd / se
     out = np.full(df.shape, np.nan)
     ok = df >= 1
@@ -174,6 +197,18 @@ def sample_size(
     if len(reached) == 0:
         return None, math.nan
     return int(n[reached[0]]), float(values[reached[0]])
+
+
+def without_markers_note(design: PlannedDesign, per_arm: int) -> str:
+    """A sample size at which ``auto`` leaves the markers out of the planned model says whose variance it used."""
+    if design.markers == 0 or bool(markers_kept(design, np.array([per_arm]))[0]):
+        return ""
+    if design.sigma2_no_markers is None:
+        return (
+            "the planned model leaves the markers out at this n, but the fit without them was not recorded: "
+            "the variance components with markers may be optimistic"
+        )
+    return "the planned model leaves the markers out at this n: variance components of the fit without markers"
 
 
 def curve_grid(max_per_arm: int) -> np.ndarray:
@@ -241,7 +276,7 @@ def power_table(effect: dict, settings) -> pd.DataFrame:
                 design, plan["time"], plan["effect"], target, settings.alpha, settings.max_per_arm
             )
             note = (
-                ""
+                without_markers_note(design, n)
                 if n
                 else (
                     "the CI covers zero: no sample size has this power"
@@ -304,6 +339,11 @@ def primary_effect(
     ordered = scores.set_index("sample").loc[adata.obs_names]
     design, markers = study_design(adata, usage, settings.design)
     fit = fit_reml(design, ordered[score].to_numpy(float))
+    # without the markers (the planned model at any n where ``auto`` leaves them out): its own variance components
+    plain_fit = fit
+    if markers:
+        plain_design, _ = study_design(adata, usage, settings.design, markers=False)
+        plain_fit = fit_reml(plain_design, ordered[score].to_numpy(float))
     # the model stage's rows (work/model_contrasts.tsv): the main model's rows of the primary score and contrast
     # are contrasts.tsv's primary rows (robustness adds columns, not estimates), so this runs beside the null draws
     main = contrasts[
@@ -355,6 +395,10 @@ def primary_effect(
         "sigma2": float(fit.sigma2),
         "sigma2_participant": component_variances[0],
         "gamma": component_variances[0] / float(fit.sigma2) if fit.sigma2 > 0 else 0.0,
+        "sigma2_no_markers": float(plain_fit.sigma2),
+        "gamma_no_markers": (
+            float(plain_fit.component_variances[0]) / float(plain_fit.sigma2) if plain_fit.sigma2 > 0 else 0.0
+        ),
         "score_sd": float(np.std(baseline, ddof=1)) if len(baseline) > 1 else math.nan,
         "n_baseline": int(len(baseline)),
         "patterns": [list(p) for p in patterns],
