@@ -7,11 +7,13 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 
 from conftest import REPO
 from ctra import synthesis as syn
@@ -29,8 +31,10 @@ def test_fixture_cases_cover_the_example_seeds_and_published_estimates():
 
 @pytest.mark.parametrize("case", CASES)
 def test_agrees_with_metafor_reml_knha(case):
-    """REML tau^2, Hartung-Knapp CI and p, Q, I^2, H^2, prediction interval, DL and leave-one-out: metafor's
-    rma(method = "REML", test = "knha"), predict(), leave1out() and rma(method = "DL") to 1e-8."""
+    """REML tau^2, Hartung-Knapp CI and p, Q, I^2, H^2, DL and leave-one-out: metafor's rma(method = "REML",
+    test = "knha"), leave1out() and rma(method = "DL") to 1e-8. Prediction intervals: meta.tsv's pi_low / pi_high
+    (t with k - 2 df) against predict(pi.type = "riley") for k >= 3, and the t(k - 1) interval of metafor's default
+    predict() against reml_hk's pi_low_k1 / pi_high_k1 (not reported)."""
     data = pd.read_csv(FIXTURES / f"{case}_input.tsv", sep="\t", dtype={"study": str})
     reference = pd.read_csv(FIXTURES / f"{case}_metafor.tsv", sep="\t", dtype={"study": str})
     reference["study"] = reference["study"].str.strip()
@@ -43,6 +47,22 @@ def test_agrees_with_metafor_reml_knha(case):
         else:
             value = ours[row.analysis][row.quantity]
         assert float(value) == pytest.approx(row.value, rel=1e-8, abs=1e-10), (row.analysis, row.study, row.quantity)
+
+
+def test_prediction_interval_uses_k_minus_2_df_and_is_empty_below_three_studies():
+    y, v = np.array([-0.5, -0.2, 0.1, -0.4]), np.array([0.04, 0.05, 0.03, 0.06])
+    fit = syn.reml_hk(y, v)
+    spread = math.sqrt(fit["se"] ** 2 + fit["tau2"])
+    assert fit["pi_high"] - fit["estimate"] == pytest.approx(stats.t.ppf(0.975, 2) * spread)
+    assert fit["pi_high_k1"] - fit["estimate"] == pytest.approx(stats.t.ppf(0.975, 3) * spread)
+    two = syn.reml_hk(y[:2], v[:2])
+    assert np.isnan(two["pi_low"]) and np.isnan(two["pi_high"])
+    effects = [
+        syn.StudyEffect(s, "ctra", "active", "post", "counts", 30, yi, math.sqrt(vi), yi - 0.4, yi + 0.4)
+        for s, yi, vi in zip("ab", y[:2], v[:2])
+    ]
+    pooled = syn.meta_table(effects).set_index("analysis").loc["random_effects_reml_hk"]
+    assert np.isnan(pooled["pi_low"]) and "no prediction interval" in pooled["note"]
 
 
 def test_meta_table_rows_and_p_value_only_where_calibrated():

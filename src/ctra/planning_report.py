@@ -254,8 +254,13 @@ def _synthesis_sentences(main: pd.Series, dl: pd.Series, studies: pd.DataFrame) 
         f"arm x time contrast is {_ci(main)}, p = {_fmt_p(main['p_value'])} (random effects, REML tau^2, "
         "Hartung-Knapp CI).",
         f"Between-study heterogeneity: tau^2 = {main['tau2']:.3g}, I^2 = {main['i2']:.0f} %, Q = {main['q']:.2f} on "
-        f"{int(main['q_df'])} df (p = {_fmt_p(main['q_p'])}); a new study's true effect would lie between "
-        f"{main['pi_low']:+.2f} and {main['pi_high']:+.2f} SD (95 % prediction interval).",
+        f"{int(main['q_df'])} df (p = {_fmt_p(main['q_p'])}); "
+        + (
+            f"a new study's true effect would lie between {main['pi_low']:+.2f} and {main['pi_high']:+.2f} score "
+            "units (95 % prediction interval, t with k - 2 df)."
+            if np.isfinite(main["pi_low"])
+            else "no prediction interval (it needs 3 or more studies)."
+        ),
         f"DerSimonian-Laird (sensitivity): {_ci(dl)}.",
         *([f"Note: {main['note']}."] if main["note"] else []),
     ]
@@ -315,7 +320,7 @@ def _synthesis_forest(studies: pd.DataFrame, main: pd.Series) -> Figure:
         {
             "type": "scatter",
             "mode": "lines",
-            "x": _round4([main["pi_low"], main["pi_high"]]),
+            "x": _round4([main["pi_low"], main["pi_high"]]) if np.isfinite(main["pi_low"]) else [],
             "y": [-0.6, -0.6],
             "line": {"color": "#555", "width": 2},
             "name": "95 % prediction interval",
@@ -377,7 +382,9 @@ def _synthesis_methods() -> list[str]:
         "Random effects: tau^2 by REML (Fisher scoring, truncated at 0), inverse-variance weights 1/(v_i + tau^2), "
         "Hartung-Knapp variance sum w_i (y_i - mu)^2 / ((k - 1) sum w_i) on a t reference with k - 1 df (metafor's "
         "rma(method = 'REML', test = 'knha'); checked against it in tests/reference).",
-        "Prediction interval: mu +/- t(k - 1) sqrt(se^2 + tau^2). I^2 = tau^2 / (tau^2 + s^2) with s^2 the typical "
+        "Prediction interval: mu +/- t(k - 2) sqrt(se^2 + tau^2) (Higgins, Thompson & Spiegelhalter 2009; metafor's "
+        "predict(pi.type = 'riley')), none with fewer than 3 studies; metafor's default after test = 'knha' uses "
+        "t(k - 1), which ignores that tau^2 is estimated. I^2 = tau^2 / (tau^2 + s^2) with s^2 the typical "
         "within-study variance (metafor's definition). Sensitivity: DerSimonian-Laird tau^2 with a Wald (z) CI.",
         "The pooled p-value's size and the CI's coverage with 2-10 studies were checked in a seeded simulation "
         "(README, Calibration).",

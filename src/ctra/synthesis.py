@@ -11,7 +11,11 @@ studies on different platforms are pooled in the same unit.
   ``test = "knha"``, no truncation);
 * heterogeneity: Cochran's Q (fixed-effect weights 1 / v_i, chi^2 on k - 1 df), I^2 = tau^2 / (tau^2 + s^2)
   and H^2 = (tau^2 + s^2) / s^2 with s^2 = (k - 1) sum(1/v) / ((sum 1/v)^2 - sum 1/v^2) (metafor's
-  definitions), and the 95 % prediction interval mu +/- t_{k-1} sqrt(se_HK^2 + tau^2);
+  definitions), and the 95 % prediction interval mu +/- t_{k-2} sqrt(se_HK^2 + tau^2) (Higgins, Thompson &
+  Spiegelhalter 2009; metafor's ``predict(pi.type = "riley")``), empty (NaN) with fewer than 3 studies.
+  metafor's default ``predict()`` after ``test = "knha"`` uses t_{k-1} instead; that interval is kept as
+  ``pi_low_k1`` / ``pi_high_k1`` of ``reml_hk`` so both are checked against metafor, but meta.tsv reports the
+  k - 2 one (the k - 1 interval ignores that tau^2 is estimated and undercovers with few studies);
 * DerSimonian-Laird as a sensitivity analysis: tau^2 by moments, Wald (z) CI;
 * leave-one-study-out: the REML / Hartung-Knapp analysis without each study in turn (k >= 3).
 
@@ -131,8 +135,10 @@ def reml_hk(y: np.ndarray, v: np.ndarray) -> dict:
     tau2 = tau2_reml(y, v)
     out = pooled(y, v, tau2, hartung_knapp=True)
     het = _heterogeneity(y, v)
-    crit = stdtrit(out["df"], 0.975)
-    half = crit * np.sqrt(out["se"] ** 2 + tau2)
+    k = y.shape[-1]
+    spread = np.sqrt(out["se"] ** 2 + tau2)
+    half_k1 = stdtrit(out["df"], 0.975) * spread
+    half = stdtrit(np.full(out["df"].shape, k - 2.0), 0.975) * spread if k >= 3 else np.full(spread.shape, np.nan)
     out.update(
         tau2=tau2,
         i2=100 * tau2 / (tau2 + het["typical"]),
@@ -142,6 +148,8 @@ def reml_hk(y: np.ndarray, v: np.ndarray) -> dict:
         q_p=het["q_p"],
         pi_low=out["estimate"] - half,
         pi_high=out["estimate"] + half,
+        pi_low_k1=out["estimate"] - half_k1,
+        pi_high_k1=out["estimate"] + half_k1,
     )
     return out
 
@@ -263,12 +271,15 @@ def meta_table(effects: list[StudyEffect]) -> pd.DataFrame:
     scalar = {key: float(value) for key, value in main.items() if key != "weights"}
     wald_se = float(np.sqrt(1 / (1 / (v + main["tau2"])).sum()))
     narrower = scalar["ci_high"] - scalar["ci_low"] < float(dl["ci_high"] - dl["ci_low"])
-    note = (
-        f"the Hartung-Knapp CI is narrower than the DerSimonian-Laird Wald CI: the studies agree more closely than "
-        f"their standard errors imply (Hartung-Knapp se {scalar['se']:.3g}, Wald se {wald_se:.3g})"
-        if narrower
-        else ""
-    )
+    notes = []
+    if narrower:
+        notes.append(
+            f"the Hartung-Knapp CI is narrower than the DerSimonian-Laird Wald CI: the studies agree more closely "
+            f"than their standard errors imply (Hartung-Knapp se {scalar['se']:.3g}, Wald se {wald_se:.3g})"
+        )
+    if k < 3:
+        notes.append("no prediction interval: it needs 3 or more studies (a t with k - 2 df)")
+    note = "; ".join(notes)
     rows.append(
         {"analysis": "random_effects_reml_hk", "study": "pooled", **summary, **scalar, "weight": 100.0, "note": note}
     )

@@ -16,13 +16,19 @@ for (input in sort(list.files(dir, pattern = "_input\\.tsv$", full.names = TRUE)
   case <- sub("_input\\.tsv$", "", basename(input))
   d <- read.delim(input, colClasses = c(study = "character"))
   reml <- rma(yi, vi, data = d, method = "REML", test = "knha", control = tight)
-  pred <- predict(reml)
+  pred <- predict(reml)  # metafor's default after test = "knha": t with k - 1 df (ctra's pi_low_k1 / pi_high_k1)
+  riley <- predict(reml, pi.type = "riley")  # t with k - 2 df (Higgins 2009): meta.tsv's pi_low / pi_high
   dl <- rma(yi, vi, data = d, method = "DL", test = "z")
   rows <- data.frame(
     analysis = "random_effects_reml_hk", study = "pooled",
-    quantity = c("estimate", "se", "ci_low", "ci_high", "p_value", "tau2", "i2", "h2", "q", "q_p", "pi_low", "pi_high"),
+    quantity = c("estimate", "se", "ci_low", "ci_high", "p_value", "tau2", "i2", "h2", "q", "q_p",
+                 "pi_low_k1", "pi_high_k1"),
     value = c(reml$b[1], reml$se, reml$ci.lb, reml$ci.ub, reml$pval, reml$tau2, reml$I2, reml$H2, reml$QE, reml$QEp,
               pred$pi.lb, pred$pi.ub))
+  if (nrow(d) >= 3) {  # ctra gives no prediction interval below 3 studies (metafor's riley floors the df at 1)
+    rows <- rbind(rows, data.frame(analysis = "random_effects_reml_hk", study = "pooled",
+                                   quantity = c("pi_low", "pi_high"), value = c(riley$pi.lb, riley$pi.ub)))
+  }
   rows <- rbind(rows, data.frame(
     analysis = "random_effects_dl", study = "pooled",
     quantity = c("estimate", "se", "ci_low", "ci_high", "tau2", "i2", "h2"),
