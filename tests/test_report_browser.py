@@ -70,6 +70,7 @@ def _hostile_power():
         "pattern_shares": [1.0],
         "gamma": 2.0,
         "sigma2": 0.07,
+        "score_sd": 0.6,
         "q_within": 0,
         "markers_used": [],
         "marker_rule": "auto",
