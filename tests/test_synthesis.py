@@ -161,6 +161,32 @@ def test_a_failed_study_and_an_ambiguous_one_are_named():
     assert syn.study_effect("multi", two, "self", None).arm == "self"
 
 
+def test_meta_tsv_records_each_studys_estimand_and_notes_mixed_marker_adjustment():
+    """Per study: markers, covariates, time and baseline SD; a pooled note when marker adjustment differs;
+    the baseline-SD sensitivity pooling of y_i / sd_i with se_i / sd_i."""
+    adjusted = {**_effect(estimate=-0.6), "markers_used": ["CD3D", "CD14"], "covariates": ["age"], "score_sd": 0.6}
+    plain = {**_effect(estimate=-0.2), "markers_used": [], "covariates": ["age", "bmi"], "score_sd": 0.4}
+    third = {**_effect(estimate=-0.4), "markers_used": ["CD3D"], "covariates": ["age"], "score_sd": 0.5}
+    effects = [syn.study_effect(n, e, None, None) for n, e in (("x", adjusted), ("y", plain), ("z", third))]
+    table = syn.meta_table(effects)
+    rows = table[table["analysis"] == "study"].set_index("study")
+    assert rows.loc["x", "markers"] == "CD3D,CD14" and rows.loc["y", "markers"] == "none"
+    assert rows.loc["y", "covariates"] == "age,bmi" and rows.loc["x", "time"] == "post"
+    assert rows.loc["y", "score_sd"] == pytest.approx(0.4)
+    note = table.set_index("analysis").loc["random_effects_reml_hk", "note"]
+    assert "differ in leukocyte-marker adjustment (adjusted: x, z; not adjusted: y)" in note
+    assert "different covariates" in note
+    sd = np.array([0.6, 0.4, 0.5])
+    y, se = np.array([-0.6, -0.2, -0.4]), np.full(3, 0.2)
+    scaled = table.set_index("analysis").loc["random_effects_reml_hk_baseline_sd"]
+    assert scaled["estimate"] == pytest.approx(float(syn.reml_hk(y / sd, (se / sd) ** 2)["estimate"]))
+    text = render_synthesis(table, versions={"ctra": "0"}, generated="now")
+    assert "not adjusted" in text and "differ in leukocyte-marker adjustment" in text
+    assert "baseline SD of the score (sensitivity)" in text
+    same = syn.meta_table([syn.study_effect(n, third, None, None) for n in ("p", "q", "r")])
+    assert "marker" not in same.set_index("analysis").loc["random_effects_reml_hk", "note"]
+
+
 def test_synthesis_report_is_offline_and_escapes_study_names():
     hostile = "<script>alert('x')</script>"
     effects = [

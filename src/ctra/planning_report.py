@@ -215,14 +215,16 @@ def _power_note(power: pd.DataFrame) -> str:
 
 def render_synthesis(table: pd.DataFrame, versions: dict, generated: str) -> str:
     """The synthesis report as one HTML string (offline, escaped; study names are user strings)."""
-    studies = table[table["analysis"] == "study"].fillna({"arm": "", "time": "", "input": ""})
+    studies = table[table["analysis"] == "study"].fillna({"arm": "", "time": "", "input": "", "markers": "", "covariates": ""})
     main = table[table["analysis"] == "random_effects_reml_hk"].iloc[0]
     dl = table[table["analysis"] == "random_effects_dl"].iloc[0]
     loo = table[table["analysis"] == "leave_one_out"]
+    sensitivity = table[table["analysis"] == "random_effects_reml_hk_baseline_sd"]
+    scaled = sensitivity.iloc[0] if len(sensitivity) else None
     score = str(main["score"])
     context = {
         "title": f"Synthesis of {len(studies)} studies: {score}",
-        "summary": _synthesis_sentences(main, dl, studies),
+        "summary": _synthesis_sentences(main, dl, studies, scaled),
         "studies": _studies_table(studies),
         "forest": _synthesis_forest(studies, main),
         "heterogeneity": _heterogeneity_lines(main, dl),
@@ -243,10 +245,12 @@ def write_synthesis_report(path: str | Path, **kwargs: Any) -> None:
 
 
 def _ci(row: pd.Series) -> str:
-    return f"{row['estimate']:+.2f} SD (95 % CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f})"
+    return f"{row['estimate']:+.2f} score units (95 % CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f})"
 
 
-def _synthesis_sentences(main: pd.Series, dl: pd.Series, studies: pd.DataFrame) -> list[str]:
+def _synthesis_sentences(
+    main: pd.Series, dl: pd.Series, studies: pd.DataFrame, scaled: pd.Series | None = None
+) -> list[str]:
     inputs = sorted(set(studies["input"]))
     platform = " and ".join(INPUT_LABELS.get(i, i) for i in inputs)
     return [
@@ -262,18 +266,40 @@ def _synthesis_sentences(main: pd.Series, dl: pd.Series, studies: pd.DataFrame) 
             else "no prediction interval (it needs 3 or more studies)."
         ),
         f"DerSimonian-Laird (sensitivity): {_ci(dl)}.",
+        *(
+            [
+                f"Each effect divided by its study's baseline SD of the score (sensitivity): {_ci(scaled)}"
+                .replace("score units", "baseline SD")
+                + "."
+            ]
+            if scaled is not None
+            else []
+        ),
         *([f"Note: {main['note']}."] if main["note"] else []),
     ]
 
 
 def _studies_table(studies: pd.DataFrame) -> Table:
-    columns = ["study", "input", "arm", "time", "participants", "estimate (SD)", "95 % CI", "weight"]
+    columns = [
+        "study",
+        "input",
+        "arm",
+        "time",
+        "markers",
+        "covariates",
+        "participants",
+        "estimate (score units)",
+        "95 % CI",
+        "weight",
+    ]
     rows = [
         [
             str(r["study"]),
             INPUT_LABELS.get(str(r["input"]), str(r["input"])),
             str(r["arm"]),
             str(r["time"]),
+            "adjusted" if str(r.get("markers", "")) not in ("", "none") else "not adjusted",
+            str(r.get("covariates", "")).replace(",", ", "),
             f"{int(r['n_participants'])}",
             f"{r['estimate']:+.3f}",
             f"{r['ci_low']:+.3f} to {r['ci_high']:+.3f}",
@@ -281,7 +307,7 @@ def _studies_table(studies: pd.DataFrame) -> Table:
         ]
         for _, r in studies.iterrows()
     ]
-    return Table(columns=columns, rows=rows, numeric=[False, False, False, False, True, True, True, True])
+    return Table(columns=columns, rows=rows, numeric=[False] * 6 + [True] * 4)
 
 
 def _synthesis_forest(studies: pd.DataFrame, main: pd.Series) -> Figure:
@@ -304,7 +330,7 @@ def _synthesis_forest(studies: pd.DataFrame, main: pd.Series) -> Figure:
             },
             "text": names,
             "name": "studies",
-            "hovertemplate": "%{text}: %{x:.2f} SD<extra></extra>",
+            "hovertemplate": "%{text}: %{x:.2f} score units<extra></extra>",
         },
         {
             "type": "scatter",
@@ -328,7 +354,7 @@ def _synthesis_forest(studies: pd.DataFrame, main: pd.Series) -> Figure:
         },
     ]
     layout = {
-        "xaxis": {"title": _title("arm x time contrast (score units, SD)"), "zeroline": True},
+        "xaxis": {"title": _title("arm x time contrast (score units: mean per-gene z)"), "zeroline": True},
         "yaxis": {
             "tickvals": [*y, 0, -0.6],
             "ticktext": [*names, "pooled", "prediction"],
@@ -349,7 +375,7 @@ def _synthesis_forest(studies: pd.DataFrame, main: pd.Series) -> Figure:
 
 def _heterogeneity_lines(main: pd.Series, dl: pd.Series) -> list[str]:
     return [
-        f"REML tau^2 = {_fmt_num(main['tau2'])} (tau = {math.sqrt(max(main['tau2'], 0)):.3g} SD); "
+        f"REML tau^2 = {_fmt_num(main['tau2'])} (tau = {math.sqrt(max(main['tau2'], 0)):.3g} score units); "
         f"DerSimonian-Laird tau^2 = {_fmt_num(dl['tau2'])}.",
         f"I^2 = {main['i2']:.1f} %, H^2 = {main['h2']:.2f} (REML).",
         f"Cochran's Q = {main['q']:.3f} on {int(main['q_df'])} df, p = {_fmt_p(main['q_p'])}; with few studies Q has "
@@ -358,7 +384,7 @@ def _heterogeneity_lines(main: pd.Series, dl: pd.Series) -> list[str]:
 
 
 def _loo_table(loo: pd.DataFrame) -> Table:
-    columns = ["left out", "studies", "estimate (SD)", "95 % CI (Hartung-Knapp)", "tau^2", "I^2"]
+    columns = ["left out", "studies", "estimate (score units)", "95 % CI (Hartung-Knapp)", "tau^2", "I^2"]
     rows = [
         [
             str(r["study"]),
@@ -375,10 +401,12 @@ def _loo_table(loo: pd.DataFrame) -> Table:
 
 def _synthesis_methods() -> list[str]:
     return [
-        "Each study's primary arm x time contrast and standard error from its main mixed model, in score units: every "
-        "gene is z-scored within its own study before the score averages them, so one unit is one SD of a gene's "
-        "expression in that study, and studies on different platforms (RNA-seq counts, microarray log2) are pooled "
-        "in the same unit.",
+        "Each study's primary arm x time contrast and standard error from its main mixed model, in score units (mean "
+        "per-gene z within each study): every gene is z-scored within its own study before the score averages them. "
+        "That is not a validated common metric across platforms (RNA-seq counts, microarray log2) or populations; "
+        "the pooling of each effect divided by its study's baseline SD of the score is shown as a sensitivity.",
+        "Each study's estimand is its own main model: the studies table lists its leukocyte-marker adjustment and "
+        "covariates, and a note says when the pooled studies differ in them (they are pooled anyway, with that note).",
         "Random effects: tau^2 by REML (Fisher scoring, truncated at 0), inverse-variance weights 1/(v_i + tau^2), "
         "Hartung-Knapp variance sum w_i (y_i - mu)^2 / ((k - 1) sum w_i) on a t reference with k - 1 df (metafor's "
         "rma(method = 'REML', test = 'knha'); checked against it in tests/reference).",

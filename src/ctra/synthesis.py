@@ -1,9 +1,14 @@
 """Synthesis across studies: random-effects meta-analysis of the studies' primary contrasts.
 
-Each study contributes its primary arm x time estimate y_i with v_i = se_i^2 on the standardized score scale:
-every gene is z-scored within its own study before the score averages them, so one score unit is one SD of a
-gene's expression in that study whatever the platform (RNA-seq counts through the VST, microarray log2), and
-studies on different platforms are pooled in the same unit.
+Each study contributes its primary arm x time estimate y_i with v_i = se_i^2 in score units: the mean of
+per-gene z-scores, each gene z-scored within its own study. That makes the unit comparable in kind (a gene's SD
+in that study), not a validated common metric across platforms or populations (RNA-seq counts through the VST,
+microarray log2): a study with less spread in expression gets a larger effect for the same biology. So
+meta.tsv also gives, as a sensitivity, the pooling of each effect divided by its study's baseline SD of the
+score (``random_effects_reml_hk_baseline_sd``). The estimand is each study's own model: meta.tsv's study rows
+record the leukocyte markers adjusted for, the covariates and the primary time, and the pooled row's note says
+when the studies differ in marker adjustment (an effect net of cell composition pooled with one that is not) or
+in covariates; they are pooled anyway, with that note, not refused.
 
 * REML tau^2 (Fisher scoring, truncated at 0, as metafor's ``rma(method = "REML")``), the pooled mean
   mu = sum w_i y_i / sum w_i with w_i = 1 / (v_i + tau^2), and the Hartung-Knapp(-Sidik-Jonkman) CI and p:
@@ -58,6 +63,9 @@ META_COLUMNS = (
     "q_p",
     "pi_low",
     "pi_high",
+    "markers",
+    "covariates",
+    "score_sd",
     "note",
 )
 INPUT_LABELS = {"counts": "RNA-seq counts (DESeq2 VST)", "log2_expression": "log2 expression (microarray, log2 TPM)"}
@@ -196,6 +204,9 @@ class StudyEffect:
     se: float
     ci_low: float
     ci_high: float
+    markers: tuple[str, ...] = ()  # leukocyte markers the study's main model adjusted for (none: not adjusted)
+    covariates: tuple[str, ...] = ()
+    score_sd: float = math.nan  # the SD of the primary score over the study's baseline draws
 
 
 def study_effect(name: str, effect: dict, arm: str | None, time: str | None) -> StudyEffect:
@@ -236,7 +247,26 @@ def study_effect(name: str, effect: dict, arm: str | None, time: str | None) -> 
         se=row["se"],
         ci_low=row["ci_low"],
         ci_high=row["ci_high"],
+        markers=tuple(effect.get("markers_used", ())),
+        covariates=tuple(effect.get("covariates", ())),
+        score_sd=float(effect.get("score_sd", math.nan)),
     )
+
+
+def estimand_notes(effects: list[StudyEffect]) -> list[str]:
+    """Where the pooled studies estimate different things: marker adjustment or covariates differ."""
+    notes = []
+    adjusted = [e.study for e in effects if e.markers]
+    plain = [e.study for e in effects if not e.markers]
+    if adjusted and plain:
+        notes.append(
+            "the studies differ in leukocyte-marker adjustment (adjusted: " + ", ".join(adjusted) + "; not adjusted: "
+            + ", ".join(plain) + "): the pooled estimate mixes an effect net of cell composition with one that "
+            "is not"
+        )
+    if len({tuple(sorted(e.covariates)) for e in effects}) > 1:
+        notes.append("the studies adjust for different covariates (see the study rows)")
+    return notes
 
 
 def meta_table(effects: list[StudyEffect]) -> pd.DataFrame:
@@ -265,6 +295,9 @@ def meta_table(effects: list[StudyEffect]) -> pd.DataFrame:
                 "ci_low": e.ci_low,
                 "ci_high": e.ci_high,
                 "weight": 100 * weight,
+                "markers": ",".join(e.markers) if e.markers else "none",
+                "covariates": ",".join(e.covariates) if e.covariates else "none",
+                "score_sd": e.score_sd,
             }
         )
     summary = {"score": score, "n_participants": sum(e.n_participants for e in effects), "k": k}
@@ -279,6 +312,7 @@ def meta_table(effects: list[StudyEffect]) -> pd.DataFrame:
         )
     if k < 3:
         notes.append("no prediction interval: it needs 3 or more studies (a t with k - 2 df)")
+    notes.extend(estimand_notes(effects))
     note = "; ".join(notes)
     rows.append(
         {"analysis": "random_effects_reml_hk", "study": "pooled", **summary, **scalar, "weight": 100.0, "note": note}
@@ -295,6 +329,20 @@ def meta_table(effects: list[StudyEffect]) -> pd.DataFrame:
             "with few studies, see README Calibration)",
         }
     )
+    sd = np.array([e.score_sd for e in effects])
+    if np.all(np.isfinite(sd) & (sd > 0)):
+        scaled = reml_hk(y / sd, v / sd**2)
+        rows.append(
+            {
+                "analysis": "random_effects_reml_hk_baseline_sd",
+                "study": "pooled",
+                **summary,
+                **{key: float(value) for key, value in scaled.items() if key not in ("weights", "p_value", "pi_low_k1", "pi_high_k1")},
+                "weight": 100.0,
+                "note": "sensitivity: each study's effect and se divided by its baseline SD of the score (REML, "
+                "Hartung-Knapp); in baseline SD, not score units",
+            }
+        )
     if k >= 3:
         for e, fit in zip(effects, leave_one_out(y, v)):
             values = {key: float(value) for key, value in fit.items() if key != "p_value"}
