@@ -168,9 +168,7 @@ def power(design: PlannedDesign, time: str, effect_sd: np.ndarray, per_arm: np.n
     # where the planned model leaves the markers out, the variance components are those fitted without them
     plain = design.without_markers()
     kept = markers_kept(design, per_arm) | (design.markers == 0)
-    variance = np.where(
-        kept, design.sigma2 * unit_variance(design, time), plain.sigma2 * unit_variance(plain, time)
-    )
+    variance = np.where(kept, design.sigma2 * unit_variance(design, time), plain.sigma2 * unit_variance(plain, time))
     se = np.sqrt(variance / per_arm)
     noncentrality = effect_sd / se
     out = np.full(df.shape, np.nan)

@@ -260,8 +260,11 @@ def estimand_notes(effects: list[StudyEffect]) -> list[str]:
     plain = [e.study for e in effects if not e.markers]
     if adjusted and plain:
         notes.append(
-            "the studies differ in leukocyte-marker adjustment (adjusted: " + ", ".join(adjusted) + "; not adjusted: "
-            + ", ".join(plain) + "): the pooled estimate mixes an effect net of cell composition with one that "
+            "the studies differ in leukocyte-marker adjustment (adjusted: "
+            + ", ".join(adjusted)
+            + "; not adjusted: "
+            + ", ".join(plain)
+            + "): the pooled estimate mixes an effect net of cell composition with one that "
             "is not"
         )
     if len({tuple(sorted(e.covariates)) for e in effects}) > 1:
@@ -337,7 +340,11 @@ def meta_table(effects: list[StudyEffect]) -> pd.DataFrame:
                 "analysis": "random_effects_reml_hk_baseline_sd",
                 "study": "pooled",
                 **summary,
-                **{key: float(value) for key, value in scaled.items() if key not in ("weights", "p_value", "pi_low_k1", "pi_high_k1")},
+                **{
+                    key: float(value)
+                    for key, value in scaled.items()
+                    if key not in ("weights", "p_value", "pi_low_k1", "pi_high_k1")
+                },
                 "weight": 100.0,
                 "note": "sensitivity: each study's effect and se divided by its baseline SD of the score (REML, "
                 "Hartung-Knapp); in baseline SD, not score units",
