@@ -88,12 +88,11 @@ def test_example_power_plans_from_the_observed_effect_and_the_cautious_bound(exa
     assert (
         f"To detect the observed {primary['estimate']:+.2f} (score units; "
         f"{sizes.loc[('observed', 0.9), 'effect_baseline_sd']:+.2f} baseline SD) (kind_others vs control at post) "
-        "with 90 % power"
-        in report
+        "with 90 % power" in report
     )
     assert (
-        f"needs {n} participants per arm; with 10 % attrition, {int(sizes.loc[('observed', 0.9), 'enrolled_per_arm'])}"
-        in report
+        f"needs {n} participants per arm; with 10 % of participants lost before any draw, "
+        f"{int(sizes.loc[('observed', 0.9), 'enrolled_per_arm'])}" in report
     )
     assert "winner&#39;s curse" in report
 

@@ -99,7 +99,8 @@ def _power_sentences(sizes: pd.DataFrame) -> list[str]:
             )
             continue
         extra = (
-            f"; with {_pct(attrition)} attrition, {int(row['enrolled_per_arm'])} per arm to enrol"
+            f"; with {_pct(attrition)} of participants lost before any draw, {int(row['enrolled_per_arm'])} per arm "
+            "to enrol"
             if np.isfinite(attrition) and attrition > 0
             else ""
         )
@@ -125,7 +126,15 @@ def _n_arms(row: pd.Series) -> str:
 
 
 def _sample_size_table(sizes: pd.DataFrame) -> Table:
-    columns = ["effect", "contrast", "effect (score units; baseline SD)", "power target", "participants per arm", "to enrol per arm", "note"]
+    columns = [
+        "effect",
+        "contrast",
+        "effect (score units; baseline SD)",
+        "power target",
+        "participants per arm",
+        "to enrol per arm",
+        "note",
+    ]
     rows = [
         [
             LABELS[row["effect_label"]],
@@ -203,8 +212,10 @@ def _power_note(power: pd.DataFrame) -> str:
         "within-participant df. Effects in score units (mean per-gene z, as every estimate in this report) and in "
         "baseline SD (divided by the SD of the primary score over the participants' baseline draws); the configured "
         "planning effects are given in baseline SD. Participants per arm are those "
-        "analysed; 'to enrol' adds the attrition. Exact for complete balanced designs; checked against Monte-Carlo "
-        "fits of simulated cohorts (README, Calibration)." + markers
+        "analysed; 'to enrol' adds the attrition (participants lost before any draw; those with only a baseline draw "
+        "are already in the missed-draw share). Exact for complete balanced designs; otherwise the df and non-central "
+        "t approximation was checked against Monte-Carlo fits of cohorts simulated from the fitted random-intercept "
+        "model (README, Calibration), which does not check that the next trial will resemble this one." + markers
     )
 
 
@@ -215,7 +226,9 @@ def _power_note(power: pd.DataFrame) -> str:
 
 def render_synthesis(table: pd.DataFrame, versions: dict, generated: str) -> str:
     """The synthesis report as one HTML string (offline, escaped; study names are user strings)."""
-    studies = table[table["analysis"] == "study"].fillna({"arm": "", "time": "", "input": "", "markers": "", "covariates": ""})
+    studies = table[table["analysis"] == "study"].fillna(
+        {"arm": "", "time": "", "input": "", "markers": "", "covariates": ""}
+    )
     main = table[table["analysis"] == "random_effects_reml_hk"].iloc[0]
     dl = table[table["analysis"] == "random_effects_dl"].iloc[0]
     loo = table[table["analysis"] == "leave_one_out"]
@@ -268,8 +281,9 @@ def _synthesis_sentences(
         f"DerSimonian-Laird (sensitivity): {_ci(dl)}.",
         *(
             [
-                f"Each effect divided by its study's baseline SD of the score (sensitivity): {_ci(scaled)}"
-                .replace("score units", "baseline SD")
+                f"Each effect divided by its study's baseline SD of the score (sensitivity): {_ci(scaled)}".replace(
+                    "score units", "baseline SD"
+                )
                 + "."
             ]
             if scaled is not None
