@@ -201,8 +201,9 @@ def _power_note(power: pd.DataFrame) -> str:
     drops = curve["per_arm"].to_numpy()[1:][np.diff(curve["df"].to_numpy()) < 0]
     markers = (
         f" From {int(drops[0])} per arm the planned model would add the leukocyte markers "
-        "(adjust_for_cell_markers: auto keeps them from 20 residual df), which costs their df: hence the small dip "
-        "in the curves there."
+        "(adjust_for_cell_markers: auto keeps them from 20 residual df), which costs their df and switches from the "
+        "variance components of the fit without markers (used below that n) to those of the fit with them: hence "
+        "the step in the curves there."
         if len(drops)
         else ""
     )
