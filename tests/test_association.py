@@ -79,6 +79,19 @@ def test_hrs_per_gene_t_matches_r(hrs):
     assert "anti-conservative" in ctra(per_gene)["note"]
 
 
+def test_hrs_one_draw_gee_estimate_is_the_composite_ols_estimate(hrs):
+    """One draw per participant: every gene of a cluster has the same design row, so the exchangeable
+    GEE's estimate is the composite score's OLS estimate (only the SE, a bias-reduced sandwich, differs)."""
+    from ctra.models.gee import gee_table
+
+    adata, _, usage, contrasts, _, _ = hrs
+    design, _ = study_design(adata, usage, ModelSettings.from_study(inputs.hrs_study()).design)
+    gee = gee_table(adata, usage, design).set_index(["score", "term"])
+    ols = contrasts.set_index(["score", "term"]).loc[gee.index]
+    np.testing.assert_allclose(gee["estimate"], ols["estimate"], rtol=1e-7, atol=1e-10)
+    assert not np.allclose(gee["se"], ols["se"], rtol=1e-3)
+
+
 def test_multidraw_matches_lmertest(multidraw):
     """Several draws: participant random intercept, REML and Satterthwaite df, as lmerTest; a
     categorical predictor is one term per level, time a covariate."""
