@@ -183,8 +183,8 @@ def test_hrs_runs_end_to_end_with_a_report(tmp_path):
 
 
 def test_standardized_predictors_are_per_sd(multidraw):
-    """standardize_predictors: the numeric predictor's estimate and SE scale by its SD (over samples,
-    ddof 1), its t and p do not change; a categorical predictor is untouched."""
+    """standardize_predictors: the numeric predictor's estimate and SE scale by its SD (a time-varying
+    predictor's: over samples, ddof 1), its t and p do not change; a categorical predictor is untouched."""
     from ctra.models.association import build_association_design
     from ctra.models.mixed import fit_scores
 
@@ -197,6 +197,23 @@ def test_standardized_predictors_are_per_sd(multidraw):
     ratio = per_sd.loc[("ctra", "stress"), "estimate"] / per_unit.loc[("ctra", "stress"), "estimate"]
     assert ratio == pytest.approx(sd, rel=1e-6)
     np.testing.assert_allclose(per_sd["p_value"], per_unit.loc[per_sd.index, "p_value"], rtol=1e-5)
+
+
+def test_a_participant_level_predictor_is_standardized_by_the_sd_over_participants(multidraw):
+    """A predictor constant within each participant (age, with 1-3 draws each) is divided by the SD of
+    its participant values, each participant once, not by the SD over samples (which counts participants
+    with more draws more often)."""
+    from ctra.models.association import build_association_design
+
+    obs = multidraw[0].obs
+    design = build_association_design(obs, ["age", "stress"], [], "time", standardize=True)
+    per_person = obs.groupby("participant", observed=True)["age"].first().to_numpy(float)
+    over_samples = float(np.std(obs["age"].to_numpy(float), ddof=1))
+    assert design.scales["age"] == pytest.approx(np.std(per_person, ddof=1), rel=1e-12)
+    assert abs(design.scales["age"] / over_samples - 1) > 1e-3  # the two differ here, so the test can fail
+    assert design.scales["stress"] == pytest.approx(np.std(obs["stress"].to_numpy(float), ddof=1), rel=1e-12)
+    age = design.X[:, design.columns.index("age")]
+    assert np.std(age[~obs["participant"].duplicated().to_numpy()], ddof=1) == pytest.approx(1.0)
 
 
 def test_report_of_an_association_study_escapes_predictor_names(tmp_path):
