@@ -153,6 +153,14 @@ def test_null_draws_and_robustness_rows(multidraw):
     assert main["perm_p"].between(0, 1).all() and (main["n_permutations"] == 99).all()
     assert main["note"].str.contains("no random gene sets").all()
     assert main["loo_participant"].notna().all()
+    # a categorical predictor's level rows say what their two p-values test; a numeric predictor's do not
+    levels = main["term"].str.startswith("group[T.")
+    assert levels.sum() == 2 * main["score"].nunique()
+    assert (
+        main.loc[levels, "note"].str.contains("perm_p is under the joint null (every level of group", regex=False).all()
+    )
+    assert main.loc[levels, "note"].str.contains("p_value tests this level against the reference").all()
+    assert not main.loc[~levels, "note"].str.contains("joint null").any()
 
 
 @pytest.mark.slow
