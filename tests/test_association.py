@@ -248,3 +248,30 @@ def test_report_of_an_association_study_escapes_predictor_names(tmp_path):
     )
     assert hostile not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "association with &lt;img" in text  # the primary verdict names the predictor
+
+
+def test_study_summary_of_an_association_study_has_no_arms(multidraw):
+    """The report's study summary of an association study: one row of all participants, a column per draw
+    time, no "Arm" header or "All arms" row."""
+    from ctra.endpoints import mark_endpoints
+    from ctra.report import render_report
+
+    adata, scores, usage, _, _, _ = multidraw
+    contrasts, genes, info = fit_study(adata, scores, usage, ModelSettings.from_study(inputs.multidraw_study()))
+    text = render_report(
+        study="s",
+        adata=adata.copy(),
+        scores=scores,
+        contrasts=mark_endpoints(contrasts, info["primary"]),
+        genes=genes,
+        genes_used=usage,
+        methods=info,
+    )
+    summary = text[text.index('id="design"') : text.index('id="qc"')]
+    assert "Arm" not in summary and "All arms" not in summary and "per arm" not in summary
+    assert "Cohort" in summary and "All participants" in summary
+    people, samples = adata.obs["participant"].nunique(), adata.n_obs
+    assert f"{people} / {samples}" in summary
+    for t in sorted(set(adata.obs["time"].astype(str))):
+        sub = adata.obs[adata.obs["time"].astype(str) == t]
+        assert f"time {t}" in summary and f"{sub['participant'].nunique()} / {len(sub)}" in summary

@@ -244,7 +244,8 @@ SECTIONS = (
         "design",
         "Study summary",
         lambda d: {
-            "design": _design_table(d.adata.obs, d.levels),
+            "design": _design_table(d.adata.obs, d.levels, d.methods.get("design") == "association"),
+            "design_caption": _design_caption(d.methods),
             "predictor_summary": _predictor_summary(d.adata.obs, d.methods),
         },
     ),
@@ -551,8 +552,24 @@ def _describe(row: pd.Series, kind: str, levels: Levels) -> str:
     return f"{span}, {score} in {row['arm']} {direction} by {size} SD {detail}."
 
 
-def _design_table(obs: pd.DataFrame, levels: Levels) -> Table:
-    """Participants / samples per arm x time, with per-arm and overall totals."""
+def _design_caption(methods: dict) -> str:
+    if methods.get("design") == "association":
+        return "Participants / samples analysed (an association study: no arms), per draw time when there is one."
+    return "Participants / samples per arm and time point."
+
+
+def _design_table(obs: pd.DataFrame, levels: Levels, association: bool = False) -> Table:
+    """Participants / samples per arm x time, with per-arm and overall totals; an association study
+    (no arms) one row, per draw time if there is a time column."""
+    if association:
+        times = [t for t in levels.times if t != ONE_DRAW]
+        cells = [_count_cell(obs[obs["time"].astype(str) == t]) for t in times]
+        columns = ["Cohort"] + [f"time {t}" for t in times] + ["Total"]
+        return Table(
+            columns=columns,
+            rows=[["All participants"] + cells + [_count_cell(obs)]],
+            numeric=[False] + [True] * (len(columns) - 1),
+        )
     columns = ["Arm"] + levels.times + ["Total"]
     rows = []
     for arm in levels.arms + [None]:
