@@ -15,6 +15,7 @@ correlated with age plus draw-level noise).
 
     python benchmarks/calibration_association.py                 # 400 null cohorts per design
     python benchmarks/calibration_association.py --cohorts 200 --designs one_draw_30
+    python benchmarks/calibration_association.py --designs one_draw_108 --cohorts 300 --first-seed 401
 """
 
 from __future__ import annotations
@@ -196,8 +197,8 @@ def one_cohort(args: tuple[str, int]) -> dict:
     }
 
 
-def run(designs: list[str], cohorts: int, processes: int = 2) -> pd.DataFrame:
-    jobs = [(d, seed) for d in designs for seed in range(1, cohorts + 1)]
+def run(designs: list[str], cohorts: int, processes: int = 2, first_seed: int = 1) -> pd.DataFrame:
+    jobs = [(d, seed) for d in designs for seed in range(first_seed, first_seed + cohorts)]
     if processes > 1:
         from multiprocessing import get_context
 
@@ -274,6 +275,9 @@ def main() -> None:
     parser.add_argument("--designs", nargs="*", default=list(DESIGNS), choices=list(DESIGNS))
     parser.add_argument("--cohorts", type=int, default=400, help="null cohorts per design")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--first-seed", type=int, default=1, help="seeds first-seed .. first-seed + cohorts - 1 (more cohorts: 401)"
+    )
     parser.add_argument("--out", help="also write every cohort's row to this TSV")
     parser.add_argument(
         "--trial-designs", nargs="*", default=[], help="also per_gene_t on these designs of calibration.py"
@@ -287,7 +291,7 @@ def main() -> None:
         print(f"trial {name}: per_gene_t rejects {100 * k / n:.1f} % ({100 * low:.1f}-{100 * high:.1f}) of {n}")
     if not args.designs:
         return
-    results = run(args.designs, args.cohorts, args.processes)
+    results = run(args.designs, args.cohorts, args.processes, args.first_seed)
     if args.out:
         results.to_csv(args.out, sep="\t", index=False)
     summary = summarise(results)

@@ -79,6 +79,19 @@ def test_hrs_per_gene_t_matches_r(hrs):
     assert "anti-conservative" in ctra(per_gene)["note"]
 
 
+def test_hrs_one_draw_gee_estimate_is_the_composite_ols_estimate(hrs):
+    """One draw per participant: every gene of a cluster has the same design row, so the exchangeable
+    GEE's estimate is the composite score's OLS estimate (only the SE, a bias-reduced sandwich, differs)."""
+    from ctra.models.gee import gee_table
+
+    adata, _, usage, contrasts, _, _ = hrs
+    design, _ = study_design(adata, usage, ModelSettings.from_study(inputs.hrs_study()).design)
+    gee = gee_table(adata, usage, design).set_index(["score", "term"])
+    ols = contrasts.set_index(["score", "term"]).loc[gee.index]
+    np.testing.assert_allclose(gee["estimate"], ols["estimate"], rtol=1e-7, atol=1e-10)
+    assert not np.allclose(gee["se"], ols["se"], rtol=1e-3)
+
+
 def test_multidraw_matches_lmertest(multidraw):
     """Several draws: participant random intercept, REML and Satterthwaite df, as lmerTest; a
     categorical predictor is one term per level, time a covariate."""
@@ -140,6 +153,14 @@ def test_null_draws_and_robustness_rows(multidraw):
     assert main["perm_p"].between(0, 1).all() and (main["n_permutations"] == 99).all()
     assert main["note"].str.contains("no random gene sets").all()
     assert main["loo_participant"].notna().all()
+    # a categorical predictor's level rows say what their two p-values test; a numeric predictor's do not
+    levels = main["term"].str.startswith("group[T.")
+    assert levels.sum() == 2 * main["score"].nunique()
+    assert (
+        main.loc[levels, "note"].str.contains("perm_p is under the joint null (every level of group", regex=False).all()
+    )
+    assert main.loc[levels, "note"].str.contains("p_value tests this level against the reference").all()
+    assert not main.loc[~levels, "note"].str.contains("joint null").any()
 
 
 @pytest.mark.slow
@@ -170,8 +191,8 @@ def test_hrs_runs_end_to_end_with_a_report(tmp_path):
 
 
 def test_standardized_predictors_are_per_sd(multidraw):
-    """standardize_predictors: the numeric predictor's estimate and SE scale by its SD (over samples,
-    ddof 1), its t and p do not change; a categorical predictor is untouched."""
+    """standardize_predictors: the numeric predictor's estimate and SE scale by its SD (a time-varying
+    predictor's: over samples, ddof 1), its t and p do not change; a categorical predictor is untouched."""
     from ctra.models.association import build_association_design
     from ctra.models.mixed import fit_scores
 
@@ -184,6 +205,23 @@ def test_standardized_predictors_are_per_sd(multidraw):
     ratio = per_sd.loc[("ctra", "stress"), "estimate"] / per_unit.loc[("ctra", "stress"), "estimate"]
     assert ratio == pytest.approx(sd, rel=1e-6)
     np.testing.assert_allclose(per_sd["p_value"], per_unit.loc[per_sd.index, "p_value"], rtol=1e-5)
+
+
+def test_a_participant_level_predictor_is_standardized_by_the_sd_over_participants(multidraw):
+    """A predictor constant within each participant (age, with 1-3 draws each) is divided by the SD of
+    its participant values, each participant once, not by the SD over samples (which counts participants
+    with more draws more often)."""
+    from ctra.models.association import build_association_design
+
+    obs = multidraw[0].obs
+    design = build_association_design(obs, ["age", "stress"], [], "time", standardize=True)
+    per_person = obs.groupby("participant", observed=True)["age"].first().to_numpy(float)
+    over_samples = float(np.std(obs["age"].to_numpy(float), ddof=1))
+    assert design.scales["age"] == pytest.approx(np.std(per_person, ddof=1), rel=1e-12)
+    assert abs(design.scales["age"] / over_samples - 1) > 1e-3  # the two differ here, so the test can fail
+    assert design.scales["stress"] == pytest.approx(np.std(obs["stress"].to_numpy(float), ddof=1), rel=1e-12)
+    age = design.X[:, design.columns.index("age")]
+    assert np.std(age[~obs["participant"].duplicated().to_numpy()], ddof=1) == pytest.approx(1.0)
 
 
 def test_report_of_an_association_study_escapes_predictor_names(tmp_path):
@@ -210,3 +248,30 @@ def test_report_of_an_association_study_escapes_predictor_names(tmp_path):
     )
     assert hostile not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "association with &lt;img" in text  # the primary verdict names the predictor
+
+
+def test_study_summary_of_an_association_study_has_no_arms(multidraw):
+    """The report's study summary of an association study: one row of all participants, a column per draw
+    time, no "Arm" header or "All arms" row."""
+    from ctra.endpoints import mark_endpoints
+    from ctra.report import render_report
+
+    adata, scores, usage, _, _, _ = multidraw
+    contrasts, genes, info = fit_study(adata, scores, usage, ModelSettings.from_study(inputs.multidraw_study()))
+    text = render_report(
+        study="s",
+        adata=adata.copy(),
+        scores=scores,
+        contrasts=mark_endpoints(contrasts, info["primary"]),
+        genes=genes,
+        genes_used=usage,
+        methods=info,
+    )
+    summary = text[text.index('id="design"') : text.index('id="qc"')]
+    assert "Arm" not in summary and "All arms" not in summary and "per arm" not in summary
+    assert "Cohort" in summary and "All participants" in summary
+    people, samples = adata.obs["participant"].nunique(), adata.n_obs
+    assert f"{people} / {samples}" in summary
+    for t in sorted(set(adata.obs["time"].astype(str))):
+        sub = adata.obs[adata.obs["time"].astype(str) == t]
+        assert f"time {t}" in summary and f"{sub['participant'].nunique()} / {len(sub)}" in summary

@@ -28,7 +28,7 @@ def test_holm_counts_a_test_that_could_not_be_computed():
 
 def contrasts() -> pd.DataFrame:
     rows = []
-    for model in ("lmm", "gee_genes"):
+    for model in ("lmm", "gee_genes", "per_gene_t"):
         for score in ("ctra", "inflammatory"):
             for contrast, arm in (("arm_x_time", "self"), ("arm_x_time", "others"), ("change", "control")):
                 rows.append(
@@ -55,6 +55,8 @@ def test_roles_and_family():
     assert primary["p_holm"].tolist() == pytest.approx([0.04, 0.04])
     assert table.loc[table["role"] != "primary", "p_holm"].isna().all()
     assert set(table.loc[table["model"] == "gee_genes", "role"]) == {"sensitivity"}
+    # the as-published per-gene t is built to be anti-conservative: never a sensitivity check
+    assert set(table.loc[table["model"] == "per_gene_t", "role"]) == {"as_published"}
     assert set(table.loc[(table["model"] == "lmm") & (table["score"] == "inflammatory"), "role"]) == {"exploratory"}
     assert list(table.columns[:4]) == ["score", "model", "role", "contrast"] and table.columns[-1] == "note"
 

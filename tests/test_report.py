@@ -497,6 +497,25 @@ def test_verdicts_never_say_survive_and_describe_agreement():
     assert "(primary)" in significant
 
 
+def test_per_gene_t_verdict_neither_agrees_nor_confirms():
+    """The as-published per-gene t is built to be anti-conservative: reported beside the main model,
+    whatever its p, never as agreeing with it or confirming it."""
+    for main_p, per_gene_p in ((0.01, 0.001), (0.01, 0.3), (0.4, 0.001), (0.4, 0.6)):
+        inputs = _primary_inputs(p_value=main_p, perm_p=np.nan, loo_change=np.nan)
+        contrasts = inputs["contrasts"]
+        row = (
+            contrasts[contrasts["role"] == "primary"]
+            .iloc[[0]]
+            .assign(model="per_gene_t", role="as_published", p_value=per_gene_p, perm_p=np.nan, loo_max_change=np.nan)
+        )
+        inputs["contrasts"] = pd.concat([contrasts, row], ignore_index=True)
+        text = _robustness_text(inputs)
+        start = text.index("As-published per-gene t: p = ")
+        sentence = text[start : text.index("<", start)]
+        assert "anti-conservative (genes are correlated, participants are the unit): not a check" in sentence
+        assert not any(word in sentence for word in ("agree", "confirm", "disagree")), sentence
+
+
 def test_markers_section_explains_direct_vs_total_and_warns_on_df():
     inputs = make_inputs()
     inputs["methods"]["adjustment"] = {"columns": 9, "residual_df_without": 20, "participants": 12}

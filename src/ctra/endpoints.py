@@ -6,7 +6,9 @@ active arm x non-baseline time): the *primary family*, whose main-model p-values
 Holm-adjusted ``p_holm`` (family-wise error at the nominal level, no assumption about the
 dependence between the tests). Every other main-model row (subscores, within-arm changes) is
 ``exploratory``; the rows of the other models (gene-level GEE, refits without covariates or markers)
-are ``sensitivity`` analyses of the main one.
+are ``sensitivity`` analyses of the main one, except the as-published per-gene t (``per_gene_t``),
+whose rows are ``as_published``: a test built to be anti-conservative reproduces a published number
+and is never a check of the main one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 MAIN_MODEL = "lmm"
+AS_PUBLISHED_MODELS = ("per_gene_t",)
 
 
 def primary_endpoint(primary: dict, has_control: bool) -> dict[str, str]:
@@ -50,7 +53,8 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 
 def mark_endpoints(contrasts: pd.DataFrame, endpoint: dict[str, str]) -> pd.DataFrame:
-    """``role`` (primary / exploratory / sensitivity) and ``p_holm`` (primary rows only) columns."""
+    """``role`` (primary / exploratory / sensitivity / as_published) and ``p_holm`` (primary rows only)
+    columns."""
     main = contrasts["model"] == MAIN_MODEL
     primary = main & (contrasts["score"] == endpoint["score"]) & (contrasts["contrast"] == endpoint["contrast"])
     if "terms" in endpoint:  # association: the primary predictor's terms
@@ -59,7 +63,11 @@ def mark_endpoints(contrasts: pd.DataFrame, endpoint: dict[str, str]) -> pd.Data
     out.insert(
         out.columns.get_loc("model") + 1,
         "role",
-        np.where(primary, "primary", np.where(main, "exploratory", "sensitivity")),
+        np.select(
+            [primary, main, contrasts["model"].isin(AS_PUBLISHED_MODELS)],
+            ["primary", "exploratory", "as_published"],
+            "sensitivity",
+        ),
     )
     out.insert(out.columns.get_loc("p_value") + 1, "p_holm", np.nan)
     out.loc[primary, "p_holm"] = holm(out.loc[primary, "p_value"].to_numpy())

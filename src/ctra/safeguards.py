@@ -521,6 +521,7 @@ def robustness_table(
     main_t = models[models["model"] == "lmm"].set_index(key)
     main_t = (main_t["estimate"] / main_t["se"]).to_dict()
     gene_set_reason = _gene_set_reason(adata.var if var is None else var, usage, settings)
+    level_note = categorical_level_notes(design)
     extra = []
     for score, gamma in gammas.items():
         y = scores[score].to_numpy(float)
@@ -536,7 +537,8 @@ def robustness_table(
             observed = main_t.get(where, np.nan)
             row["geneset_p"] = empirical_p(np.array([observed]), null[:, None])[0] if len(null) else np.nan
             row["n_gene_sets"] = int(np.sum(~np.isnan(null)))
-            notes = [row.pop("perm_note")] + ([gene_set_reason] if gene_set_reason else [])
+            notes = [row.pop("perm_note"), level_note.get(spec.term, "")]
+            notes += [gene_set_reason] if gene_set_reason else []
             row["note"] = "; ".join(n for n in notes if n)
             extra.append(row)
     is_main = models["model"] == "lmm"
@@ -547,6 +549,22 @@ def robustness_table(
     )
     main = main.astype({"n_permutations": "Int64", "n_gene_sets": "Int64"})
     return pd.concat([main, models[~is_main]], ignore_index=True)
+
+
+def categorical_level_notes(design: Design) -> dict[str, str]:
+    """What a categorical predictor's level rows test: ``p_value`` that level against the reference
+    level; ``perm_p`` (Freedman-Lane, the residuals of the model without the whole predictor) the
+    level's t under the joint null that every level equals the reference."""
+    if design.kind != "association":
+        return {}
+    return {
+        column: (
+            f"level vs the reference level of {name}: p_value tests this level against the reference; "
+            f"perm_p is under the joint null (every level of {name} equal to the reference)"
+        )
+        for name, column in design.terms
+        if column != name
+    }
 
 
 def _permutation_columns(draws: dict, where: tuple) -> dict:

@@ -7,8 +7,11 @@ Model (lme4 notation)::
 
 ordinary least squares (df = n - p) when every participant has one draw, a participant random
 intercept (REML, Satterthwaite df, as the trial model: ``ctra.models.mixed``) when some have several.
-Numeric predictors are centered (and, with ``standardize_predictors``, divided by their SD over the
-samples, ddof = 1: the estimate is then per SD); a categorical predictor is treatment-coded with its
+Numeric predictors are centered (and, with ``standardize_predictors``, divided by an SD, ddof = 1: the
+estimate is then per SD). The SD of a participant-level predictor (one value per participant) is over
+participants, each counted once, so that participants with more draws do not weigh more and the SD is
+the between-person one; a time-varying predictor's is over the draws (samples), which mixes within- and
+between-person spread. With one draw per participant the two are the same. A categorical predictor is treatment-coded with its
 first level (order of appearance) as reference, one term per other level. Each predictor column is a
 contrast (``contrast: association``, ``term``: the column).
 
@@ -34,12 +37,23 @@ PERMUTATION_STREAM = 0  # as ctra.safeguards: one generator per (seed, stream, p
 BATCH = 250
 
 
+def predictor_scale(obs: pd.DataFrame, name: str) -> float:
+    """The SD a numeric predictor is divided by (ddof = 1): over participants (one value each) when it is
+    constant within every participant, otherwise over the draws (samples)."""
+    values = obs[name].astype(np.float64)
+    by_person = values.groupby(obs["participant"].to_numpy(), sort=False)
+    if bool((by_person.nunique(dropna=False) <= 1).all()):
+        return float(np.std(by_person.first().to_numpy(), ddof=1))
+    return float(np.std(values.to_numpy(), ddof=1))
+
+
 def predictor_columns(obs: pd.DataFrame, name: str, standardize: bool) -> tuple[dict[str, np.ndarray], float]:
-    """The design columns of one predictor and the SD it was divided by (1.0: per unit, or categorical)."""
+    """The design columns of one predictor and the SD it was divided by (``predictor_scale``; 1.0: per
+    unit, or categorical)."""
     values = obs[name]
     if pd.api.types.is_numeric_dtype(values):
         x = values.to_numpy(np.float64)
-        scale = float(np.std(x, ddof=1)) if standardize else 1.0
+        scale = predictor_scale(obs, name) if standardize else 1.0
         return {name: (x - x.mean()) / scale}, scale
     text = values.to_numpy(str)
     return {f"{name}[T.{level}]": (text == level).astype(np.float64) for level in list(dict.fromkeys(text))[1:]}, 1.0

@@ -2,8 +2,11 @@
 
 In long format over the used genes, ``z ~ gene + arm * time + covariates [+ markers]``, GEE with
 exchangeable correlation within participant, bias-reduced (Mancl-DeRouen) sandwich covariance and a
-t reference on participants - fixed effects df (the terms of the participant-level design, not the
-per-gene intercepts); not fitted below ``MIN_GEE_PARTICIPANTS`` participants or ``MIN_GEE_DF`` df.
+t reference on participants - fixed effects df (every column of the sample-level design, those that
+vary within participants too, such as time and arm x time; not the per-gene intercepts); not fitted
+below ``MIN_GEE_PARTICIPANTS`` participants or ``MIN_GEE_DF`` df. With one draw per participant every
+gene of a cluster has the same design row, so the estimate is the composite score's OLS estimate; only
+the SE (the bias-reduced sandwich, robust to heteroscedasticity) differs.
 """
 
 from __future__ import annotations
@@ -70,9 +73,10 @@ def fit_gene_gee(adata, usage: pd.DataFrame, design: Design, score: str = "ctra"
 
 
 def gee_df(design: Design) -> int:
-    """Reference df of the GEE's t: participants (clusters) minus the fixed effects of the
-    participant-level design (arm x time, covariates, markers; the per-gene intercepts are not
-    counted, as they are estimated from every participant's many genes)."""
+    """Reference df of the GEE's t: participants (clusters) minus every column of the sample-level
+    design (intercept, arm, time, arm x time, covariates, markers: also the columns that vary within
+    participants, so conservative in multi-draw designs; the per-gene intercepts are not counted, as
+    they are estimated from every participant's many genes)."""
     return int(design.participant.max() + 1 - design.X.shape[1])
 
 

@@ -1,11 +1,14 @@
-"""The as-published per-gene test (model ``per_gene_t``; Fredrickson et al. 2013 PNAS, Cole et al. 2015).
+"""The as-published per-gene test (model ``per_gene_t``): the one-sample t over the direction-signed
+per-gene coefficients of Fredrickson et al. 2013 PNAS, as Brown et al. 2014 PNAS describe it in their
+critique.
 
 Each used gene's term of the score (``ctra.scoring.score_terms``: its direction-signed z for ``ctra``,
 its unsigned z for a subscore) is fitted on the main model's design (its own REML fit, or least
 squares with one draw per participant), each contrast's per-gene coefficients are averaged, and the
-mean is tested with a one-sample t over genes (df = genes - 1). The published analyses took the SE
-from bootstrapping genes, which gives the same answer up to resampling noise. With least squares the
-mean of the per-gene coefficients is exactly the composite score's coefficient; only the SE differs.
+mean is tested with a one-sample t over genes (df = genes - 1). With least squares the mean of the
+per-gene coefficients is exactly the composite score's coefficient; only the SE differs. It is not the
+Cole lab's bootstrap, which resampled residual vectors and so keeps the correlation between the genes;
+ctra does not claim the two give the same answer.
 
 It is deliberately anti-conservative and never the primary endpoint: it treats genes as independent
 replicates, but the genes are correlated within a person and participants are the unit (Brown et al.
