@@ -298,8 +298,10 @@ def mediation_files(wildcards):
 
 
 def power_file(wildcards):
-    """The study's power.tsv when `power: enabled` (the report's Power section reads it), else nothing."""
-    return [f"results/{wildcards.study}/power.tsv"] if study_config(wildcards)["power"]["enabled"] else []
+    """The study's power.tsv when `power: enabled` (the report's Power section reads it), else nothing. Trial
+    studies only: the planning model is the arm x time contrast (an association study has no arm or baseline)."""
+    study = study_config(wildcards)
+    return [f"results/{wildcards.study}/power.tsv"] if study["power"]["enabled"] and study["design"] == "trial" else []
 
 
 def _synthesis_plan():
