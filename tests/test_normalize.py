@@ -277,7 +277,7 @@ def flat_dispersion_counts(seed: int = 3) -> np.ndarray:
     return rng.negative_binomial(10.0, 1 / (1 + 0.1 * mu)).astype(np.float64)
 
 
-@pytest.mark.parametrize("method", ["fast", "pydeseq2"])
+@pytest.mark.parametrize("method", ["fast", pytest.param("pydeseq2", marks=pytest.mark.slow)])  # PyDESeq2's own: ~40 s
 def test_flat_dispersions_fall_back_to_the_mean_trend_as_pydeseq2(method, caplog):
     """Where the parametric trend fails, PyDESeq2 warns and uses a mean-based trend; ctra does the same
     (it used to stop), and its VST matches PyDESeq2's own on such a cohort."""

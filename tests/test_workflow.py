@@ -136,6 +136,7 @@ def test_a_setting_reruns_only_the_stages_that_read_it(example_run, tmp_path):
         assert (workdir / "results" / "example" / name).read_bytes() == before[name], name
 
 
+@pytest.mark.slow  # the whole workflow on 25,342 genes x 45 samples: the default suite's longest test
 @requires_real_cohort
 def test_real_whole_blood_cohort_end_to_end(tmp_path):
     config = {
