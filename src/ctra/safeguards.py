@@ -253,18 +253,16 @@ def permutation_null(
     n_fixed = len(permuted.fixed)
     out = []
     for start in range(0, len(arm_codes), BATCH):
-        moving = np.stack(permuted.whitened(arm_codes[start : start + BATCH]))  # (k, n, draws)
-        draws = moving.shape[2]
+        # draws x n x k: each draw's permuted columns, so that the products below are matrix products
+        moving = np.stack(permuted.whitened(arm_codes[start : start + BATCH]), axis=-1).transpose(1, 0, 2)
+        draws = moving.shape[0]
         xtx = np.empty((draws, p, p))
         xtx[:, :n_fixed, :n_fixed] = fixed_white.T @ fixed_white
-        cross = np.einsum("nf,knd->dfk", fixed_white, moving, optimize=True)
+        cross = fixed_white.T @ moving  # draws x fixed x k
         xtx[:, :n_fixed, n_fixed:] = cross
         xtx[:, n_fixed:, :n_fixed] = cross.transpose(0, 2, 1)
-        xtx[:, n_fixed:, n_fixed:] = np.einsum("knd,lnd->dkl", moving, moving, optimize=True)
-        xty = np.concatenate(
-            [np.broadcast_to(fixed_white.T @ y_white, (draws, n_fixed)), np.einsum("knd,n->dk", moving, y_white)],
-            axis=1,
-        )
+        xtx[:, n_fixed:, n_fixed:] = moving.transpose(0, 2, 1) @ moving
+        xty = np.concatenate([np.broadcast_to(fixed_white.T @ y_white, (draws, n_fixed)), y_white @ moving], axis=1)
         beta, inverse, _ = _solve_batched(xtx, xty)
         sigma2 = (y_white @ y_white - np.einsum("dp,dp->d", beta, xty)) / (n - p)
         var = sigma2[:, None] * np.einsum("cp,dpq,cq->dc", L, inverse, L)

@@ -478,14 +478,19 @@ class _InterceptSums:
         """The same at relative variances ``gamma`` (slightly negative values are allowed, for
         central differences at the bound)."""
         logdet, xhx, xhy, yhy = self.crossprods(gamma)
+        # one Cholesky factor of [[X'H^-1X, X'H^-1y], [y'H^-1X, y'H^-1y]] gives both terms: its first p
+        # diagonal entries are those of X'H^-1X's factor, and the last one squared is the residual sum of squares
+        augmented = np.empty((len(gamma), self.p + 1, self.p + 1))
+        augmented[:, : self.p, : self.p] = xhx
+        augmented[:, : self.p, self.p] = augmented[:, self.p, : self.p] = xhy
+        augmented[:, self.p, self.p] = yhy
         try:
-            chol = np.linalg.cholesky(xhx)
-        except np.linalg.LinAlgError:  # numerically singular far out in theta: those responses only
+            diagonal = np.diagonal(np.linalg.cholesky(augmented), axis1=1, axis2=2)
+        except np.linalg.LinAlgError:  # numerically singular far out in theta (or an exact fit): those responses only
             return np.array([self._one_criterion(*parts) for parts in zip(logdet, xhx, xhy, yhy)])
-        part = np.linalg.solve(chol, xhy[:, :, None])[:, :, 0]
-        rss = yhy - np.einsum("mp,mp->m", part, part)
         dof = self.n - self.p
-        log_diag = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        rss = diagonal[:, self.p] ** 2
+        log_diag = np.log(diagonal[:, : self.p]).sum(axis=1)
         return dof * (1 + LOG_2PI + np.log(rss / dof)) + logdet + 2 * log_diag
 
     def _one_criterion(self, logdet: float, xhx: np.ndarray, xhy: np.ndarray, yhy: float) -> float:
