@@ -161,7 +161,8 @@ def design_df(design: PlannedDesign, per_arm: np.ndarray) -> np.ndarray:
 def power(design: PlannedDesign, time: str, effect_sd: np.ndarray, per_arm: np.ndarray, alpha: float) -> np.ndarray:
     """Power of the two-sided level-``alpha`` test for effects (score units) x participants per arm
     (broadcast against each other). NaN where the design has no residual df."""
-    from scipy import stats
+    # scipy.special, not scipy.stats (whose import alone takes about a second): the same Boost functions
+    from scipy.special import nctdtr, stdtrit
 
     effect_sd, per_arm = np.broadcast_arrays(np.abs(np.asarray(effect_sd, float)), np.asarray(per_arm, float))
     df = design_df(design, per_arm)
@@ -173,10 +174,11 @@ def power(design: PlannedDesign, time: str, effect_sd: np.ndarray, per_arm: np.n
     noncentrality = effect_sd / se
     out = np.full(df.shape, np.nan)
     ok = df >= 1
-    crit = stats.t.ppf(1 - alpha / 2, df[ok])
+    crit = stdtrit(df[ok], 1 - alpha / 2)
     nc = noncentrality[ok]
-    upper, lower = stats.nct.sf(crit, df[ok], nc), stats.nct.cdf(-crit, df[ok], nc)
-    # scipy's non-central t returns NaN for some far tails (the lower tail beyond 1e-10 once nc > ~8): 0 and 1 there
+    upper, lower = 1 - nctdtr(df[ok], nc, crit), nctdtr(df[ok], nc, -crit)
+    # scipy's non-central t cdf returns NaN for some far tails (below 1e-10 once nc > ~8, which makes the upper tail
+    # NaN once nc > ~35): 0 and 1 there
     far = nc > 8
     out[ok] = np.where(np.isnan(upper) & far, 1.0, upper) + np.where(np.isnan(lower) & far, 0.0, lower)
     return np.clip(out, 0.0, 1.0)
