@@ -1029,6 +1029,54 @@ def _contrast_label(row: pd.Series, levels: Levels) -> str:
     return f"{SCORE_LABELS.get(row['score'], row['score'])} · {what} · {row['time']}"
 
 
+def forest_trace(rows: pd.DataFrame, position: np.ndarray, labels, name: str, colour: str) -> dict:
+    """One group of a forest plot: estimates at ``position`` (y) with 95% CI whiskers, hover text from
+    ``labels`` (rows: estimate, ci_low, ci_high, p_value)."""
+    return {
+        "type": "scatter",
+        "x": _round4(rows["estimate"]),
+        "y": _round4(position),
+        "mode": "markers",
+        "name": _plot_text([name])[0],
+        "marker": {"color": colour, "size": 8},
+        "error_x": {
+            "type": "data",
+            "symmetric": False,
+            "array": _round4(rows["ci_high"] - rows["estimate"]),
+            "arrayminus": _round4(rows["estimate"] - rows["ci_low"]),
+            "thickness": 1.5,
+        },
+        "text": _plot_text(labels),
+        "customdata": [
+            [_fmt_num(lo), _fmt_num(hi), _fmt_p(p)]
+            for lo, hi, p in zip(rows["ci_low"], rows["ci_high"], rows["p_value"])
+        ],
+        "hovertemplate": "%{text}<br>%{x:.3f} (95% CI %{customdata[0]} to %{customdata[1]})"
+        "<br>p = %{customdata[2]}<extra></extra>",
+    }
+
+
+def forest_layout(position: np.ndarray, labels, axis: str) -> dict:
+    """A forest plot's layout: one labelled row per estimate, a dashed vertical line at zero."""
+    zero_line = {
+        "type": "line",
+        "x0": 0,
+        "x1": 0,
+        "xref": "x",
+        "y0": 0,
+        "y1": 1,
+        "yref": "y domain",
+        "line": {"color": "#444", "width": 1, "dash": "dash"},
+    }
+    return {
+        "shapes": [zero_line],
+        "height": 120 + 24 * len(position),
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},
+        "xaxis": {"title": _title(axis), "zeroline": False},
+        "yaxis": {"tickvals": _round4(position), "showgrid": False, "zeroline": False, "ticktext": _plot_text(labels)},
+    }
+
+
 def _forest_figure(contrasts: pd.DataFrame, levels: Levels) -> Figure | None:
     """Main-model estimates with 95% CI whiskers for all scores, top to bottom, zero line marked."""
     main = contrasts[contrasts["model"] == MAIN_MODEL].reset_index(drop=True)
@@ -1047,53 +1095,10 @@ def _forest_figure(contrasts: pd.DataFrame, levels: Levels) -> Figure | None:
         if not mask.any():
             continue
         rows = main[mask]
-        data.append(
-            {
-                "type": "scatter",
-                "x": _round4(rows["estimate"]),
-                "y": _round4(position[mask]),
-                "mode": "markers",
-                "name": _plot_text([name])[0],
-                "marker": {"color": CONTRAST_COLOURS[kind], "size": 8},
-                "error_x": {
-                    "type": "data",
-                    "symmetric": False,
-                    "array": _round4(rows["ci_high"] - rows["estimate"]),
-                    "arrayminus": _round4(rows["estimate"] - rows["ci_low"]),
-                    "thickness": 1.5,
-                },
-                "text": _plot_text(rows.apply(_contrast_label, axis=1, levels=levels)),
-                "customdata": [
-                    [_fmt_num(lo), _fmt_num(hi), _fmt_p(p)]
-                    for lo, hi, p in zip(rows["ci_low"], rows["ci_high"], rows["p_value"])
-                ],
-                "hovertemplate": "%{text}<br>%{x:.3f} (95% CI %{customdata[0]} to %{customdata[1]})"
-                "<br>p = %{customdata[2]}<extra></extra>",
-            }
-        )
-    layout = {
-        "shapes": [
-            {
-                "type": "line",
-                "x0": 0,
-                "x1": 0,
-                "xref": "x",
-                "y0": 0,
-                "y1": 1,
-                "yref": "y domain",
-                "line": {"color": "#444", "width": 1, "dash": "dash"},
-            }
-        ],  # a vertical line at zero
-        "height": 120 + 24 * len(main),
-        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},
-        "xaxis": {"title": _title("Estimate (score units) with 95% CI"), "zeroline": False},
-        "yaxis": {
-            "tickvals": _round4(position),
-            "showgrid": False,
-            "zeroline": False,
-            "ticktext": _plot_text(main.apply(_contrast_label, axis=1, levels=levels)),
-        },
-    }
+        labels = rows.apply(_contrast_label, axis=1, levels=levels)
+        data.append(forest_trace(rows, position[mask], labels, name, CONTRAST_COLOURS[kind]))
+    labels = main.apply(_contrast_label, axis=1, levels=levels)
+    layout = forest_layout(position, labels, "Estimate (score units) with 95% CI")
     what = (
         "association with each predictor term"
         if (main["contrast"] == "association").any()

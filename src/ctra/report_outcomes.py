@@ -57,56 +57,15 @@ def split_rows(contrasts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _forest(
     fig_id: str, rows: pd.DataFrame, labels: list[str], groups: list[str], colours: dict, axis: str, caption: str
 ):
-    from .report import _figure, _fmt_num, _fmt_p, _plot_text, _round4
+    from .report import _figure, forest_layout, forest_trace
 
     position = -np.arange(len(rows), dtype=float)
     data = []
     for group in dict.fromkeys(groups):
         mask = np.array([g == group for g in groups])
-        sub = rows[mask]
-        data.append(
-            {
-                "type": "scatter",
-                "x": _round4(sub["estimate"]),
-                "y": _round4(position[mask]),
-                "mode": "markers",
-                "name": _plot_text([group])[0],
-                "marker": {"color": colours.get(group, "#1f6fb4"), "size": 8},
-                "error_x": {
-                    "type": "data",
-                    "symmetric": False,
-                    "array": _round4(sub["ci_high"] - sub["estimate"]),
-                    "arrayminus": _round4(sub["estimate"] - sub["ci_low"]),
-                    "thickness": 1.5,
-                },
-                "text": _plot_text([label for label, m in zip(labels, mask) if m]),
-                "customdata": [
-                    [_fmt_num(lo), _fmt_num(hi), _fmt_p(p)]
-                    for lo, hi, p in zip(sub["ci_low"], sub["ci_high"], sub["p_value"])
-                ],
-                "hovertemplate": "%{text}<br>%{x:.3f} (95% CI %{customdata[0]} to %{customdata[1]})"
-                "<br>p = %{customdata[2]}<extra></extra>",
-            }
-        )
-    layout = {
-        "shapes": [
-            {
-                "type": "line",
-                "x0": 0,
-                "x1": 0,
-                "xref": "x",
-                "y0": 0,
-                "y1": 1,
-                "yref": "y domain",
-                "line": {"color": "#444", "width": 1, "dash": "dash"},
-            }
-        ],
-        "height": 120 + 24 * len(rows),
-        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},
-        "xaxis": {"title": {"text": axis}, "zeroline": False},
-        "yaxis": {"tickvals": _round4(position), "showgrid": False, "zeroline": False, "ticktext": _plot_text(labels)},
-    }
-    return _figure(fig_id, data, layout, caption)
+        shown = [label for label, m in zip(labels, mask) if m]
+        data.append(forest_trace(rows[mask], position[mask], shown, group, colours.get(group, "#1f6fb4")))
+    return _figure(fig_id, data, forest_layout(position, labels, axis), caption)
 
 
 def effects_figure(scores: pd.DataFrame, outcomes: pd.DataFrame, control: str):
