@@ -48,7 +48,8 @@ from ctra.models.gee import gee_table  # noqa: E402
 from ctra.models.sensitivity import sensitivity_table  # noqa: E402
 from ctra.safeguards import gene_set_null, permutation_draws, robustness_table  # noqa: E402
 from ctra.scoring import gene_summaries, score_study  # noqa: E402
-from ctra.models.mixed import contrast_specs, contrast_table, fit_reml, fit_scores, study_design  # noqa: E402
+from ctra.models.mixed import contrast_specs, contrast_table, fit_reml, fit_scores  # noqa: E402
+from ctra.design import study_design  # noqa: E402
 
 N_POOL = 800
 N_FACTORS = 3

@@ -42,7 +42,8 @@ from calibration import GENES, N_FACTORS, clopper_pearson  # noqa: E402
 from ctra.config import RobustnessSettings  # noqa: E402
 from ctra.endpoints import association_endpoint, mark_endpoints  # noqa: E402
 from ctra.models.gee import gee_table  # noqa: E402
-from ctra.models.mixed import fit_scores, study_design  # noqa: E402
+from ctra.models.mixed import fit_scores  # noqa: E402
+from ctra.design import study_design  # noqa: E402
 from ctra.models.per_gene_t import per_gene_table  # noqa: E402
 from ctra.models.sensitivity import sensitivity_table  # noqa: E402
 from ctra.safeguards import gene_set_null, permutation_draws, robustness_table  # noqa: E402

@@ -18,7 +18,8 @@ import pytest
 from ctra.config import ModelSettings, NullSettings
 from ctra.models import per_gene_t
 from ctra.models.association import exchangeable_blocks, freedman_lane
-from ctra.models.mixed import fit_study, study_design
+from ctra.models.mixed import fit_study
+from ctra.design import study_design
 
 REFERENCE = Path(__file__).parent / "reference"
 _spec = importlib.util.spec_from_file_location("association_inputs", REFERENCE / "association_inputs.py")
@@ -193,7 +194,7 @@ def test_hrs_runs_end_to_end_with_a_report(tmp_path):
 def test_standardized_predictors_are_per_sd(multidraw):
     """standardize_predictors: the numeric predictor's estimate and SE scale by its SD (a time-varying
     predictor's: over samples, ddof 1), its t and p do not change; a categorical predictor is untouched."""
-    from ctra.models.association import build_association_design
+    from ctra.design import build_association_design
     from ctra.models.mixed import fit_scores
 
     adata, scores, _, contrasts, _, _ = multidraw
@@ -211,7 +212,7 @@ def test_a_participant_level_predictor_is_standardized_by_the_sd_over_participan
     """A predictor constant within each participant (age, with 1-3 draws each) is divided by the SD of
     its participant values, each participant once, not by the SD over samples (which counts participants
     with more draws more often)."""
-    from ctra.models.association import build_association_design
+    from ctra.design import build_association_design
 
     obs = multidraw[0].obs
     design = build_association_design(obs, ["age", "stress"], [], "time", standardize=True)

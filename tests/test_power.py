@@ -10,7 +10,8 @@ import pytest
 
 from ctra import power as pw
 from ctra.config import PowerSettings
-from ctra.models.mixed import BlockStructure, build_design, contrast_specs
+from ctra.models.mixed import BlockStructure, contrast_specs
+from ctra.design import build_design
 
 
 def planned(

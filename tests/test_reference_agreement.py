@@ -293,7 +293,8 @@ def model_adata(case: str, genes_z: pd.DataFrame | None = None) -> tuple[ad.AnnD
 
 @functools.lru_cache(maxsize=None)
 def ctra_contrasts(case: str) -> pd.DataFrame:
-    from ctra.models.mixed import fit_scores, study_design
+    from ctra.models.mixed import fit_scores
+    from ctra.design import study_design
 
     adata, usage, table, study = model_adata(case)
     design, _ = study_design(adata, usage, study)
@@ -353,7 +354,8 @@ def test_lmm_contrasts_match_lmerTest(case):
 def test_lmm_reml_optimum_matches_lme4(case):
     """ctra's REML criterion at its optimum is lme4's (REMLcrit), never worse: the remaining contrast
     differences are the optimizers' tolerances, not a different maximum."""
-    from ctra.models.mixed import fit_reml, study_design
+    from ctra.models.mixed import fit_reml
+    from ctra.design import study_design
 
     adata, usage, table, study = model_adata(case)
     design, _ = study_design(adata, usage, study)
@@ -369,7 +371,8 @@ def test_lmm_reml_optimum_matches_lme4(case):
 def test_batch_reml_matches_lmerTest(case):
     """The vectorized REML of the random-gene-set null (``fit_reml_batch``; crossover: nested
     components, projected Newton) gives lmerTest's estimates and SEs for the four scores at once."""
-    from ctra.models.mixed import contrast_specs, fit_reml_batch, study_design
+    from ctra.models.mixed import contrast_specs, fit_reml_batch
+    from ctra.design import study_design
 
     adata, usage, table, study = model_adata(case)
     design, _ = study_design(adata, usage, study)
@@ -427,7 +430,7 @@ GEE_CASES = [
 @functools.lru_cache(maxsize=None)
 def gee_inputs(case: str):
     """AnnData, usage and ctra's design of the GEE fixture (the stored z of the used genes)."""
-    from ctra.models.mixed import study_design
+    from ctra.design import study_design
 
     long = read_fixture(case, "gee_input.tsv.gz")
     wide = long.pivot(index="sample", columns="gene", values="z")

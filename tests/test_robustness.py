@@ -10,7 +10,8 @@ from ctra import safeguards as rb
 from ctra.models import gee
 from ctra.config import NullSettings
 from ctra.scoring import gene_summaries
-from ctra.models.mixed import BlockStructure, build_design, contrast_specs, fit_reml
+from ctra.models.mixed import BlockStructure, contrast_specs, fit_reml
+from ctra.design import build_design
 
 LEVELS = {"arm": ["control", "a"], "time": ["pre", "post"]}
 

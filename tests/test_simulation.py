@@ -16,7 +16,8 @@ import pytest
 from ctra import safeguards as rb
 from ctra.models import gee
 from ctra.scoring import compute_scores
-from ctra.models.mixed import build_design, contrast_specs, contrast_table, fit_reml
+from ctra.models.mixed import contrast_specs, contrast_table, fit_reml
+from ctra.design import build_design
 
 LEVELS = {"arm": ["control", "a", "b"], "time": ["pre", "post"]}
 N_PEOPLE, N_GENES, N_MISSING = 36, 20, 6

@@ -8,14 +8,8 @@ import pytest
 import statsmodels.formula.api as smf
 
 from ctra.errors import InputError
-from ctra.models.mixed import (
-    benjamini_hochberg,
-    build_design,
-    check_full_rank,
-    contrast_specs,
-    contrast_table,
-    fit_reml,
-)
+from ctra.models.mixed import benjamini_hochberg, contrast_specs, contrast_table, fit_reml
+from ctra.design import build_design, check_full_rank
 
 LEVELS = {"arm": ["control", "a", "b"], "time": ["pre", "post", "fu"]}
 
@@ -186,7 +180,7 @@ def test_markers_auto_leaves_them_out_of_small_trials_and_says_why():
     import anndata as ad
 
     from ctra.config import DesignSettings
-    from ctra.models.mixed import MIN_MARKER_RESIDUAL_DF, marker_decision, study_design
+    from ctra.design import MIN_MARKER_RESIDUAL_DF, marker_decision, study_design
 
     def markers_setting(value) -> DesignSettings:
         return DesignSettings(source="sheet", covariates=(), adjust_for_cell_markers=value)

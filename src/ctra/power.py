@@ -137,7 +137,7 @@ def unit_variance(design: PlannedDesign, time: str) -> float:
 def markers_kept(design: PlannedDesign, per_arm: np.ndarray) -> np.ndarray:
     """Whether the planned trial's model keeps the markers: ``adjust_for_cell_markers`` as fitted, with ``auto``
     applied to the planned trial (at least ``MIN_MARKER_RESIDUAL_DF`` residual df with them, as the model does)."""
-    from .models.mixed import MIN_MARKER_RESIDUAL_DF
+    from .design import MIN_MARKER_RESIDUAL_DF
 
     per_arm = np.asarray(per_arm, dtype=float)
     if design.markers == 0 or design.marker_rule is False:
@@ -329,7 +329,8 @@ def primary_effect(
     primary score (the same fit as the model stage's), the baseline SD of the score (the effect unit), the
     pattern of attended draws and the fixed effects that vary within participant. ``settings``:
     ``ctra.config.EffectSettings``."""
-    from .models.mixed import fit_reml, study_design
+    from .models.mixed import fit_reml
+    from .design import study_design
 
     endpoint = model_info["primary"]
     score = endpoint["score"]
@@ -443,7 +444,8 @@ def simulate_power(
     ``alpha``, with its exact 95 % (Clopper-Pearson) interval."""
     from scipy import stats
 
-    from .models.mixed import build_design, contrast_specs, contrast_table, fit_reml_many
+    from .models.mixed import contrast_specs, contrast_table, fit_reml_many
+    from .design import build_design
 
     sheet = planned_sheet(design, per_arm)
     arms = list(dict.fromkeys(sheet["arm"]))

@@ -31,20 +31,8 @@ from scipy import sparse
 
 from .config import NullSettings, RobustnessSettings
 from .models.gls import Whitener, _solve_batched, gls_estimates
-from .models.mixed import (
-    SCORES,
-    BlockStructure,
-    ContrastSpec,
-    Design,
-    arm_column,
-    contrast_specs,
-    fit_reml,
-    fit_reml_batch,
-    interaction_column,
-    period_levels,
-    study_design,
-    without_arm_terms,
-)
+from .models.mixed import SCORES, BlockStructure, ContrastSpec, contrast_specs, fit_reml, fit_reml_batch
+from .design import Design, arm_column, interaction_column, period_levels, study_design, without_arm_terms
 from .models.association import freedman_lane, predictors_of
 from .genesets import set_genes
 from .scoring import DEFAULT_SCORE_METHOD, SCORE_METHODS

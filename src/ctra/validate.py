@@ -374,7 +374,7 @@ def _check_rank(
     obs: pd.DataFrame, levels: dict[str, list[str]], covariates: list[str], path: Path, problems: ProblemList
 ) -> None:
     """The fixed design without marker genes must be of full rank (checked again with markers later)."""
-    from .models.mixed import build_design, check_full_rank
+    from .design import build_design, check_full_rank
 
     design = build_design(obs, levels, covariates)
     try:

@@ -51,8 +51,7 @@ def conflicting_keys(study: dict) -> list[str]:
 
 def check_association(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList, check_rank: bool) -> dict:
     """The association checks of the (typed, complete) sheet; returns the study's levels (time only)."""
-    from .models.association import build_association_design
-    from .models.mixed import check_full_rank
+    from .design import build_association_design, check_full_rank
 
     n_before = len(problems.problems)
     for message in conflicting_keys(study):

@@ -195,7 +195,8 @@ def export_crossover() -> None:
     contrast keys on benchmarks/calibration.py's cohort, in the workflow cases' layout."""
     from ctra.config import DesignSettings
     from ctra.scoring import score_study
-    from ctra.models.mixed import fit_scores, study_design
+    from ctra.models.mixed import fit_scores
+    from ctra.design import study_design
 
     calibration = load_calibration()
     adata, usage, _ = calibration.simulate(calibration.DESIGNS["crossover_24"], CROSSOVER_SEED)

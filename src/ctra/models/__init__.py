@@ -1,14 +1,15 @@
 """The models ctra fits, and the registry of the models beside the main one.
 
-* ``mixed``: the main model (``lmm``), REML with Satterthwaite df, per score and per gene; the design,
-  the contrasts and the one contrast-row builder (``contrast_table``);
+* ``mixed``: the main model (``lmm``), REML with Satterthwaite df, per score and per gene; the contrasts
+  and the one contrast-row builder (``contrast_table``), on the study's design (``ctra.design``);
 * ``gls``: GLS with the variance components held fixed (whitening by participant block), for the
   safeguards' thousands of closed-form refits;
 * ``gee``: the gene-level GEE (``gee_genes``);
 * ``sensitivity``: the main model without covariates and/or markers;
 * ``per_gene_t``: the as-published per-gene regressions with a one-sample t over genes
   (anti-conservative, shown beside the honest tests);
-* ``association``: the design of association studies (predictors, one draw or several per participant).
+* ``association``: the terms of association studies (predictors, one draw or several per participant)
+  and their Freedman-Lane permutations.
 
 ``OTHER_MODELS`` lists the models whose rows follow the main model's in contrasts.tsv, in that order:
 its name (the ``model`` column), its fit (``adata, scores, usage, DesignSettings -> contrast rows``,

@@ -13,7 +13,8 @@ participants, each counted once, so that participants with more draws do not wei
 the between-person one; a time-varying predictor's is over the draws (samples), which mixes within- and
 between-person spread. With one draw per participant the two are the same. A categorical predictor is treatment-coded with its
 first level (order of appearance) as reference, one term per other level. Each predictor column is a
-contrast (``contrast: association``, ``term``: the column).
+contrast (``contrast: association``, ``term``: the column). The design matrix is built by
+``ctra.design.build_association_design``; this module holds the terms' contrasts and their permutations.
 
 The permutation test of a term is Freedman-Lane's (1983): the residuals of the model without that
 predictor are permuted between participants (whole participants, among those with the same draws),
@@ -31,75 +32,11 @@ import numpy as np
 import pandas as pd
 
 from .gls import gls_estimates
-from .mixed import ContrastSpec, Design, add_covariate_columns, fit_reml
+from .mixed import ContrastSpec, fit_reml
+from ..design import Design
 
 PERMUTATION_STREAM = 0  # as ctra.safeguards: one generator per (seed, stream, predictor, draw)
 BATCH = 250
-
-
-def predictor_scale(obs: pd.DataFrame, name: str) -> float:
-    """The SD a numeric predictor is divided by (ddof = 1): over participants (one value each) when it is
-    constant within every participant, otherwise over the draws (samples)."""
-    values = obs[name].astype(np.float64)
-    by_person = values.groupby(obs["participant"].to_numpy(), sort=False)
-    if bool((by_person.nunique(dropna=False) <= 1).all()):
-        return float(np.std(by_person.first().to_numpy(), ddof=1))
-    return float(np.std(values.to_numpy(), ddof=1))
-
-
-def predictor_columns(obs: pd.DataFrame, name: str, standardize: bool) -> tuple[dict[str, np.ndarray], float]:
-    """The design columns of one predictor and the SD it was divided by (``predictor_scale``; 1.0: per
-    unit, or categorical)."""
-    values = obs[name]
-    if pd.api.types.is_numeric_dtype(values):
-        x = values.to_numpy(np.float64)
-        scale = predictor_scale(obs, name) if standardize else 1.0
-        return {name: (x - x.mean()) / scale}, scale
-    text = values.to_numpy(str)
-    return {f"{name}[T.{level}]": (text == level).astype(np.float64) for level in list(dict.fromkeys(text))[1:]}, 1.0
-
-
-def build_association_design(
-    obs: pd.DataFrame,
-    predictors: list[str],
-    covariates: list[str],
-    time: str | None = None,
-    standardize: bool = False,
-    extra: pd.DataFrame | None = None,
-) -> Design:
-    """Intercept, predictors, [time], covariates, [extra numeric columns (marker VST)]; a participant
-    random intercept only when some participant has several draws. ``time`` (the draw's time column,
-    canonical name ``time`` in obs) enters as a covariate."""
-    columns: dict[str, np.ndarray] = {"Intercept": np.ones(len(obs))}
-    tested: list[tuple[str, str]] = []
-    scales: dict[str, float] = {}
-    for name in predictors:
-        added, scale = predictor_columns(obs, name, standardize)
-        columns.update(added)
-        tested += [(name, column) for column in added]
-        if scale != 1.0:
-            scales[name] = scale
-    terms = list(predictors)
-    add_covariate_columns(obs, (["time"] if time else []) + list(covariates), columns, terms, extra)
-    participant = pd.factorize(obs["participant"], sort=True)[0]
-    repeated = bool(np.bincount(participant).max() > 1)
-    random = ["(1 | participant)"] if repeated else []
-    formula = " + ".join(["score ~ " + terms[0], *terms[1:], *random])
-    return Design(
-        X=np.column_stack(list(columns.values())),
-        columns=list(columns),
-        participant=participant,
-        components=[participant] if repeated else [],
-        component_names=["participant"] if repeated else [],
-        arms=[],
-        times=[],
-        formula=formula,
-        arm_of_sample=np.full(len(obs), ""),
-        time_of_sample=obs["time"].to_numpy(str) if time else np.full(len(obs), ""),
-        kind="association",
-        terms=tested,
-        scales=scales,
-    )
 
 
 def association_specs(design: Design) -> list[ContrastSpec]:

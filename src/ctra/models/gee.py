@@ -17,7 +17,8 @@ import pandas as pd
 from ..genesets import set_genes
 from ..scoring import score_terms, zscore
 from ..config import DesignSettings
-from .mixed import SCORES, Design, contrast_rows, contrast_specs, study_design
+from .mixed import SCORES, contrast_rows, contrast_specs
+from ..design import Design, study_design
 
 MIN_GEE_PARTICIPANTS = 10  # below this a sandwich covariance is not trusted, corrected or not
 MIN_GEE_DF = 4  # participants - fixed effects; the t reference needs a few df

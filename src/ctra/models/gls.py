@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mixed import BlockStructure, Design
+from .mixed import BlockStructure
+from ..design import Design
 
 MAX_CONDITION = 1e12  # a design this ill-conditioned is treated as singular
 

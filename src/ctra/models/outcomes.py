@@ -28,21 +28,8 @@ import pandas as pd
 
 from ..config import OutcomeSettings
 from ..errors import InputError
-from .mixed import (
-    ContrastSpec,
-    Design,
-    build_design,
-    check_full_rank,
-    contrast_rows,
-    contrast_specs,
-    contrast_table,
-    fit_reml_many,
-    marker_decision,
-    satterthwaite_df,
-    time_column,
-    SCORES,
-    MIN_MARKER_RESIDUAL_DF,
-)
+from .mixed import ContrastSpec, contrast_rows, contrast_specs, contrast_table, fit_reml_many, satterthwaite_df, SCORES
+from ..design import Design, build_design, check_full_rank, marker_decision, time_column, MIN_MARKER_RESIDUAL_DF
 
 MAIN_MODEL = "lmm"
 ROLE = "exploratory"

@@ -24,7 +24,8 @@ import pandas as pd
 from ..config import DesignSettings
 from ..genesets import set_genes
 from ..scoring import score_terms, zscore
-from .mixed import SCORES, contrast_rows, contrast_specs, fit_reml_batch, study_design
+from .mixed import SCORES, contrast_rows, contrast_specs, fit_reml_batch
+from ..design import study_design
 
 NOTE = (
     "as published (per-gene regressions, one-sample t over genes, df = genes - 1): anti-conservative, "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..config import DesignSettings
-from .mixed import fit_scores, marker_decision, study_design
+from .mixed import fit_scores
+from ..design import marker_decision, study_design
 
 # (model name, keep covariates, keep markers), in the order of contrasts.tsv
 VARIANTS = (("lmm_no_covariates", False, True), ("lmm_no_markers", True, False), ("lmm_unadjusted", False, False))
