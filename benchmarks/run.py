@@ -274,11 +274,14 @@ def run_child(*args: str) -> dict:
 STAGE_PATTERN = re.compile(r"ctra\.cli\s+(\w+)")
 
 
-def run_workflow(workdir: Path, cores: int, target: str | None, timeout: float | None = None) -> dict:
+def run_workflow(
+    workdir: Path, cores: int, target: str | None, timeout: float | None = None, repo: Path = REPO
+) -> dict:
     """Fresh snakemake run in ``workdir``; wall time, peak tree RSS, per-stage span and peak RSS.
 
     After ``timeout`` seconds the run is stopped (its process tree killed) and reported as such,
     with the stages seen so far; the stage running at that moment is the one marked ``killed``.
+    ``repo``: the checkout whose Snakefile and ``src/`` run (another revision's, for a before/after).
     """
     import psutil
 
@@ -289,7 +292,7 @@ def run_workflow(workdir: Path, cores: int, target: str | None, timeout: float |
         "-m",
         "snakemake",
         "-s",
-        str(REPO / "Snakefile"),
+        str(repo / "Snakefile"),
         "-d",
         str(workdir),
         "--cores",
@@ -303,7 +306,9 @@ def run_workflow(workdir: Path, cores: int, target: str | None, timeout: float |
     peak_total = 0.0
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        # the checkout's own library first (an editable install points at this one's)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=repo, env=env)
         root = psutil.Process(proc.pid)
         timed_out = False
         while proc.poll() is None:
