@@ -201,13 +201,29 @@ class ScoreSettings:
 
 
 @dataclass(frozen=True)
+class PrimarySettings:
+    """The pre-specified primary endpoint (``ctra.endpoints``): its score, its contrast (a trial's; a single-arm
+    study's is ``change`` and an association study's ``association`` whatever is set) and an association study's
+    primary term (None: its first predictor)."""
+
+    score: str
+    contrast: str
+    term: str | None
+
+    @classmethod
+    def from_study(cls, study: dict) -> PrimarySettings:
+        primary = study["primary"]
+        return cls(score=primary["score"], contrast=primary["contrast"], term=primary.get("term"))  # term: optional
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     design: DesignSettings
-    primary: dict  # {score, contrast}: ctra.endpoints.primary_endpoint reads it
+    primary: PrimarySettings
 
     @classmethod
     def from_study(cls, study: dict) -> ModelSettings:
-        return cls(design=DesignSettings.from_study(study), primary=dict(study["primary"]))
+        return cls(design=DesignSettings.from_study(study), primary=PrimarySettings.from_study(study))
 
 
 @dataclass(frozen=True)
