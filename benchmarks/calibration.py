@@ -41,7 +41,7 @@ import pandas as pd  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from ctra.config import DesignSettings, RobustnessSettings  # noqa: E402
+from ctra.config import DesignSettings, PrimarySettings, RobustnessSettings  # noqa: E402
 from ctra.endpoints import mark_endpoints, primary_endpoint  # noqa: E402
 from ctra.genesets import load_gene_set  # noqa: E402
 from ctra.models.gee import gee_table  # noqa: E402
@@ -256,7 +256,7 @@ def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
     nulls = permutation_draws(design, scores, study["robustness"]["permutations"], settings.seed, 0, 1)
     nulls += gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, 0, 1)[0]
     table = robustness_table(adata, scores, usage, settings, models, gammas, pd.concat(nulls, ignore_index=True))
-    return mark_endpoints(table, primary_endpoint(study["primary"], True))
+    return mark_endpoints(table, primary_endpoint(PrimarySettings.from_study(study), True))
 
 
 def one_cohort(args: tuple[str, int, float]) -> dict:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
 from calibration import GENES, N_FACTORS, clopper_pearson  # noqa: E402
-from ctra.config import RobustnessSettings  # noqa: E402
+from ctra.config import PrimarySettings, RobustnessSettings  # noqa: E402
 from ctra.endpoints import association_endpoint, mark_endpoints  # noqa: E402
 from ctra.models.gee import gee_table  # noqa: E402
 from ctra.models.mixed import fit_scores  # noqa: E402
@@ -147,7 +147,7 @@ def study_config(spec: AssociationSpec, seed: int) -> dict:
         "time": "time" if spec.max_draws > 1 else None,
         "covariates": ["age", "female"],
         "adjust_for_cell_markers": spec.markers,
-        "primary": {"score": "ctra"},
+        "primary": {"score": "ctra", "contrast": "arm_x_time"},  # as the schema fills it (the contrast is not read)
         "robustness": {"permutations": PERMUTATIONS, "gene_sets": GENE_SETS, "seed": seed, "chunks": 1},
     }
 
@@ -170,7 +170,7 @@ def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
     nulls = permutation_draws(design, scores, PERMUTATIONS, settings.seed, 0, 1)
     nulls += gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, 0, 1)[0]
     table = robustness_table(adata, scores, usage, settings, models, gammas, pd.concat(nulls, ignore_index=True))
-    return mark_endpoints(table, association_endpoint(study["primary"], design.terms))
+    return mark_endpoints(table, association_endpoint(PrimarySettings.from_study(study), design.terms))
 
 
 def one_cohort(args: tuple[str, int]) -> dict:

@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ctra.config import PrimarySettings
 from ctra.endpoints import holm, mark_endpoints, primary_endpoint
+
+CTRA_ARM_X_TIME = PrimarySettings(score="ctra", contrast="arm_x_time", term=None)
 
 
 def test_holm_matches_hand_computed_values_and_statsmodels():
@@ -46,7 +49,7 @@ def contrasts() -> pd.DataFrame:
 
 
 def test_roles_and_family():
-    table = mark_endpoints(contrasts(), primary_endpoint({"score": "ctra", "contrast": "arm_x_time"}, True))
+    table = mark_endpoints(contrasts(), primary_endpoint(CTRA_ARM_X_TIME, True))
     primary = table[table["role"] == "primary"]
     assert list(zip(primary["model"], primary["score"], primary["arm"])) == [
         ("lmm", "ctra", "self"),
@@ -62,9 +65,10 @@ def test_roles_and_family():
 
 
 def test_single_arm_study_uses_within_arm_change_and_another_score_can_be_primary():
-    assert primary_endpoint({"score": "ctra", "contrast": "arm_x_time"}, has_control=False) == {
+    assert primary_endpoint(CTRA_ARM_X_TIME, has_control=False) == {
         "score": "ctra",
         "contrast": "change",
     }
-    table = mark_endpoints(contrasts(), primary_endpoint({"score": "inflammatory"}, True))
+    inflammatory = PrimarySettings(score="inflammatory", contrast="arm_x_time", term=None)
+    table = mark_endpoints(contrasts(), primary_endpoint(inflammatory, True))
     assert set(table.loc[table["role"] == "primary", "score"]) == {"inflammatory"}

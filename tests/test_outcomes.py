@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctra.config import DesignSettings, MediationSettings, OutcomeSettings
+from bad_inputs.cohort import study_block, validate_settings
+from ctra.config import DesignSettings, MediationSettings, OutcomeSettings, ValidateSettings
 from ctra.mediation import mediation_table, resample_counts, weighted_coefs
 from ctra.models.outcomes import fit_outcomes, person_centred
 from ctra.simulate_outcomes import simulate_trial
@@ -309,25 +310,28 @@ def test_report_section_shows_outcomes_and_mediation_escaped():
 # ---------------------------------------------------------------- config and validation (no subprocess)
 
 
+def _settings(**keys) -> ValidateSettings:
+    """The validate stage's settings of the bad-input cohort's study block with ``keys``."""
+    return validate_settings(study_block(**keys))
+
+
 def test_config_problems_name_the_key_and_column():
     from ctra.validate_outcomes import config_problems
 
     design = {"sample": "sample", "participant": "participant", "arm": "arm", "time": "time"}
-    study = {"outcomes": ["age", "ctra", "arm"], "covariates": ["age"], "dose": "age", "control": "c"}
-    problems = config_problems(study, design)
+    problems = config_problems(_settings(outcomes=["age", "ctra", "arm"], covariates=["age"], dose="age"), design)
     assert any("'age' is listed both as a covariate and as the outcome" in p for p in problems)
     assert any("outcome column 'ctra' has the name of a CTRA score" in p for p in problems)
     assert any("outcome column 'arm' is the study's arm column" in p for p in problems)
     assert any("listed both in `outcomes` and as `dose`" in p for p in problems)
-    assert config_problems({"mediation": {}, "control": "c"}, design) == [
+    assert config_problems(_settings(mediation={}), design) == [
         "config: `mediation` is set but `outcomes` is not; mediation needs the outcome columns whose change "
         "may carry the arm effect (e.g. `outcomes: [wellbeing]`), or remove `mediation`."
     ]
-    assert any("needs a `control` arm" in p for p in config_problems({"mediation": {}, "outcomes": ["w"]}, design))
-    assert config_problems({"outcomes": ["w"], "dose": "d", "control": "c"}, design) == []
-    crossover = config_problems(
-        {"outcomes": ["w"], "dose": "d", "mediation": {}, "control": "c"}, {**design, "period": "day"}
-    )
+    single_arm = _settings(mediation={}, outcomes=["w"], control=None)
+    assert any("needs a `control` arm" in p for p in config_problems(single_arm, design))
+    assert config_problems(_settings(outcomes=["w"], dose="d"), design) == []
+    crossover = config_problems(_settings(outcomes=["w"], dose="d", mediation={}), {**design, "period": "day"})
     assert len(crossover) == 2 and all("crossover" in p for p in crossover)
 
 
@@ -370,7 +374,7 @@ def _typed(sheet: pd.DataFrame, **study):
     levels = {"arm": ["control", "kind"], "time": ["pre", "post"]}
     obs, notes = type_outcomes(
         sheet.copy(),
-        {"control": "control", **study},
+        _settings(**study),
         levels,
         Path("s.tsv"),
         lambda m: f"{int(m.sum())} rows",

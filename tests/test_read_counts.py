@@ -429,7 +429,7 @@ def test_log2_checks(small_scan_blocks):
 def test_validated_matrix_follows_the_sheet_and_sums_alias_rows(tmp_path, monkeypatch, small_scan_blocks):
     """Sample columns in another order than the sheet, one excluded and one dropped sample, and an
     alias row (IL8) before its gene's row (CXCL8): X must equal the table picked out by name."""
-    from bad_inputs.cohort import CTRA53, MARKERS, base_cohort, study_block, with_defaults
+    from bad_inputs.cohort import CTRA53, MARKERS, base_cohort, study_block, validate_settings
 
     from ctra.genesets import load_gene_set
 
@@ -442,7 +442,7 @@ def test_validated_matrix_follows_the_sheet_and_sums_alias_rows(tmp_path, monkey
     sheet.loc[sheet["sample"] == "P05_post", "age"] = ""
     counts.to_csv(tmp_path / "counts.tsv.gz", sep="\t")
     sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
-    study = with_defaults(
+    settings = validate_settings(
         study_block(
             str(tmp_path / "counts.tsv.gz"),
             str(tmp_path / "samples.tsv"),
@@ -452,7 +452,7 @@ def test_validated_matrix_follows_the_sheet_and_sums_alias_rows(tmp_path, monkey
     )
     gene_set, markers = load_gene_set(CTRA53), load_gene_set(MARKERS, allowed_groups=("marker",))
 
-    adata = validate.validate_study("s", study, gene_set, markers)
+    adata = validate.validate_study("s", settings, gene_set, markers)
 
     samples = [s for s in sheet["sample"] if s not in ("P03_pre", "P05_post")]
     genes = [("CXCL8" if g == "IL8" else g) for g in counts.index if g != "CXCL8"]
@@ -462,7 +462,7 @@ def test_validated_matrix_follows_the_sheet_and_sums_alias_rows(tmp_path, monkey
     assert adata.X.dtype == np.float64 and adata.X.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(adata.X, expected.loc[genes, samples].to_numpy().T)
     assert adata.var.loc["CXCL8", "input_ids"] == "IL8;CXCL8"
-    again = validate.validate_study("s", study, gene_set, markers)
+    again = validate.validate_study("s", settings, gene_set, markers)
     np.testing.assert_array_equal(again.X, adata.X)
 
 

@@ -119,13 +119,14 @@ def study_config(case: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def validated(case: str) -> ad.AnnData:
+    from ctra.config import ValidateSettings
     from ctra.genesets import load_gene_set
     from ctra.validate import validate_study
 
     study = study_config(case)
     gene_set = load_gene_set(REPO / "resources" / "gene_sets" / f"{study['gene_set']}.tsv")
     markers = load_gene_set(REPO / "resources" / "gene_sets" / f"{study['marker_set']}.tsv", allowed_groups=("marker",))
-    return validate_study(case, study, gene_set, markers)
+    return validate_study(case, ValidateSettings.from_study(study), gene_set, markers)
 
 
 @functools.lru_cache(maxsize=None)

@@ -32,9 +32,7 @@ def _call(args: argparse.Namespace) -> None:
     if args.command not in stages.SETTINGS:  # example: no study
         args.func(**options)
         return
-    settings = json.loads(args.study_config)
-    kind = stages.SETTINGS[args.command]
-    args.func(kind.from_study(settings) if kind else settings, **options)
+    args.func(stages.SETTINGS[args.command].from_study(json.loads(args.study_config)), **options)
 
 
 def _parser() -> argparse.ArgumentParser:

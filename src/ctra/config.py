@@ -171,6 +171,94 @@ class DesignSettings:
 
 
 @dataclass(frozen=True)
+class SheetColumns:
+    """The sample sheet's column of each design role; ``period`` only in a crossover trial (else None)."""
+
+    sample: str
+    participant: str
+    arm: str
+    time: str
+    period: str | None
+
+    @classmethod
+    def from_study(cls, study: dict) -> SheetColumns:
+        return cls(**{role: study["columns"][role] for role in ("sample", "participant", "arm", "time", "period")})
+
+    def named(self) -> dict[str, str]:
+        """Role -> sheet column, for the roles that have one (no period: a parallel-arm trial)."""
+        return {role: column for role, column in vars(self).items() if column}
+
+
+@dataclass(frozen=True)
+class ValidateSettings:
+    """The validate stage (``ctra.validate``): the input files and how to read them, the design the sample sheet
+    must fit, and the trial keys (``outcomes``, ``dose``, whether ``mediation`` is set) checked against it.
+    Optional settings without a default are None (or ``()`` for ``predictors`` and ``outcomes``) when not given.
+
+    ``config``: the settings as the stage received them, which validated.h5ad keeps (``uns["study_config"]``)."""
+
+    counts: str
+    samples: str
+    input: str  # counts or log2_expression
+    layout: str  # auto, genes_by_samples or samples_by_genes
+    sheet: str | int | dict | None  # the .xlsx worksheet: one for both files, or {samples: ..., counts: ...}
+    non_integer_counts: str  # round or error
+    design: str  # trial or association
+    columns: SheetColumns
+    covariates: tuple[str, ...]
+    categorical: tuple[str, ...]
+    exclude_samples: tuple[str, ...]
+    drop_incomplete_samples: bool
+    baseline: str | None  # trials
+    control: str | None  # trials; None: a single arm
+    time_levels: tuple[str, ...] | None  # None: the order of first appearance
+    arm_levels: tuple[str, ...] | None
+    predictors: tuple[str, ...]  # association studies
+    standardize_predictors: bool  # refused in a trial
+    time: str | None  # association studies: the draw's time column
+    primary_term: str | None  # association studies: must be one of the predictors
+    outcomes: tuple[str, ...]  # trials
+    dose: str | None
+    mediation: bool  # whether `mediation` is set
+    config: dict = field(compare=False, repr=False)
+
+    @classmethod
+    def from_study(cls, study: dict) -> ValidateSettings:
+        trial = study["design"] == "trial"
+
+        def optional(key: str) -> tuple[str, ...] | None:
+            return tuple(study[key]) if key in study else None
+
+        return cls(
+            counts=study["counts"],
+            samples=study["samples"],
+            input=study["input"],
+            layout=study["layout"],
+            sheet=study.get("sheet"),
+            non_integer_counts=study["non_integer_counts"],
+            design=study["design"],
+            columns=SheetColumns.from_study(study),
+            covariates=tuple(study["covariates"]),
+            categorical=tuple(study["categorical"]),
+            exclude_samples=tuple(study["exclude_samples"]),
+            drop_incomplete_samples=study["drop_incomplete_samples"],
+            # the schema requires a trial's baseline and an association study's predictors
+            baseline=study["baseline"] if trial else study.get("baseline"),
+            control=study["control"],
+            time_levels=optional("time_levels"),
+            arm_levels=optional("arm_levels"),
+            predictors=tuple(study.get("predictors", ()) if trial else study["predictors"]),
+            standardize_predictors=study["standardize_predictors"],
+            time=study.get("time"),
+            primary_term=study["primary"].get("term"),
+            outcomes=tuple(study.get("outcomes", ())),
+            dose=study.get("dose"),
+            mediation=study.get("mediation") is not None,
+            config=study,
+        )
+
+
+@dataclass(frozen=True)
 class NormalizeSettings:
     input: str
     normalization: str
@@ -201,13 +289,29 @@ class ScoreSettings:
 
 
 @dataclass(frozen=True)
+class PrimarySettings:
+    """The pre-specified primary endpoint (``ctra.endpoints``): its score, its contrast (a trial's; a single-arm
+    study's is ``change`` and an association study's ``association`` whatever is set) and an association study's
+    primary term (None: its first predictor)."""
+
+    score: str
+    contrast: str
+    term: str | None
+
+    @classmethod
+    def from_study(cls, study: dict) -> PrimarySettings:
+        primary = study["primary"]
+        return cls(score=primary["score"], contrast=primary["contrast"], term=primary.get("term"))  # term: optional
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     design: DesignSettings
-    primary: dict  # {score, contrast}: ctra.endpoints.primary_endpoint reads it
+    primary: PrimarySettings
 
     @classmethod
     def from_study(cls, study: dict) -> ModelSettings:
-        return cls(design=DesignSettings.from_study(study), primary=dict(study["primary"]))
+        return cls(design=DesignSettings.from_study(study), primary=PrimarySettings.from_study(study))
 
 
 @dataclass(frozen=True)

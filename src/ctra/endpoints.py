@@ -16,23 +16,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .config import PrimarySettings
+
 MAIN_MODEL = "lmm"
 AS_PUBLISHED_MODELS = ("per_gene_t",)
 
 
-def primary_endpoint(primary: dict, has_control: bool) -> dict[str, str]:
+def primary_endpoint(primary: PrimarySettings, has_control: bool) -> dict[str, str]:
     """The primary score and contrast; a single-arm study (no control) has only within-arm changes,
     so its primary contrast is ``change`` whatever the config says (recorded in the report)."""
-    contrast = primary.get("contrast", "arm_x_time") if has_control else "change"
-    return {"score": primary.get("score", "ctra"), "contrast": contrast}
+    return {"score": primary.score, "contrast": primary.contrast if has_control else "change"}
 
 
-def association_endpoint(primary: dict, terms: list[tuple[str, str]]) -> dict:
+def association_endpoint(primary: PrimarySettings, terms: list[tuple[str, str]]) -> dict:
     """An association study's primary score and predictor (default: the first), and its design columns
     (a categorical predictor's levels are one family)."""
-    predictor = primary.get("term") or terms[0][0]
+    predictor = primary.term or terms[0][0]
     return {
-        "score": primary.get("score", "ctra"),
+        "score": primary.score,
         "contrast": "association",
         "term": predictor,
         "terms": [column for name, column in terms if name == predictor],

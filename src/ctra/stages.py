@@ -33,6 +33,7 @@ from .config import (
     RobustnessSettings,
     ScoreSettings,
     SynthesisSettings,
+    ValidateSettings,
 )
 from .errors import InputError
 from .results import read_json, read_normalized, read_table, read_var, write_h5ad, write_json, write_tsv
@@ -40,7 +41,9 @@ from .results import read_json, read_normalized, read_table, read_var, write_h5a
 log = logging.getLogger("ctra")
 
 
-def validate(settings: dict, *, study: str, gene_set: str, markers: str, samples_schema: str | None, out: str) -> None:
+def validate(
+    settings: ValidateSettings, *, study: str, gene_set: str, markers: str, samples_schema: str | None, out: str
+) -> None:
     from .genesets import load_gene_set
     from .validate import validate_sample_schema, validate_study
 
@@ -49,8 +52,8 @@ def validate(settings: dict, *, study: str, gene_set: str, markers: str, samples
     adata = validate_study(study, settings, gene_table, marker_table)
     for warning in adata.uns["covariate_warnings"]:
         log.warning("%s", warning)
-    if samples_schema and settings.get("design", "trial") == "trial":  # the schema is of a trial's columns
-        validate_sample_schema(adata.obs, samples_schema, settings["samples"])
+    if samples_schema and settings.design == "trial":  # the schema is of a trial's columns
+        validate_sample_schema(adata.obs, samples_schema, settings.samples)
     checksums = json.loads(adata.uns["input_checksums"])
     checksums.update({gene_set: _sha(gene_set), markers: _sha(markers)})
     adata.uns["input_checksums"] = json.dumps(checksums)
@@ -350,9 +353,9 @@ def example(*, out: str, seed: int) -> None:
     write_example(out, seed=seed)
 
 
-# the typed settings each stage takes (validate: the settings as a dict, read by ctra.validate)
-SETTINGS: dict[str, type | None] = {
-    "validate": None,
+# the typed settings each stage takes
+SETTINGS: dict[str, type] = {
+    "validate": ValidateSettings,
     "normalize": NormalizeSettings,
     "score": ScoreSettings,
     "model": ModelSettings,

@@ -25,6 +25,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .config import ValidateSettings
 from .errors import InputError, ProblemList
 from .genesets import PAR_Y_SUFFIX, SCORE_GROUPS, id_kind, match_genes, strip_version
 from .io import (
@@ -125,23 +126,21 @@ def _check_text_column(
 
 
 def rename_sheet_columns(
-    sheet: pd.DataFrame, study: dict, path: Path, problems: ProblemList
+    sheet: pd.DataFrame, settings: ValidateSettings, path: Path, problems: ProblemList
 ) -> tuple[pd.DataFrame | None, dict[str, str]]:
     """Map the study's column names to canonical ones (sample, participant, arm, time, period).
 
     Returns the renamed frame (design columns and covariates only) and the sheet name of each
     canonical column, or None when the columns the config names are not usable.
     """
-    columns = study.get("columns") or {}
-    names = {key: columns.get(key, key if key != "period" else None) for key in CANONICAL}
-    names = {key: name for key, name in names.items() if name}
-    covariates = list(study.get("covariates", []))
-    predictors = list(dict.fromkeys(study.get("predictors", [])))
+    names = settings.columns.named()
+    covariates = list(settings.covariates)
+    predictors = list(dict.fromkeys(settings.predictors))
     n_before = len(problems.problems)
-    if study.get("design") == "association":  # no arm; the draw's time only when `time` names it
+    if settings.design == "association":  # no arm; the draw's time only when `time` names it
         names = {key: names[key] for key in ("sample", "participant")}
-        if study.get("time"):
-            names["time"] = study["time"]
+        if settings.time:
+            names["time"] = settings.time
         for predictor in predictors:
             if predictor in covariates:
                 problems.add(
@@ -182,8 +181,8 @@ def rename_sheet_columns(
     ]
     from .validate_outcomes import config_problems, sheet_roles
 
-    trial_columns = sheet_roles(study)
-    for problem in config_problems(study, names):
+    trial_columns = sheet_roles(settings)
+    for problem in config_problems(settings, names):
         problems.add(problem)
     missing += [(c, role) for c, role in trial_columns if c not in sheet.columns and c not in roles]
     if missing:
@@ -208,7 +207,7 @@ def _ordered_levels(
     values: pd.Series,
     lines: pd.Series,
     reference: str | None,
-    configured: list[str] | None,
+    configured: tuple[str, ...] | None,
     what: str,
     names: dict[str, str],
     path: Path,
@@ -225,7 +224,7 @@ def _ordered_levels(
             hint = f" (did you mean {_listing(sorted(set(near.values())))}?)" if near else "; a typo?"
             problems.add(
                 f"{path}: {label} has value(s) {_listing(unknown)} on {where} that are not in the "
-                f"config's {what}_levels {configured}{hint}"
+                f"config's {what}_levels {list(configured)}{hint}"
             )
         order = [v for v in configured if v in present]
     else:
@@ -245,21 +244,17 @@ def _ordered_levels(
 
 
 def _check_design(
-    obs: pd.DataFrame, study: dict, names: dict[str, str], path: Path, problems: ProblemList
+    obs: pd.DataFrame, settings: ValidateSettings, names: dict[str, str], path: Path, problems: ProblemList
 ) -> dict[str, list[str]]:
     lines = obs[LINE]
-    arms = _ordered_levels(
-        obs["arm"], lines, study.get("control"), study.get("arm_levels"), "arm", names, path, problems
-    )
-    times = _ordered_levels(
-        obs["time"], lines, study["baseline"], study.get("time_levels"), "time", names, path, problems
-    )
+    arms = _ordered_levels(obs["arm"], lines, settings.control, settings.arm_levels, "arm", names, path, problems)
+    times = _ordered_levels(obs["time"], lines, settings.baseline, settings.time_levels, "time", names, path, problems)
     if len(times) < 2:
         problems.add(
             f"{path}: {_column_label('time', names)} has only one time point ({_listing(times)}); "
             "a change from baseline needs at least two."
         )
-    if study.get("control") is None and len(arms) > 1:
+    if settings.control is None and len(arms) > 1:
         problems.add(
             f"{path}: {_column_label('arm', names)} has {len(arms)} arms ({_listing(arms)}) but the "
             "config sets no `control`; name the reference arm."
@@ -294,7 +289,7 @@ MAX_CODE_LEVELS = 5  # a numeric covariate with this many distinct integers or f
 
 
 def _covariates(
-    obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList
+    obs: pd.DataFrame, settings: ValidateSettings, path: Path, problems: ProblemList
 ) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Type covariates and handle missing values per the config.
 
@@ -305,9 +300,9 @@ def _covariates(
     """
     dropped: list[str] = []
     warnings: list[str] = []
-    predictors = list(dict.fromkeys(study.get("predictors", []))) if study.get("design") == "association" else []
-    covariates = list(dict.fromkeys([*study.get("covariates", []), *predictors]))
-    categorical = set(study.get("categorical", []))
+    predictors = list(dict.fromkeys(settings.predictors)) if settings.design == "association" else []
+    covariates = list(dict.fromkeys([*settings.covariates, *predictors]))
+    categorical = set(settings.categorical)
     for name in sorted(categorical - set(covariates)):
         listed = "`covariates` or `predictors`" if predictors else "`covariates`"
         problems.add(
@@ -318,7 +313,7 @@ def _covariates(
         role = "predictor" if name in predictors else "covariate"
         missing = obs[name].fillna("").str.strip().isin(MISSING_COVARIATE)
         if missing.any():
-            if study.get("drop_incomplete_samples", False):
+            if settings.drop_incomplete_samples:
                 dropped += obs.index[missing.to_numpy()].tolist()
             else:
                 problems.add(
@@ -388,7 +383,7 @@ def _check_rank(
 
 
 def build_obs(
-    sheet: pd.DataFrame, study: dict, path: Path, problems: ProblemList
+    sheet: pd.DataFrame, settings: ValidateSettings, path: Path, problems: ProblemList
 ) -> tuple[pd.DataFrame | None, dict | None]:
     """Canonical obs frame (index = sample) plus levels and what was dropped.
 
@@ -397,7 +392,7 @@ def build_obs(
     Checks that would only repeat an earlier problem in other words are skipped.
     """
     n_before = len(problems.problems)
-    obs, names = rename_sheet_columns(sheet, study, path, problems)
+    obs, names = rename_sheet_columns(sheet, settings, path, problems)
     if obs is None:
         return None, None
     for column in [c for c in CANONICAL if c in obs]:
@@ -430,10 +425,10 @@ def build_obs(
         return None, None  # ids with spaces, case variants or gaps: matching them would only echo the problem
     obs = obs.assign(**{LINE: obs.index}).set_index("sample")
     obs.index.name = None
-    excluded = [s for s in study.get("exclude_samples", []) if s in obs.index]
+    excluded = [s for s in settings.exclude_samples if s in obs.index]
     obs = obs.drop(index=excluded)
     n_covariate = len(problems.problems)
-    obs, dropped, warnings = _covariates(obs, study, path, problems)
+    obs, dropped, warnings = _covariates(obs, settings, path, problems)
     covariates_ok = len(problems.problems) == n_covariate
     record = {
         "levels": None,
@@ -442,24 +437,24 @@ def build_obs(
         "covariate_warnings": warnings,
     }
     n_design = len(problems.problems)
-    if study.get("design") == "association":
+    if settings.design == "association":
         from .validate_association import check_association
 
-        record["levels"] = check_association(obs, study, path, problems, check_rank=covariates_ok)
+        record["levels"] = check_association(obs, settings, path, problems, check_rank=covariates_ok)
         return obs, record
     from .validate_association import conflicting_keys
 
-    for message in conflicting_keys(study):  # association keys in a trial
+    for message in conflicting_keys(settings):  # association keys in a trial
         problems.add(message)
-    record["levels"] = _check_design(obs, study, names, path, problems)
-    if study.get("outcomes") or study.get("dose"):
+    record["levels"] = _check_design(obs, settings, names, path, problems)
+    if settings.outcomes or settings.dose:
         from .validate_outcomes import type_outcomes
 
         obs, record["outcome_notes"] = type_outcomes(
-            obs, study, record["levels"], path, lambda mask: _rows(mask, obs[LINE]), problems.add
+            obs, settings, record["levels"], path, lambda mask: _rows(mask, obs[LINE]), problems.add
         )
     if covariates_ok and len(problems.problems) == n_design:
-        _check_rank(obs, record["levels"], list(dict.fromkeys(study.get("covariates", []))), path, problems)
+        _check_rank(obs, record["levels"], list(dict.fromkeys(settings.covariates)), path, problems)
     return obs, record
 
 
@@ -555,7 +550,7 @@ def _first_value(table: CountTable, cells: _Cells) -> float:
 
 
 def _check_values(
-    table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList, non_integer: str = "round"
+    table: CountTable, rows: np.ndarray, mode: str, path: Path, problems: ProblemList, non_integer: str
 ) -> dict | None:
     """Counts must be finite non-negative integers; log2 values must be finite and log-scale.
 
@@ -856,7 +851,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _layout(
-    study: dict,
+    layout: str,
     counts_path: Path,
     counts_sheet,
     same_file: bool,
@@ -866,7 +861,6 @@ def _layout(
 ) -> tuple[str, str]:
     """The count table's layout and why: the config's `layout`, else samples_by_genes when the sample
     sheet is the count table itself or when the sheet's sample ids label the table's rows."""
-    layout = study.get("layout", "auto")
     if layout != "auto":
         return layout, "`layout` in the config"
     if same_file:
@@ -880,11 +874,10 @@ def _layout(
 
 
 def _worksheets(
-    study: dict, samples_path: Path, counts_path: Path, problems: ProblemList
+    sheet: str | int | dict | None, samples_path: Path, counts_path: Path, problems: ProblemList
 ) -> tuple[str | int | None, str | int | None]:
     """The worksheet to read from each file: `sheet: <name or position>` is the sample sheet's (and the
     count table's when both are one workbook); `sheet: {samples: ..., counts: ...}` names each."""
-    sheet = study.get("sheet")
     if sheet is None:
         return None, None
     if isinstance(sheet, dict):
@@ -901,33 +894,35 @@ def _worksheets(
     return chosen["samples"], chosen["counts"]
 
 
-def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers: pd.DataFrame) -> ad.AnnData:
+def validate_study(
+    study_name: str, settings: ValidateSettings, gene_set: pd.DataFrame, markers: pd.DataFrame
+) -> ad.AnnData:
     """Read and check everything for one study; return samples x genes AnnData of raw values.
 
-    ``study`` is the study's config block after schema defaults. The returned object carries the
-    canonical obs columns, ``var`` gene annotation, and in ``uns`` the level order, what was
-    excluded or merged, and input checksums. All problems found are raised together. Its X is the
-    array the count table was read into (checked, merged and reordered in place), not a copy.
+    The returned object carries the canonical obs columns, ``var`` gene annotation, and in ``uns``
+    the level order, what was excluded or merged, input checksums and the stage's settings as it
+    received them. All problems found are raised together. Its X is the array the count table was
+    read into (checked, merged and reordered in place), not a copy.
     """
-    counts_path, samples_path = Path(study["counts"]), Path(study["samples"])
+    counts_path, samples_path = Path(settings.counts), Path(settings.samples)
     problems = ProblemList()
-    samples_sheet, counts_sheet = _worksheets(study, samples_path, counts_path, problems)
+    samples_sheet, counts_sheet = _worksheets(settings.sheet, samples_path, counts_path, problems)
     same_file = _same_file(counts_path, samples_path)
-    sample_column = (study.get("columns") or {}).get("sample", "sample")
+    sample_column = settings.columns.sample
     # a wide table that is its own sample sheet: only the columns the study names are sheet columns
     sheet_columns = (
-        {v for v in (study.get("columns") or {"sample": "sample"}).values() if v}
+        set(settings.columns.named().values())
         | {"sample", "participant", "arm", "time"}
-        | set(study.get("covariates", []))
-        | set(study.get("predictors", []))
-        | ({study["time"]} if study.get("time") else set())
-        | set(study.get("outcomes") or [])
-        | ({study["dose"]} if study.get("dose") else set())
+        | set(settings.covariates)
+        | set(settings.predictors)
+        | ({settings.time} if settings.time else set())
+        | set(settings.outcomes)
+        | ({settings.dose} if settings.dose else set())
         if same_file
         else None
     )
     sheet = _attempt(read_sample_sheet, samples_path, samples_sheet, sheet_columns, problems=problems)
-    layout, why = _layout(study, counts_path, counts_sheet, same_file, sheet, sample_column, problems)
+    layout, why = _layout(settings.layout, counts_path, counts_sheet, same_file, sheet, sample_column, problems)
     if layout == "samples_by_genes":
         not_genes = set(sheet.columns) if sheet is not None else (sheet_columns or set())
         table = _attempt(
@@ -940,8 +935,8 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         )
     else:
         table = _attempt(read_count_table, counts_path, counts_sheet, problems=problems)
-    obs, record = build_obs(sheet, study, samples_path, problems) if sheet is not None else (None, None)
-    config_excluded = list(study.get("exclude_samples", []))
+    obs, record = build_obs(sheet, settings, samples_path, problems) if sheet is not None else (None, None)
+    config_excluded = list(settings.exclude_samples)
     if table is not None and len(table.genes) == 0:
         problems.add(f"{counts_path}: has a header but no gene rows.")
         table = None
@@ -953,7 +948,7 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         if obs is not None:
             _match_samples(table.samples, obs, ignored, counts_path, samples_path, problems, layout, why)
         if sheet is not None and obs is not None:
-            sheet_samples = set(sheet[(study.get("columns") or {}).get("sample", "sample")])
+            sheet_samples = set(sheet[sample_column])
             unknown = [s for s in config_excluded if s not in in_counts and s not in sheet_samples]
             if unknown:
                 problems.add(
@@ -964,10 +959,8 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
             [i for i, s in enumerate(table.samples) if s not in ignored and (obs is None or s in obs.index)],
             dtype=np.intp,
         )
-        rounded = _check_values(
-            table, checked, study["input"], counts_path, problems, study.get("non_integer_counts", "round")
-        )
-        genes = _attempt(_check_genes, table, gene_set, markers, study["input"], counts_path, problems=problems)
+        rounded = _check_values(table, checked, settings.input, counts_path, problems, settings.non_integer_counts)
+        genes = _attempt(_check_genes, table, gene_set, markers, settings.input, counts_path, problems=problems)
     problems.raise_if_any()
     assert obs is not None and record is not None and genes is not None
     table, var, kind, par = genes
@@ -1021,7 +1014,7 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
         what = (
             f"added to their chrX gene's counts ({par['merged_into_chrX']}) and removed"
             + (f", {par['renamed']} without a chrX row kept as that gene" if par["renamed"] else "")
-            if study["input"] == "counts"
+            if settings.input == "counts"
             else "dropped (log2 values cannot be summed)"
         )
         notes.append(
@@ -1041,7 +1034,7 @@ def validate_study(study_name: str, study: dict, gene_set: pd.DataFrame, markers
     # what was done to the inputs as read (annotation columns, id matching, ...): log and report Methods
     adata.uns["input_notes"] = notes
     adata.uns["study"] = study_name
-    adata.uns["study_config"] = json.dumps(study, sort_keys=True)
+    adata.uns["study_config"] = json.dumps(settings.config, sort_keys=True)
     return adata
 
 

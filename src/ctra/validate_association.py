@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import ValidateSettings
 from .errors import InputError, ProblemList
 
 TRIAL_KEYS = ("baseline", "control", "arm_levels", "time_levels")
@@ -22,11 +23,10 @@ MIN_PARTICIPANTS = 10
 MIN_RESIDUAL_DF = 5
 
 
-def conflicting_keys(study: dict) -> list[str]:
+def conflicting_keys(settings: ValidateSettings) -> list[str]:
     """The config keys that do not belong to the study's design, as messages."""
-    if study.get("design") != "association":
-        given = [k for k in ("predictors", "time") if study.get(k)]
-        given += ["standardize_predictors"] if study.get("standardize_predictors") else []
+    if settings.design != "association":
+        given = [k for k in ("predictors", "time", "standardize_predictors") if getattr(settings, k)]
         return [
             f"config: `{key}` is a key of association studies, but this study is a trial (design: trial, "
             "the default); set `design: association` or remove it."
@@ -36,25 +36,26 @@ def conflicting_keys(study: dict) -> list[str]:
         f"config: `{key}` is a key of trials (arm x time), but this study has `design: association`; "
         "remove it (an association study tests its `predictors`)."
         for key in TRIAL_KEYS
-        if study.get(key) is not None
+        if getattr(settings, key) is not None
     ]
-    if (study.get("columns") or {}).get("period"):
+    if settings.columns.period:
         out.append("config: `columns: period` (crossover trials) does not apply to `design: association`; remove it.")
-    primary = study.get("primary") or {}
-    if primary.get("term") and primary["term"] not in study.get("predictors", []):
+    if settings.primary_term and settings.primary_term not in settings.predictors:
         out.append(
-            f"config: `primary: term: {primary['term']}` is not one of the `predictors` "
-            f"({', '.join(study.get('predictors', []))})."
+            f"config: `primary: term: {settings.primary_term}` is not one of the `predictors` "
+            f"({', '.join(settings.predictors)})."
         )
     return out
 
 
-def check_association(obs: pd.DataFrame, study: dict, path: Path, problems: ProblemList, check_rank: bool) -> dict:
+def check_association(
+    obs: pd.DataFrame, settings: ValidateSettings, path: Path, problems: ProblemList, check_rank: bool
+) -> dict:
     """The association checks of the (typed, complete) sheet; returns the study's levels (time only)."""
     from .design import build_association_design, check_full_rank
 
     n_before = len(problems.problems)
-    for message in conflicting_keys(study):
+    for message in conflicting_keys(settings):
         problems.add(message)
     levels: dict[str, list[str]] = {}
     if "time" in obs:
@@ -70,8 +71,8 @@ def check_association(obs: pd.DataFrame, study: dict, path: Path, problems: Prob
         )
     if not check_rank or len(problems.problems) > n_before:
         return levels
-    predictors, covariates = list(study["predictors"]), list(dict.fromkeys(study.get("covariates", [])))
-    design = build_association_design(obs, predictors, covariates, study.get("time"))
+    predictors, covariates = list(settings.predictors), list(dict.fromkeys(settings.covariates))
+    design = build_association_design(obs, predictors, covariates, settings.time)
     try:
         check_full_rank(design.X, design.columns, str(path))
     except InputError as err:

@@ -19,44 +19,43 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import ValidateSettings
 from .genesets import SCORE_NAMES
 
 MISSING = ("", "NA")
 
 
-def sheet_roles(study: dict) -> list[tuple[str, str]]:
+def sheet_roles(settings: ValidateSettings) -> list[tuple[str, str]]:
     """(sheet column, role) of every outcome and the dose column, in config order."""
-    roles = [(name, "outcome") for name in dict.fromkeys(study.get("outcomes") or [])]
-    if study.get("dose"):
-        roles.append((study["dose"], "dose"))
+    roles = [(name, "outcome") for name in dict.fromkeys(settings.outcomes)]
+    if settings.dose:
+        roles.append((settings.dose, "dose"))
     return roles
 
 
-def config_problems(study: dict, design_columns: dict[str, str]) -> list[str]:
+def config_problems(settings: ValidateSettings, design_columns: dict[str, str]) -> list[str]:
     """Key combinations that cannot work, one message each (``design_columns``: role -> sheet column)."""
     problems = []
-    outcomes = list(study.get("outcomes") or [])
-    covariates = set(study.get("covariates") or [])
-    dose = study.get("dose")
-    if study.get("mediation") is not None and not outcomes:
+    outcomes, covariates, dose = settings.outcomes, set(settings.covariates), settings.dose
+    if settings.mediation and not outcomes:
         problems.append(
             "config: `mediation` is set but `outcomes` is not; mediation needs the outcome columns whose change "
             "may carry the arm effect (e.g. `outcomes: [wellbeing]`), or remove `mediation`."
         )
-    if study.get("mediation") is not None and study.get("control") is None:
+    if settings.mediation and settings.control is None:
         problems.append(
             "config: `mediation` needs a `control` arm (the effect it decomposes is an arm's change against "
             "control's); remove `mediation` for a single-arm study."
         )
     if design_columns.get("period"):
-        for key in ("mediation", "dose"):
-            if study.get(key) is not None:
+        for key, given in (("mediation", settings.mediation), ("dose", dose is not None)):
+            if given:
                 problems.append(
                     f"config: `{key}` is for parallel-arm trials; this study is a crossover (`columns: period`), "
                     f"where every participant is in every arm: remove `{key}`."
                 )
     by_column = {name: role for role, name in design_columns.items()}
-    for name, role in sheet_roles(study):
+    for name, role in sheet_roles(settings):
         if name in by_column:
             problems.append(
                 f"config: {role} column '{name}' is the study's {by_column[name]} column; give the {role} its own "
@@ -86,16 +85,16 @@ def _numbers(obs: pd.DataFrame, name: str) -> tuple[pd.Series, pd.Series, pd.Ser
 
 
 def type_outcomes(
-    obs: pd.DataFrame, study: dict, levels: dict[str, list[str]], path: Path, rows, add
+    obs: pd.DataFrame, settings: ValidateSettings, levels: dict[str, list[str]], path: Path, rows, add
 ) -> tuple[pd.DataFrame, list[str]]:
     """Outcome and dose columns as floats (NaN: missing), and the notes for the log and the report.
 
     ``levels`` are the study's arm and time levels (control and baseline first), ``rows(mask)`` describes sheet
     rows of a mask, ``add(message)`` records a problem.
     """
-    control = study.get("control")
+    control = settings.control
     notes = []
-    for name in dict.fromkeys(study.get("outcomes") or []):
+    for name in dict.fromkeys(settings.outcomes):
         values, present, bad = _numbers(obs, name)
         if bad.any():
             add(
@@ -125,7 +124,7 @@ def type_outcomes(
                 f"outcome '{name}': missing at {missing} of {len(obs)} draws ({rows(~present)}); those draws are "
                 f"left out of the analyses of '{name}' only ({int(present.sum())} draws used)."
             )
-    dose = study.get("dose")
+    dose = settings.dose
     if dose:
         values, present, bad = _numbers(obs, dose)
         if bad.any():

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ctra.config import ValidateSettings, stage_settings
+
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
 GENE_SET_DIR = REPO / "resources" / "gene_sets"
@@ -120,6 +122,12 @@ def with_defaults(study: dict) -> dict:
     config = {"studies": {"s": copy.deepcopy(study)}}
     validate(config, str(CONFIG_SCHEMA))
     return config["studies"]["s"]
+
+
+def validate_settings(study: dict) -> ValidateSettings:
+    """The validate stage's settings of a study block as ``ctra validate`` builds them from the rule's JSON:
+    schema defaults filled in, then the keys the stage reads (``ctra.config.stage_settings``)."""
+    return ValidateSettings.from_study(stage_settings(with_defaults(study), "validate"))
 
 
 def write_table(frame: pd.DataFrame, path: Path, sep: str = "\t", index: bool = True, **kw) -> Path:

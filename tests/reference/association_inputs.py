@@ -59,6 +59,7 @@ def hrs_study() -> dict:
 
 def prepared(study: dict) -> tuple[ad.AnnData, pd.DataFrame, pd.DataFrame]:
     """ctra's validate, normalize and score of a study, in process: (normalized AnnData, scores, usage)."""
+    from ctra.config import ValidateSettings
     from ctra.genesets import load_gene_set
     from ctra.normalize import normalize
     from ctra.scoring import gene_summaries, score_study, usage_table
@@ -68,7 +69,8 @@ def prepared(study: dict) -> tuple[ad.AnnData, pd.DataFrame, pd.DataFrame]:
         load_gene_set(str(GENE_SETS / "ctra53.tsv")),
         load_gene_set(str(GENE_SETS / "leukocyte_markers.tsv"), allowed_groups=("marker",)),
     )
-    adata = normalize(validate_study("s", study, genes, markers), input_kind=study["input"], method="fast")
+    validated = validate_study("s", ValidateSettings.from_study(study), genes, markers)
+    adata = normalize(validated, input_kind=study["input"], method="fast")
     rule = study["expression_filter"]
     adata.var[["expressed", "vst_mean", "vst_var"]] = gene_summaries(adata, rule["min_count"], rule["min_fraction"])[
         ["expressed", "vst_mean", "vst_var"]
