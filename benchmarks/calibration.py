@@ -42,9 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from ctra.config import DesignSettings, PrimarySettings, RobustnessSettings  # noqa: E402
-from ctra.endpoints import mark_endpoints, primary_endpoint  # noqa: E402
+from ctra.endpoints import association_endpoint, mark_endpoints, primary_endpoint  # noqa: E402
 from ctra.genesets import load_gene_set  # noqa: E402
 from ctra.models.gee import gee_table  # noqa: E402
+from ctra.models.per_gene_t import per_gene_table  # noqa: E402
 from ctra.models.sensitivity import sensitivity_table  # noqa: E402
 from ctra.safeguards import gene_set_null, permutation_draws, robustness_table  # noqa: E402
 from ctra.scoring import gene_summaries, score_study  # noqa: E402
@@ -239,24 +240,33 @@ def study_config(spec: DesignSpec, seed: int) -> dict:
     }
 
 
-def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
-    """contrasts.tsv's CTRA rows, by the calls the model, null and robustness stages make."""
+def analyse(adata, usage: pd.DataFrame, study: dict, per_gene: bool = False) -> pd.DataFrame:
+    """contrasts.tsv's CTRA rows, by the calls the model, null and robustness stages make (a trial's or an
+    association study's; ``per_gene``: also the as-published per-gene t)."""
     settings = RobustnessSettings.from_study(study)  # the draws in one chunk: no `chunks` needed
     scores = score_study(adata, usage).set_index("sample")[["ctra"]]
     design, _ = study_design(adata, usage, settings.design)
     main, gammas = fit_scores(design, scores, "lmm")
-    models = pd.concat(
-        [
-            main,
-            gee_table(adata, usage, design, scores=("ctra",)),
-            sensitivity_table(adata, scores, usage, settings.design),
-        ],
-        ignore_index=True,
-    )
+    models = [
+        main,
+        gee_table(adata, usage, design, scores=("ctra",)),
+        sensitivity_table(adata, scores, usage, settings.design),
+    ] + ([per_gene_table(adata, usage, design, scores=("ctra",))] if per_gene else [])
     nulls = permutation_draws(design, scores, study["robustness"]["permutations"], settings.seed, 0, 1)
     nulls += gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, 0, 1)[0]
-    table = robustness_table(adata, scores, usage, settings, models, gammas, pd.concat(nulls, ignore_index=True))
-    return mark_endpoints(table, primary_endpoint(PrimarySettings.from_study(study), True))
+    table = robustness_table(
+        adata,
+        scores,
+        usage,
+        settings,
+        pd.concat(models, ignore_index=True),
+        gammas,
+        pd.concat(nulls, ignore_index=True),
+    )
+    primary = PrimarySettings.from_study(study)
+    if design.kind == "association":
+        return mark_endpoints(table, association_endpoint(primary, design.terms))
+    return mark_endpoints(table, primary_endpoint(primary, True))
 
 
 def one_cohort(args: tuple[str, int, float]) -> dict:
@@ -310,18 +320,36 @@ def clopper_pearson(k: int, n: int) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def run(designs: list[str], cohorts: int, effect_cohorts: int, processes: int = 2) -> pd.DataFrame:
-    """Every cohort's primary-row results (null cohorts seeded 1.., effect cohorts 100001..)."""
-    jobs = [(d, seed, 0.0) for d in designs for seed in range(1, cohorts + 1)]
-    jobs += [(d, 100_000 + seed, DESIGNS[d].effect) for d in designs for seed in range(1, effect_cohorts + 1)]
+def map_cohorts(one_cohort, jobs: list[tuple], processes: int) -> pd.DataFrame:
+    """``one_cohort`` of every job, in forked processes (one BLAS thread each), as one row per cohort."""
     if processes > 1:
         from multiprocessing import get_context
 
         with get_context("fork").Pool(processes) as pool:
-            rows = pool.map(one_cohort, jobs, chunksize=4)
-    else:
-        rows = [one_cohort(job) for job in jobs]
-    return pd.DataFrame(rows)
+            return pd.DataFrame(pool.map(one_cohort, jobs, chunksize=4))
+    return pd.DataFrame([one_cohort(job) for job in jobs])
+
+
+def run(designs: list[str], cohorts: int, effect_cohorts: int, processes: int = 2) -> pd.DataFrame:
+    """Every cohort's primary-row results (null cohorts seeded 1.., effect cohorts 100001..)."""
+    jobs = [(d, seed, 0.0) for d in designs for seed in range(1, cohorts + 1)]
+    jobs += [(d, 100_000 + seed, DESIGNS[d].effect) for d in designs for seed in range(1, effect_cohorts + 1)]
+    return map_cohorts(one_cohort, jobs, processes)
+
+
+def rejection_rate(p: pd.Series) -> dict:
+    """How many of the computed p-values are below 5 %: cohorts, rejected, rate and its exact 95 % CI."""
+    values = p.dropna()
+    k, n = int((values < 0.05).sum()), len(values)
+    low, high = clopper_pearson(k, n) if n else (math.nan, math.nan)
+    return {"cohorts": n, "rejected": k, "rate": k / n if n else math.nan, "ci_low": low, "ci_high": high}
+
+
+def rate_cell(row: pd.Series) -> str:
+    """A rejection rate as the README's tables show it: percent with its CI, or 'not fitted'."""
+    if not row["cohorts"]:
+        return "not fitted"
+    return f"{100 * row['rate']:.1f} ({100 * row['ci_low']:.1f}-{100 * row['ci_high']:.1f})"
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
@@ -332,22 +360,8 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     for name, group in results.groupby("design", sort=False):
         null, alt = group[group["effect"] == 0], group[group["effect"] > 0]
         for column in COLUMNS:
-            values = null[column].dropna()
-            k, n = int((values < 0.05).sum()), len(values)
-            low, high = clopper_pearson(k, n) if n else (math.nan, math.nan)
             power = float((alt[column].dropna() < 0.05).mean()) if len(alt[column].dropna()) else math.nan
-            out.append(
-                {
-                    "design": name,
-                    "column": column,
-                    "cohorts": n,
-                    "rejected": k,
-                    "rate": k / n if n else math.nan,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "power": power,
-                }
-            )
+            out.append({"design": name, "column": column, **rejection_rate(null[column]), "power": power})
         covered = (alt["ci_low"] <= alt["truth"]) & (alt["truth"] <= alt["ci_high"])
         out.append(
             {
@@ -373,18 +387,9 @@ def markdown(summary: pd.DataFrame) -> str:
     ]
     for name, group in summary.groupby("design", sort=False):
         cell = group.set_index("column")
-
-        def rate(column: str) -> str:
-            r = cell.loc[column]
-            return (
-                "not fitted"
-                if not r["cohorts"]
-                else (f"{100 * r['rate']:.1f} ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})")
-            )
-
         lines.append(
             f"| {name}: {DESIGNS[name].notes} | {int(cell.loc['p_value', 'cohorts'])} | "
-            + " | ".join(rate(c) for c in COLUMNS)
+            + " | ".join(rate_cell(cell.loc[c]) for c in COLUMNS)
             + f" | {cell.loc['estimate', 'rate']:+.3f} | {100 * cell.loc['p_value', 'power']:.0f} % "
             f"| {100 * cell.loc['estimate', 'power']:.1f} % |"
         )

@@ -38,16 +38,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from calibration import GENES, N_FACTORS, clopper_pearson  # noqa: E402
-from ctra.config import PrimarySettings, RobustnessSettings  # noqa: E402
-from ctra.endpoints import association_endpoint, mark_endpoints  # noqa: E402
-from ctra.models.gee import gee_table  # noqa: E402
-from ctra.models.mixed import fit_scores  # noqa: E402
+from calibration import GENES, N_FACTORS, analyse, clopper_pearson, map_cohorts, rate_cell, rejection_rate  # noqa: E402
+from ctra.config import RobustnessSettings  # noqa: E402
 from ctra.design import study_design  # noqa: E402
 from ctra.models.per_gene_t import per_gene_table  # noqa: E402
-from ctra.models.sensitivity import sensitivity_table  # noqa: E402
-from ctra.safeguards import gene_set_null, permutation_draws, robustness_table  # noqa: E402
-from ctra.scoring import gene_summaries, score_study  # noqa: E402
+from ctra.scoring import gene_summaries  # noqa: E402
 
 PERMUTATIONS = 1000
 GENE_SETS = 200
@@ -152,32 +147,11 @@ def study_config(spec: AssociationSpec, seed: int) -> dict:
     }
 
 
-def analyse(adata, usage: pd.DataFrame, study: dict) -> pd.DataFrame:
-    """contrasts.tsv's CTRA rows, by the calls the model, null and robustness stages make."""
-    settings = RobustnessSettings.from_study(study)
-    scores = score_study(adata, usage).set_index("sample")[["ctra"]]
-    design, _ = study_design(adata, usage, settings.design)
-    main, gammas = fit_scores(design, scores, "lmm")
-    models = pd.concat(
-        [
-            main,
-            gee_table(adata, usage, design, scores=("ctra",)),
-            sensitivity_table(adata, scores, usage, settings.design),
-            per_gene_table(adata, usage, design, scores=("ctra",)),
-        ],
-        ignore_index=True,
-    )
-    nulls = permutation_draws(design, scores, PERMUTATIONS, settings.seed, 0, 1)
-    nulls += gene_set_null(adata, usage, design, scores, settings.gene_sets, settings.seed, 0, 1)[0]
-    table = robustness_table(adata, scores, usage, settings, models, gammas, pd.concat(nulls, ignore_index=True))
-    return mark_endpoints(table, association_endpoint(PrimarySettings.from_study(study), design.terms))
-
-
 def one_cohort(args: tuple[str, int]) -> dict:
     name, seed = args
     spec = DESIGNS[name]
     adata, usage = simulate(spec, seed)
-    table = analyse(adata, usage, study_config(spec, seed))
+    table = analyse(adata, usage, study_config(spec, seed), per_gene=True)
     row = table[table["role"] == "primary"].iloc[0]
 
     def p(model: str) -> float:
@@ -200,27 +174,14 @@ def one_cohort(args: tuple[str, int]) -> dict:
 
 def run(designs: list[str], cohorts: int, processes: int = 2, first_seed: int = 1) -> pd.DataFrame:
     jobs = [(d, seed) for d in designs for seed in range(first_seed, first_seed + cohorts)]
-    if processes > 1:
-        from multiprocessing import get_context
-
-        with get_context("fork").Pool(processes) as pool:
-            rows = pool.map(one_cohort, jobs, chunksize=4)
-    else:
-        rows = [one_cohort(job) for job in jobs]
-    return pd.DataFrame(rows)
+    return map_cohorts(one_cohort, jobs, processes)
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     out = []
     for name, group in results.groupby("design", sort=False):
         for column in COLUMNS:
-            values = group[column].dropna()
-            k, n = int((values < 0.05).sum()), len(values)
-            low, high = clopper_pearson(k, n) if n else (math.nan, math.nan)
-            out.append(
-                {"design": name, "column": column, "cohorts": n, "rejected": k, "rate": k / n if n else math.nan}
-                | {"ci_low": low, "ci_high": high}
-            )
+            out.append({"design": name, "column": column, **rejection_rate(group[column])})
         out.append(
             {
                 "design": name,
@@ -240,18 +201,9 @@ def markdown(summary: pd.DataFrame) -> str:
     ]
     for name, group in summary.groupby("design", sort=False):
         cell = group.set_index("column")
-
-        def rate(column: str) -> str:
-            r = cell.loc[column]
-            return (
-                "not fitted"
-                if not r["cohorts"]
-                else f"{100 * r['rate']:.1f} ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})"
-            )
-
         lines.append(
             f"| {name}: {DESIGNS[name].notes} | {int(cell.loc['p_value', 'cohorts'])} | "
-            + " | ".join(rate(c) for c in COLUMNS)
+            + " | ".join(rate_cell(cell.loc[c]) for c in COLUMNS)
             + f" | {cell.loc['estimate', 'rate']:+.3f} |"
         )
     return "\n".join(lines)
