@@ -857,7 +857,6 @@ def _layout(
     same_file: bool,
     sheet: pd.DataFrame | None,
     sample_column: str,
-    problems: ProblemList,
 ) -> tuple[str, str]:
     """The count table's layout and why: the config's `layout`, else samples_by_genes when the sample
     sheet is the count table itself or when the sheet's sample ids label the table's rows."""
@@ -922,7 +921,7 @@ def validate_study(
         else None
     )
     sheet = _attempt(read_sample_sheet, samples_path, samples_sheet, sheet_columns, problems=problems)
-    layout, why = _layout(settings.layout, counts_path, counts_sheet, same_file, sheet, sample_column, problems)
+    layout, why = _layout(settings.layout, counts_path, counts_sheet, same_file, sheet, sample_column)
     if layout == "samples_by_genes":
         not_genes = set(sheet.columns) if sheet is not None else (sheet_columns or set())
         table = _attempt(
