@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from test_workflow import TABLES, run_example
+from conftest import run_example
+from test_workflow import TABLES
 
 pytestmark = pytest.mark.slow  # two full Snakemake runs (~45 s): in the slow suite, which CI runs
 

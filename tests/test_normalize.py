@@ -322,6 +322,7 @@ def pydeseq2_full_vst(cohort) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(dds.layers["vst_counts"]), dds.obs["size_factors"].to_numpy()
 
 
+@pytest.mark.slow  # PyDESeq2's own fit, ~9 s; the default suite checks the fast VST against R's (test_reference_agreement)
 def test_fast_vst_within_001_of_pydeseq2_full_vst_on_every_gene(cohort, pydeseq2_full_vst):
     """The default is PyDESeq2's full VST: the same trend genes (none at the floor here), the same
     estimators; what is left is L-BFGS-B's tolerance on PyDESeq2's side."""
@@ -333,6 +334,7 @@ def test_fast_vst_within_001_of_pydeseq2_full_vst_on_every_gene(cohort, pydeseq2
     assert np.abs(fast - full).max() < 0.01
 
 
+@pytest.mark.slow  # shares PyDESeq2's fit with the test above
 def test_vst_subset_fits_on_1000_genes_and_agrees_where_counts_are_high(cohort, pydeseq2_full_vst):
     full, _ = pydeseq2_full_vst
     factors = size_factors(cohort)

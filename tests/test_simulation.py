@@ -102,6 +102,7 @@ def test_true_effect_recovered_with_nominal_coverage():
     assert np.mean(significant) > 0.5  # 12 per arm, noisy draws: power is moderate by design
 
 
+@pytest.mark.slow  # 60 null cohorts, ~8 s; the slow calibration test checks every p-value column's size too
 def test_gene_level_gee_and_permutation_hold_size_under_null():
     """Bias-reduced GEE (t reference) and the permutation p (null-model variance components), under H0."""
     gee_p, perm_p = [], []

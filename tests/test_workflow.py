@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REAL_COHORT, REPO, requires_real_cohort, run_snakemake
+from conftest import REAL_COHORT, REPO, requires_real_cohort, run_example
 
 TABLES = ("scores.tsv", "genes_used.tsv", "contrasts.tsv", "genes.tsv")
-
-
-def run_example(workdir: Path, config: dict, *targets: str) -> subprocess.CompletedProcess:
-    """The workflow on ``config`` (written to ``workdir/config.yaml``) with 2 cores."""
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return run_snakemake(workdir, "--cores", "2", *targets)
-
-
-@pytest.fixture(scope="module")
-def example_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("example")
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    study = config["studies"]["example"]
-    study["counts"] = str(REPO / study["counts"])
-    study["samples"] = str(REPO / study["samples"])
-    result = run_example(workdir, config)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir / "results" / "example"
 
 
 def test_example_outputs_complete(example_run):
